@@ -68,6 +68,10 @@ class StyleGenerator(nn.Module):
         """The noise inputs in synthesis order."""
         raise NotImplementedError
 
+    def noise_strengths(self) -> list[float]:
+        """Strength s_i of each noise input in synthesis order: the synthesis adds s_i * n_i to that layer."""
+        raise NotImplementedError
+
     def layer_names(self) -> tuple[str, ...]:
         """Names accepted by ``capture=`` and ``edits=``, in synthesis order."""
         raise NotImplementedError

