@@ -1,0 +1,429 @@
+"""The terms of Image2StyleGAN++'s masked embedding objective (Eq. 1) and the objective itself.
+
+    L = λ_s · L_style(M_s, G(w, n), y)
+      + λ_mse1 / N · ‖M_m ⊙ (G(w, n) − x)‖²
+      + λ_mse2 / N · ‖(1 − M_m) ⊙ (G(w, n) − y)‖²
+      + λ_p · L_percept(M_p, G(w, n), x)                                                             (Eq. 1)
+
+Conventions shared by every function here:
+
+* images are float [B, 3, H, W] in [-1, 1] (the generator's range); masks are float [B or 1, 1, H, W] in [0, 1],
+  1 where the term applies; arguments come as (synthesized, target, ...);
+* each loss returns a per-image tensor [B]; callers sum over the batch, so one image's gradient does not depend on
+  how many other images share the batch;
+* a term is normalised by the number of scalars N of the *whole* image or feature map, never by the mask area.
+  An all-ones mask therefore reproduces the unmasked loss exactly, and a masked-out pixel contributes exactly zero
+  (value and gradient) to the pixel terms.
+
+On the λ's: the paper's 1e-5 weights were tuned for its pixel range, which is unknown (digest §2, §9 #4). Adam's
+update is invariant to a constant rescaling of the loss (up to its ε), so only the *ratios* matter for Adam: the
+defaults λ_mse1 = λ_p = 1 reproduce the paper's 1e-5 : 1e-5. Absolute scale matters only for plain gradient descent
+and when gradients approach Adam's ε.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .errors import InputError
+from .vgg import VGG16Features
+
+__all__ = [
+    "I2SPP_PERCEPTUAL_LAYERS",
+    "I2S_PERCEPTUAL_LAYERS",
+    "STYLE_LAYER",
+    "EmbeddingLoss",
+    "LossWeights",
+    "PerceptualLoss",
+    "gram_matrix",
+    "masked_mse",
+    "masked_perceptual",
+    "masked_style_loss",
+    "resize_mask",
+]
+
+I2SPP_PERCEPTUAL_LAYERS: tuple[str, ...] = ("relu1_1", "relu1_2", "relu2_2", "relu3_3")
+"""The I2S++ perceptual layers "conv1_1, conv1_2, conv2_2, conv3_3", taken after their ReLU (digest §2, §9 #1-2)."""
+
+I2S_PERCEPTUAL_LAYERS: tuple[str, ...] = ("relu1_1", "relu1_2", "relu3_2", "relu4_2")
+"""The predecessor Image2StyleGAN's layers (conv1_1, conv1_2, conv3_2, conv4_2), post-ReLU; for ablations."""
+
+STYLE_LAYER = "relu3_3"
+"""The style loss layer, the paper's "conv3_3", post-ReLU."""
+
+FeatureDict = Mapping[str, Tensor]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Validation helpers
+
+
+def _check_images(synth: Tensor, target: Tensor) -> None:
+    if synth.dim() != 4 or target.dim() != 4 or synth.shape[1:] != target.shape[1:]:
+        raise InputError(
+            f"expected [B, C, H, W] tensors of equal C, H, W; got {list(synth.shape)} and {list(target.shape)}"
+        )
+    if target.shape[0] not in (1, synth.shape[0]):
+        raise InputError(f"target batch {target.shape[0]} must be 1 or match the synthesized batch {synth.shape[0]}")
+
+
+def _check_mask(mask: Tensor, like: Tensor, *, same_size: bool = True) -> Tensor:
+    """Validate a [B or 1, 1, H, W] mask against ``like`` [B, C, H, W]; return it in ``like``'s dtype/device."""
+    if mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[0] not in (1, like.shape[0]):
+        raise InputError(f"mask must be [1 or {like.shape[0]}, 1, H, W], got {list(mask.shape)}")
+    if same_size and mask.shape[-2:] != like.shape[-2:]:
+        raise InputError(f"mask size {list(mask.shape[-2:])} differs from image size {list(like.shape[-2:])}")
+    return mask.to(device=like.device, dtype=like.dtype)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Pixel term
+
+
+def masked_mse(synth: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Masked squared error of Eq. 1: ``sum(M ⊙ (synth − target)²) / N`` with N = C·H·W.
+
+    Measured on the [-1, 1] pixel scale.
+
+    Args:
+        synth: [B, C, H, W] synthesized images.
+        target: [B or 1, C, H, W] target images.
+        mask: [B or 1, 1, H, W] weights in [0, 1] (broadcast over channels); None means all ones.
+
+    Returns:
+        [B] per-image loss. Masked-out pixels receive exactly zero gradient.
+    """
+    _check_images(synth, target)
+    sq = (synth - target).square()
+    if mask is not None:
+        sq = sq * _check_mask(mask, synth)
+    # mean over C, H, W is sum / N with the full-image N, whatever the mask.
+    return sq.mean(dim=(1, 2, 3))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Feature terms
+
+
+def resize_mask(mask: Tensor, size: int | Sequence[int]) -> Tensor:
+    """Resample a mask [B, 1, H, W] to ``size`` (an int or (h, w)), keeping its values in [0, 1].
+
+    Shrinking uses area averaging, so a feature cell gets the fraction of its footprint that is masked in (the
+    paper "downsamples M_p to match the resolutions of the corresponding VGG-16 layers"); growing is bilinear.
+    Both are convex combinations of input values, hence stay in [0, 1].
+    """
+    if mask.dim() != 4 or mask.shape[1] != 1:
+        raise InputError(f"mask must be [B, 1, H, W], got {list(mask.shape)}")
+    if not mask.is_floating_point():
+        mask = mask.float()  # interpolation needs floats; bool/uint8 masks are common
+    h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if tuple(mask.shape[-2:]) == (h, w):
+        return mask
+    if h <= mask.shape[-2] and w <= mask.shape[-1]:
+        return F.interpolate(mask, size=(h, w), mode="area")
+    return F.interpolate(mask, size=(h, w), mode="bilinear", align_corners=False)
+
+
+def masked_perceptual(
+    feats_synth: FeatureDict,
+    feats_target: FeatureDict,
+    mask: Tensor | None = None,
+    layer_weights: Mapping[str, float] | None = None,
+) -> Tensor:
+    """Masked perceptual loss: ``Σ_j λ_j · sum(M_j ⊙ (F_j(synth) − F_j(target))²) / N_j``.
+
+    Args:
+        feats_synth: ``{layer: [B, C_j, H_j, W_j]}``; every layer present here is used.
+        feats_target: the same layers, batch B or 1 (e.g. precomputed once by :meth:`PerceptualLoss.precompute`).
+        mask: [B or 1, 1, H, W] at any resolution; resized to each layer's H_j x W_j with :func:`resize_mask`.
+        layer_weights: λ_j per layer name (missing layers weigh 1).
+
+    Returns:
+        [B]. N_j = C_j·H_j·W_j, the size of the whole feature map. Unlike :func:`masked_mse`, masked-out pixels can
+        still receive gradient here, through the receptive fields of features whose cells are partly masked in.
+    """
+    if not feats_synth:
+        raise InputError("no feature maps given to masked_perceptual")
+    weights = layer_weights or {}
+    total: Tensor | None = None
+    for name, fs in feats_synth.items():
+        if name not in feats_target:
+            raise InputError(f"target features lack layer {name!r}")
+        ft = feats_target[name]
+        _check_images(fs, ft)
+        sq = (fs - ft).square()
+        if mask is not None:
+            sq = sq * resize_mask(_check_mask(mask, fs, same_size=False), fs.shape[-2:])
+        term = weights.get(name, 1.0) * sq.mean(dim=(1, 2, 3))
+        total = term if total is None else total + term
+    assert total is not None
+    return total
+
+
+def gram_matrix(features: Tensor, mask: Tensor | None = None, *, area_normalized: bool = False) -> Tensor:
+    """Gatys et al.'s Gram matrix of (masked) features: ``G = F Fᵀ / (C·H·W)``, F = (M ⊙ features) as [B, C, H·W].
+
+    The paper leaves the normalisation and the way the mask enters open (digest §9 #5); this follows the digest's
+    recommendation: multiply the features by the mask (resized to the feature map) and divide by the full C·H·W,
+    in line with Eq. 1's other terms.
+
+    Caveat: with full-map normalisation a mask covering a fraction a of the map scales G by about a, so Grams of
+    regions of *different* areas are not directly comparable. ``area_normalized=True`` divides by C·sum(M) instead
+    (the Gram of the region's own statistics), which suits transferring a whole image's style into a small region.
+
+    Args:
+        features: [B, C, H, W].
+        mask: [B or 1, 1, h, w] in [0, 1], any resolution; None means all ones.
+        area_normalized: divide by C·sum(M_resized) instead of C·H·W.
+
+    Returns:
+        [B, C, C].
+    """
+    if features.dim() != 4:
+        raise InputError(f"expected features [B, C, H, W], got {list(features.shape)}")
+    b, c, h, w = features.shape
+    denom: Tensor | float = c * h * w
+    if mask is not None:
+        m = resize_mask(_check_mask(mask, features, same_size=False), (h, w))
+        features = features * m
+        if area_normalized:
+            # clamp: an empty mask gives an all-zero Gram instead of 0/0.
+            denom = (c * m.sum(dim=(1, 2, 3))).clamp_min(1e-8).view(-1, 1, 1)
+    flat = features.reshape(b, c, h * w)
+    return flat @ flat.transpose(1, 2) / denom
+
+
+def _gram_distance(gram_synth: Tensor, gram_target: Tensor) -> Tensor:
+    """Mean squared difference of Gram matrices [B, C, C] (target batch B or 1) -> [B]."""
+    return (gram_synth - gram_target).square().mean(dim=(1, 2))
+
+
+def masked_style_loss(
+    feats_synth: FeatureDict,
+    feats_target: FeatureDict,
+    mask_synth: Tensor | None = None,
+    mask_target: Tensor | None = None,
+    *,
+    layer: str = STYLE_LAYER,
+    area_normalized: bool = False,
+) -> Tensor:
+    """Style term of Eq. 1: mean squared difference of the Gram matrices of one layer (default the paper's conv3_3).
+
+    Args:
+        feats_synth: ``{layer: [B, C, H, W]}`` of the synthesized images (other keys ignored).
+        feats_target: ``{layer: [B or 1, C, H, W]}`` of the style image y.
+        mask_synth: M_s, the region of the synthesized image whose style is matched; None means everywhere.
+        mask_target: region of y the style is taken from; None means all of y.
+        layer: feature layer name.
+        area_normalized: see :func:`gram_matrix`.
+
+    Returns:
+        [B] ``mean_{c,c'} (G_synth − G_target)²``.
+    """
+    for feats, which in ((feats_synth, "synthesized"), (feats_target, "target")):
+        if layer not in feats:
+            raise InputError(f"{which} features lack the style layer {layer!r}")
+    g_synth = gram_matrix(feats_synth[layer], mask_synth, area_normalized=area_normalized)
+    g_target = gram_matrix(feats_target[layer], mask_target, area_normalized=area_normalized)
+    return _gram_distance(g_synth, g_target)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Modules
+
+
+class PerceptualLoss(nn.Module):
+    """Masked VGG16 perceptual loss (:func:`masked_perceptual`) with a fixed layer list.
+
+    The embedding loop compares thousands of synthesized images with one target, so the target's features can be
+    computed once with :meth:`precompute` and passed to :meth:`forward` in place of the target image.
+
+    Args:
+        vgg: a (frozen) :class:`VGG16Features`, typically ``VGG16Features.from_file()``.
+        layers: feature layers; default the I2S++ set (conv1_1, conv1_2, conv2_2, conv3_3, post-ReLU).
+        layer_weights: λ_j per layer (default 1 each).
+    """
+
+    def __init__(
+        self,
+        vgg: VGG16Features,
+        layers: Sequence[str] = I2SPP_PERCEPTUAL_LAYERS,
+        layer_weights: Mapping[str, float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.vgg = vgg
+        self.layers = tuple(layers)
+        if not self.layers:
+            raise InputError("PerceptualLoss needs at least one layer")
+        for name in self.layers:
+            vgg.layer_index(name)  # fail at construction, not on the first forward
+        self.layer_weights = dict(layer_weights or {})
+        if unknown := set(self.layer_weights) - set(self.layers):
+            raise InputError(f"layer_weights name layers not in use: {sorted(unknown)}")
+
+    @classmethod
+    def from_file(
+        cls, path: str | os.PathLike[str] | None = None, *, input_size: int | None = 256, **kwargs: Any
+    ) -> PerceptualLoss:
+        """Build on ImageNet VGG16 weights (``path`` None: looked up with ``find_file``); kwargs go to __init__."""
+        return cls(VGG16Features.from_file(path, input_size=input_size), **kwargs)
+
+    def features(self, images: Tensor) -> dict[str, Tensor]:
+        """``{layer: [B, C_j, H_j, W_j]}`` of images [B, 3, H, W] in [-1, 1], differentiable w.r.t. the images."""
+        return self.vgg(images, self.layers)
+
+    @torch.no_grad()
+    def precompute(self, target: Tensor) -> dict[str, Tensor]:
+        """Target features to reuse across iterations (no autograd graph kept)."""
+        return self.features(target)
+
+    def forward(self, synth: Tensor, target: Tensor | FeatureDict, mask: Tensor | None = None) -> Tensor:
+        """Perceptual loss [B] of synth [B, 3, H, W] against a target image [B or 1, 3, H, W] or its
+        :meth:`precompute`-d features; mask [B or 1, 1, h, w] at any resolution."""
+        target_feats = self.precompute(target) if isinstance(target, Tensor) else target
+        return masked_perceptual(self.features(synth), target_feats, mask, self.layer_weights)
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """The λ's of Eq. 1. Defaults: the masked W+ block W_l (λ_mse1 : λ_p = 1e-5 : 1e-5, rescaled; digest §2).
+
+    A zero weight skips its term entirely (no VGG pass at all when λ_p = λ_s = 0, as in noise optimization).
+    """
+
+    style: float = 0.0
+    mse1: float = 1.0
+    mse2: float = 0.0
+    percept: float = 1.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if getattr(self, f.name) < 0:
+                raise InputError(f"loss weight {f.name} must be >= 0, got {getattr(self, f.name)}")
+
+
+class EmbeddingLoss(nn.Module):
+    """Eq. 1 bound to fixed targets and masks: ``loss(G(w, n)) -> (total [B], {term: [B]})``.
+
+    Everything that does not depend on the synthesized image is prepared once at construction: the perceptual
+    features of x and the Gram matrix of y. Targets and masks are (non-persistent) buffers, so ``.to(device)``
+    moves them with the VGG.
+
+    Args:
+        x: [B or 1, 3, H, W] target of the M_m pixel term and of the perceptual term.
+        y: [B or 1, 3, H, W] target of the (1 − M_m) pixel term and style image; needed if λ_mse2 or λ_s > 0.
+        perceptual: supplies the VGG and perceptual layers; needed if λ_p or λ_s > 0.
+        weights: the λ's.
+        mask_mse: M_m [B or 1, 1, H, W]; None means all ones (then the (1 − M_m) term would vanish, so λ_mse2 > 0
+            requires a mask).
+        mask_percept: M_p, any resolution; None means all ones.
+        mask_style: M_s on the synthesized image, any resolution; None means all ones.
+        mask_style_target: region of y providing the style; None means all of y.
+        style_layer: VGG layer of the Gram matrices.
+        style_area_normalized: see :func:`gram_matrix`.
+    """
+
+    def __init__(
+        self,
+        x: Tensor,
+        y: Tensor | None = None,
+        *,
+        perceptual: PerceptualLoss | None = None,
+        weights: LossWeights = LossWeights(),
+        mask_mse: Tensor | None = None,
+        mask_percept: Tensor | None = None,
+        mask_style: Tensor | None = None,
+        mask_style_target: Tensor | None = None,
+        style_layer: str = STYLE_LAYER,
+        style_area_normalized: bool = False,
+    ) -> None:
+        super().__init__()
+        if (weights.percept > 0 or weights.style > 0) and perceptual is None:
+            raise InputError("λ_p > 0 or λ_s > 0 needs a PerceptualLoss (the VGG16 features)")
+        if (weights.mse2 > 0 or weights.style > 0) and y is None:
+            raise InputError("λ_mse2 > 0 or λ_s > 0 needs the second target image y")
+        if weights.mse2 > 0 and mask_mse is None:
+            raise InputError("λ_mse2 > 0 needs mask_mse: the y-term covers 1 − M_m, which is empty without a mask")
+        if x.dim() != 4:
+            raise InputError(f"x must be [B, C, H, W], got {list(x.shape)}")
+        if y is not None:
+            _check_images(x, y)
+        self.weights = weights
+        self.perceptual = perceptual
+        self.style_layer = style_layer
+        self.style_area_normalized = style_area_normalized
+        self.register_buffer("x", x.detach(), persistent=False)
+        self.register_buffer("y", None if y is None else y.detach(), persistent=False)
+        self.register_buffer("mask_mse", None if mask_mse is None else _check_mask(mask_mse, x), persistent=False)
+        for name, m in (("mask_percept", mask_percept), ("mask_style", mask_style)):
+            self.register_buffer(name, None if m is None else _check_mask(m, x, same_size=False), persistent=False)
+
+        self._x_feat_names: tuple[str, ...] = ()
+        if weights.percept > 0:
+            assert perceptual is not None
+            feats = perceptual.precompute(x)
+            self._x_feat_names = tuple(feats)
+            for name, t in feats.items():
+                self.register_buffer(f"x_feat_{name}", t, persistent=False)
+        self.register_buffer("y_gram", None, persistent=False)
+        if weights.style > 0:
+            assert perceptual is not None and y is not None
+            perceptual.vgg.layer_index(style_layer)
+            with torch.no_grad():
+                y_feat = perceptual.vgg(y, [style_layer])[style_layer]
+                self.y_gram = gram_matrix(y_feat, mask_style_target, area_normalized=style_area_normalized)
+
+    def _vgg_layers(self) -> tuple[str, ...]:
+        assert self.perceptual is not None
+        layers = list(self.perceptual.layers) if self.weights.percept > 0 else []
+        if self.weights.style > 0 and self.style_layer not in layers:
+            layers.append(self.style_layer)
+        return tuple(layers)
+
+    def forward(self, synth: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Evaluate Eq. 1 on synthesized images.
+
+        Args:
+            synth: [B, 3, H, W] in [-1, 1], same size as x.
+
+        Returns:
+            ``(total, terms)``: total [B] = Σ λ · term (backpropagate ``total.sum()``); ``terms`` maps "mse1",
+            "mse2", "percept", "style" to their *unweighted* [B] values, detached, for logging. Terms with λ = 0
+            are neither computed nor listed.
+        """
+        _check_images(synth, self.x)
+        w = self.weights
+        terms: dict[str, Tensor] = {}
+        if w.mse1 > 0:
+            terms["mse1"] = masked_mse(synth, self.x, self.mask_mse)
+        if w.mse2 > 0:
+            terms["mse2"] = masked_mse(synth, self.y, 1.0 - self.mask_mse)
+        if w.percept > 0 or w.style > 0:
+            assert self.perceptual is not None
+            # One VGG pass serves both feature terms; it stops at the deepest layer either needs.
+            feats = self.perceptual.vgg(synth, self._vgg_layers())
+            if w.percept > 0:
+                x_feats = {name: getattr(self, f"x_feat_{name}") for name in self._x_feat_names}
+                terms["percept"] = masked_perceptual(
+                    {name: feats[name] for name in self._x_feat_names},
+                    x_feats,
+                    self.mask_percept,
+                    self.perceptual.layer_weights,
+                )
+            if w.style > 0:
+                g_synth = gram_matrix(
+                    feats[self.style_layer], self.mask_style, area_normalized=self.style_area_normalized
+                )
+                terms["style"] = _gram_distance(g_synth, self.y_gram)
+        lambdas = {"mse1": w.mse1, "mse2": w.mse2, "percept": w.percept, "style": w.style}
+        total = synth.new_zeros(synth.shape[0])
+        for name, value in terms.items():
+            total = total + lambdas[name] * value
+        return total, {name: value.detach() for name, value in terms.items()}

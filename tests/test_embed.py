@@ -1,0 +1,130 @@
+"""The embedding engine on the tiny generator: sequential stages, determinism, masks on rows, batching."""
+
+import pytest
+import torch
+
+from image2stylegan.embed import (
+    NoiseStage,
+    WPlusStage,
+    embed,
+    initial_noise,
+    initial_ws,
+    to_noise_space,
+)
+
+
+def _run(tiny, target, stages, perceptual=None, **kw):
+    return embed(tiny, target, stages, perceptual=perceptual, **kw)
+
+
+def test_w_plus_stage_leaves_noise_untouched_and_noise_stage_leaves_w_plus_untouched(tiny, tiny_target, tiny_perceptual):
+    start_ws, start_noise = initial_ws(tiny, 1), initial_noise(tiny, 1, seed=0)
+    after_w = _run(tiny, tiny_target, [WPlusStage(steps=5, lr=0.05)], tiny_perceptual)
+    assert not torch.equal(after_w.ws, start_ws)
+    for a, b in zip(after_w.noise, start_noise):
+        assert torch.equal(a, b)
+
+    after_n = _run(tiny, tiny_target, [NoiseStage(steps=5, lr=0.5)], ws=after_w.ws, noise=after_w.noise)
+    assert torch.equal(after_n.ws, after_w.ws)
+    assert any(not torch.equal(a, b) for a, b in zip(after_n.noise, after_w.noise))
+
+
+def test_reconstruction_improves_in_the_w_plus_stage_and_again_in_the_noise_stage(tiny, tiny_target, tiny_perceptual):
+    history = []
+    result = _run(
+        tiny, tiny_target, [WPlusStage(steps=60, lr=0.05), NoiseStage(steps=60, lr=0.3, lr_scaling="paper")], tiny_perceptual,
+        callback=history.append,
+    )
+    w_plus, noise = result.stages
+    first_psnr = history[0].psnr
+    assert w_plus.psnr.item() > first_psnr + 3.0
+    assert noise.psnr.item() > w_plus.psnr.item() + 1.0
+    assert [h.stage for h in history] == ["w_plus"] * 60 + ["noise"] * 60
+    assert [h.step for h in history[:3]] == [1, 2, 3] and history[-1].step == 60
+    assert set(history[0].terms) == {"mse", "perceptual"} and set(history[-1].terms) == {"mse"}
+
+
+def test_same_seed_gives_identical_runs_and_another_seed_does_not(tiny, tiny_target, tiny_perceptual):
+    stages = [WPlusStage(steps=4, lr=0.05), NoiseStage(steps=4, lr=1.0)]
+    a = _run(tiny, tiny_target, stages, tiny_perceptual, seed=7)
+    b = _run(tiny, tiny_target, stages, tiny_perceptual, seed=7)
+    c = _run(tiny, tiny_target, stages, tiny_perceptual, seed=8)
+    assert torch.equal(a.ws, b.ws) and all(torch.equal(x, y) for x, y in zip(a.noise, b.noise))
+    assert [h.loss for h in a.history] == [h.loss for h in b.history]
+    assert not all(torch.equal(x, y) for x, y in zip(a.noise, c.noise))
+
+
+def test_row_mask_freezes_the_other_w_plus_rows_exactly(tiny, tiny_target):
+    start = initial_ws(tiny, 1)
+    result = _run(tiny, tiny_target, [WPlusStage(steps=6, lr=0.1, perceptual_weight=0.0, rows=[0, 1, 7])])
+    moved = (result.ws - start).abs().sum(-1)[0]
+    assert (moved[[0, 1, 7]] > 0).all()
+    assert torch.equal(moved[2:7], torch.zeros(5))
+
+
+def test_a_batch_optimises_each_image_as_if_alone(tiny, tiny_target, tiny_perceptual):
+    other = torch.flip(tiny_target, dims=[-1])
+    stages = [WPlusStage(steps=5, lr=0.05), NoiseStage(steps=5, lr=1.0)]
+    both = _run(tiny, torch.cat([tiny_target, other]), stages, tiny_perceptual, seed=3)
+    # Same initial noise as the batch's second image: initial_noise draws per-image maps from one stream.
+    noise = initial_noise(tiny, 2, seed=3)
+    alone = _run(tiny, other, stages, tiny_perceptual, ws=initial_ws(tiny, 1), noise=[n[1:] for n in noise])
+    torch.testing.assert_close(both.ws[1:], alone.ws, atol=1e-4, rtol=1e-4)
+    for b, a in zip(both.noise, alone.noise):
+        torch.testing.assert_close(b[1:], a, atol=1e-3, rtol=1e-3)
+
+
+def test_extended_noise_space_starts_from_the_same_image_and_has_per_channel_maps(tiny, tiny_target):
+    noise = initial_noise(tiny, 1)
+    extended = to_noise_space(tiny, noise, "extended")
+    assert [tuple(n.shape[1:]) for n in extended] == tiny.noise_shapes("extended")
+    ws = tiny.mean_ws(1)
+    torch.testing.assert_close(tiny.synthesis(ws, extended), tiny.synthesis(ws, noise), atol=1e-6, rtol=0)
+    result = _run(tiny, tiny_target, [NoiseStage(steps=3, lr=1.0)], noise_space="extended")
+    assert [tuple(n.shape[1:]) for n in result.noise] == tiny.noise_shapes("extended")
+    assert not torch.allclose(result.noise[-1][:, 0], result.noise[-1][:, 1])  # channels move independently
+
+
+def test_masked_noise_stage_ignores_the_target_outside_the_mask(tiny, tiny_target):
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., :16] = 1.0
+    scrambled = tiny_target.clone()
+    scrambled[..., 16:] = torch.rand_like(scrambled[..., 16:]) * 2 - 1
+    a = _run(tiny, tiny_target, [NoiseStage(steps=3, lr=1.0, mask=mask)])
+    b = _run(tiny, scrambled, [NoiseStage(steps=3, lr=1.0, mask=mask)])
+    for x, y in zip(a.noise, b.noise):
+        assert torch.equal(x, y)
+
+
+def test_strength_scaling_equalises_how_far_each_layer_moves(tiny, tiny_target):
+    # Give the layers very different noise strengths, like the bundled generator (8e-5 ... 0.25).
+    layers = [tiny.conv1] + [c for blk in tiny.blocks.values() for c in (blk.conv1, blk.conv2)]
+    for layer, s in zip(layers, [0.5, 0.05, 0.005, 0.0005, 0.2]):
+        layer.act.noise_strength.fill_(s)
+    start = initial_noise(tiny, 1)
+    for scaling, expect_even in (("strength", True), ("paper", False)):
+        result = _run(tiny, tiny_target, [NoiseStage(steps=1, lr=0.1, lr_scaling=scaling, decay=False)], noise=start)
+        # Adam's first step moves every element by ~lr; the activation moves by that times the strength.
+        act_step = [((n - s0).abs().mean() * st).item() for n, s0, st in zip(result.noise, start, tiny.noise_strengths())]
+        ratio = max(act_step) / min(act_step)
+        assert (ratio < 1.5) if expect_even else (ratio > 100), (scaling, act_step)
+
+
+def test_invalid_settings_are_refused():
+    with pytest.raises(ValueError, match="steps"):
+        WPlusStage(steps=-1)
+    with pytest.raises(ValueError, match="learning rate"):
+        NoiseStage(lr=0.0)
+    with pytest.raises(ValueError, match="second_target"):
+        NoiseStage(second_weight=1.0)
+    with pytest.raises(ValueError, match="positive MSE or perceptual"):
+        WPlusStage(mse_weight=0.0, perceptual_weight=0.0)
+
+
+def test_engine_checks_its_inputs(tiny, tiny_target):
+    with pytest.raises(ValueError, match="target must be"):
+        embed(tiny, torch.zeros(1, 3, 16, 16), [NoiseStage(steps=1)])
+    with pytest.raises(ValueError, match="perceptual"):
+        embed(tiny, tiny_target, [WPlusStage(steps=1)])
+    with pytest.raises(ValueError, match="W\\+ rows"):
+        embed(tiny, tiny_target, [WPlusStage(steps=1, perceptual_weight=0.0, rows=[99])])
