@@ -22,7 +22,7 @@ def tiny():
 @pytest.fixture
 def tiny_perceptual():
     # Random VGG weights at the image's own size: the tests check the engine, not ImageNet features.
-    return PerceptualLoss(VGG16Features(input_size=None, random_init_seed=0), layers=("conv1_1", "conv1_2", "conv2_2"))
+    return PerceptualLoss(VGG16Features(input_size=None, random_init_seed=0), layers=("relu1_1", "relu1_2", "relu2_2"))
 
 
 @pytest.fixture

@@ -82,7 +82,7 @@ class NoiseStage:
     second_target: torch.Tensor | None = None  # y, matched outside ``mask``
     second_weight: float = 0.0  # λ on the y-term
     lr_scaling: Literal["paper", "strength"] = "strength"
-    reference_strength: float = 0.002
+    reference_strength: float = 0.05
     decay: bool = True
     final_lr_fraction: float = 0.05
     name: str = "noise"

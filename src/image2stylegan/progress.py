@@ -27,6 +27,8 @@ class TqdmProgress:
             )
         self._bar.set_postfix(loss=f"{info.loss:.4g}", psnr=f"{info.psnr:.2f} dB", refresh=False)
         self._bar.update(1)
+        if info.step == info.steps:
+            self.close()  # so a line printed at the end of the stage does not collide with the bar
 
     def close(self) -> None:
         if self._bar is not None:

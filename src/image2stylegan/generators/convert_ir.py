@@ -86,7 +86,7 @@ def _convert_synthesis(g: IRGraph, used: set[str]) -> tuple[dict[str, np.ndarray
     out: dict[str, np.ndarray] = {"const": take("m.input.input")}
 
     # 4x4 layer: full 3x3 conv.
-    style_mul = _style_multiply(g, "m.conv1.conv.modulation", named, used, fan_in=None)
+    style_mul = _style_multiply(g, "m.conv1.conv.modulation", named)
     conv = _only_user(g, style_mul, "Convolution")
     out["conv1.weight"] = g.const(_const_input(g, conv, used))
     fan_in = out["conv1.weight"].shape[1] * 9
@@ -134,7 +134,7 @@ def _style(take, src: str, dst: str) -> dict[str, np.ndarray]:
     return {f"{dst}.affine.weight": take(f"{src}.weight"), f"{dst}.affine.bias": take(f"{src}.bias").reshape(-1)}
 
 
-def _style_multiply(g: IRGraph, src: str, named: dict, used: set[str], fan_in) -> IRLayer:
+def _style_multiply(g: IRGraph, src: str, named: dict) -> IRLayer:
     """Follow modulation MatMul -> Add -> Reshape [-> Multiply(scale)] -> Multiply(activation)."""
     matmul = _only_user_of_const(g, named[f"{src}.weight"], "MatMul")
     node = _only_user(g, _only_user(g, matmul, "Add"), "Reshape")
