@@ -24,7 +24,7 @@ class DemoBudget:
     """Step counts that finish in about 15 minutes on 2 CPU cores (see the README for measured times)."""
 
     w_steps: int = 250
-    noise_steps: int = 150
+    noise_steps: int = 100
 
 
 def write_demo_photo(path: Path) -> Path:
