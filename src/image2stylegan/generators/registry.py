@@ -90,7 +90,8 @@ def compute_w_avg(generator: StyleGenerator, samples: int = W_AVG_SAMPLES, seed:
     total = torch.zeros(generator.w_dim, dtype=torch.float64)
     for start in range(0, samples, 1000):
         z = torch.randn(min(1000, samples - start), generator.z_dim, generator=rng)
-        total += generator.mapping(z.to(generator.w_avg.device)).double().sum(0).cpu()
+        # Accumulate in float64 on the CPU (MPS has no float64).
+        total += generator.mapping(z.to(generator.w_avg.device)).cpu().double().sum(0)
     return (total / samples).float()
 
 
