@@ -69,7 +69,10 @@ class NoiseStage:
     * ``"paper"``: every map uses ``lr`` (one step moves the activations by lr * s_i: 1.25 at the strongest
       layer, 4e-4 at the weakest -- the uneven steps the faithful setting suffers from);
     * ``"strength"`` (default): map i uses ``lr * reference_strength / s_i``, so one step moves every layer's
-      activations by the same ``lr * reference_strength``.
+      activations by the same ``lr * reference_strength`` (a layer of strength 0.05 keeps the paper's lr).
+      Tuned on the demo photo from a 200-step W+ embedding (17.5 dB), 80 noise steps: reference 0.002 / 0.01 /
+      0.03 / 0.1 gave 24.4 / 31.9 / 34.2 / 33.4 dB in the paper's space and 26.5 / 34.8 / 37.1 / 38.3 dB in the
+      extended one (0.3: 35.0 dB); one lr for all maps ("paper") gave 31.1 dB.
 
     ``decay`` lowers the rate along a cosine to ``lr * final_lr_fraction`` at the last step, which lets Adam settle
     instead of oscillating at lr 5.
