@@ -128,3 +128,49 @@ def test_engine_checks_its_inputs(tiny, tiny_target):
         embed(tiny, tiny_target, [WPlusStage(steps=1)])
     with pytest.raises(ValueError, match="W\\+ rows"):
         embed(tiny, tiny_target, [WPlusStage(steps=1, perceptual_weight=0.0, rows=[99])])
+
+
+def test_summed_target_terms_only_see_their_own_regions(tiny, tiny_target, tiny_perceptual):
+    # Crossover-shaped objective: image A inside the mask, image B outside (Alg. 3, line 2).
+    from image2stylegan.embed import TargetTerm
+
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., :16] = 1.0
+    other = torch.flip(tiny_target, dims=[-1])
+
+    def run(b):
+        terms = (TargetTerm(tiny_target, perceptual_weight=0.0, mse_mask=mask, name="a"),
+                 TargetTerm(b, perceptual_weight=0.0, mse_mask=1 - mask, name="b"))
+        return _run(tiny, tiny_target, [WPlusStage(steps=4, lr=0.05, terms=terms)])
+
+    base = run(other)
+    scrambled = other.clone()
+    scrambled[..., :16] = 0.0  # B's pixels inside A's region are never read
+    assert torch.equal(run(scrambled).ws, base.ws)
+    assert set(base.history[0].terms) == {"a.mse", "b.mse"}
+    scrambled[..., 16:] = 0.0  # but B's own region is
+    assert not torch.equal(run(scrambled).ws, base.ws)
+
+
+def test_style_term_matches_the_gram_statistics_of_the_style_image(tiny, tiny_target, tiny_perceptual):
+    from image2stylegan.embed import TargetTerm
+    from image2stylegan.losses import PerceptualLoss
+    from image2stylegan.vgg import VGG16Features
+
+    perceptual = PerceptualLoss(VGG16Features(input_size=None, random_init_seed=0))  # has relu3_3
+    style = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(9)) * 2 - 1
+    term = TargetTerm(style, mse_weight=0.0, perceptual_weight=0.0, style_weight=1.0)
+    history = []
+    _run(tiny, tiny_target, [WPlusStage(steps=30, lr=0.05, terms=(term,))], perceptual, callback=history.append)
+    assert history[-1].terms["style"] < 0.7 * history[0].terms["style"]
+
+
+def test_terms_and_single_term_fields_are_exclusive(tiny_target):
+    from image2stylegan.embed import TargetTerm
+
+    with pytest.raises(ValueError, match="not both"):
+        WPlusStage(terms=(TargetTerm(tiny_target),), mse_mask=torch.ones(1, 1, 32, 32))
+    with pytest.raises(ValueError, match="must not be empty"):
+        WPlusStage(terms=())
+    with pytest.raises(ValueError, match="target term"):
+        TargetTerm(tiny_target, mse_weight=0.0, perceptual_weight=0.0)

@@ -18,22 +18,41 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Literal, Protocol, Sequence, Union
+from dataclasses import dataclass, field, replace
+from typing import Callable, Literal, Sequence, Union
 
 import torch
 
 from .generators.base import StyleGenerator
-from .losses import masked_mse
+from .losses import STYLE_LAYER, PerceptualLoss, gram_distance, gram_matrix, masked_mse, masked_perceptual
 from .metrics import psnr
 
 
-class PerceptualTerm(Protocol):
-    """What the W+ stage needs from a perceptual loss (see :class:`image2stylegan.losses.PerceptualLoss`)."""
+@dataclass(frozen=True)
+class TargetTerm:
+    """One target image's share of a W+ objective (Eq. 1):
 
-    def precompute(self, target: torch.Tensor) -> object: ...
+        λ_mse · MSE(M_m; G, target) + λ_p · L_percept(M_p; G, target) + λ_s · L_style(M_s; G, target)
 
-    def __call__(self, synth: torch.Tensor, target_features: object, mask: torch.Tensor | None = None) -> torch.Tensor: ...
+    The applications sum several of these in one optimisation (the paper's "+" between two blocks in one line of
+    an algorithm): crossover takes image 1 inside M_blur and image 2 outside it; local style transfer takes the
+    content image's MSE + perceptual terms inside the mask and the style image's Gram term outside.
+    """
+
+    target: torch.Tensor  # [B or 1, 3, H, W] in [-1, 1]
+    mse_weight: float = 1.0
+    perceptual_weight: float = 1.0
+    style_weight: float = 0.0
+    mse_mask: torch.Tensor | None = None  # M_m
+    perceptual_mask: torch.Tensor | None = None  # M_p
+    style_mask: torch.Tensor | None = None  # M_s: region of G(w, n) whose Gram matrix is matched
+    style_target_mask: torch.Tensor | None = None  # region of the target the style statistics come from
+    name: str = ""  # prefix of this term's entries in the step log
+
+    def __post_init__(self) -> None:
+        weights = (self.mse_weight, self.perceptual_weight, self.style_weight)
+        if min(weights) < 0 or sum(weights) == 0:
+            raise ValueError("a W+ target term needs a positive MSE, perceptual or style weight (and none negative)")
 
 
 @dataclass(frozen=True)
@@ -42,6 +61,9 @@ class WPlusStage:
 
     Defaults follow the paper's reconstruction (Alg. 2): Adam lr 0.01, 5000 steps, λ_mse : λ_p = 1 : 1 (the
     paper's 1e-5 : 1e-5; Adam is invariant to the overall loss scale, so only the ratio matters).
+
+    With ``terms`` the objective is their sum instead of the single term built from ``embed()``'s target and
+    the weight and mask fields here (which must then keep their defaults).
     """
 
     steps: int = 5000
@@ -51,12 +73,24 @@ class WPlusStage:
     mse_mask: torch.Tensor | None = None  # M_m, [B or 1, 1, H, W]
     perceptual_mask: torch.Tensor | None = None  # M_p
     rows: Sequence[int] | None = None  # w_m: the W+ rows to optimise (None = all)
+    terms: tuple[TargetTerm, ...] | None = None
     name: str = "w_plus"
 
     def __post_init__(self) -> None:
         _check_common(self.steps, self.lr, self.name)
-        if self.mse_weight < 0 or self.perceptual_weight < 0 or self.mse_weight + self.perceptual_weight == 0:
+        if self.terms is not None:
+            if not self.terms:
+                raise ValueError("W+ stage: terms, when given, must not be empty")
+            if (self.mse_weight, self.perceptual_weight, self.mse_mask, self.perceptual_mask) != (1.0, 1.0, None, None):
+                raise ValueError("W+ stage: give either terms or the single-term weights and masks, not both")
+        elif self.mse_weight < 0 or self.perceptual_weight < 0 or self.mse_weight + self.perceptual_weight == 0:
             raise ValueError("W+ stage needs a positive MSE or perceptual weight (and none negative)")
+
+    def objective(self, target: torch.Tensor) -> tuple[TargetTerm, ...]:
+        """The terms this stage minimises, given ``embed()``'s target."""
+        if self.terms is not None:
+            return self.terms
+        return (TargetTerm(target, self.mse_weight, self.perceptual_weight, 0.0, self.mse_mask, self.perceptual_mask),)
 
 
 @dataclass(frozen=True)
@@ -177,7 +211,7 @@ def embed(
     target: torch.Tensor,
     stages: Sequence[Stage],
     *,
-    perceptual: PerceptualTerm | None = None,
+    perceptual: PerceptualLoss | None = None,
     ws: torch.Tensor | None = None,
     noise: Sequence[torch.Tensor] | None = None,
     noise_space: str = "paper",
@@ -192,7 +226,7 @@ def embed(
         generator: a frozen :class:`StyleGenerator`.
         target: [B, 3, H, W] images in [-1, 1] at the generator's resolution (x of Eq. 1).
         stages: e.g. ``[WPlusStage(), NoiseStage()]`` for the paper's reconstruction (Alg. 2).
-        perceptual: needed by W+ stages with a positive perceptual weight.
+        perceptual: the VGG16 loss (:class:`PerceptualLoss`), needed by W+ stages with perceptual or style terms.
         ws, noise: a starting embedding (e.g. from ``latent.npz``); default the paper's initialisation:
             ``init`` ('mean' latent or 'uniform' U[-1, 1]) and seeded N(0, 1) noise.
         noise_space: 'paper' (one map per noise input) or 'extended' (per-channel maps at the finest blocks).
@@ -240,31 +274,55 @@ def embed(
 
 
 def _run_w_plus(generator, target, ws, noise, stage: WPlusStage, perceptual, report) -> torch.Tensor:
-    if stage.perceptual_weight > 0 and perceptual is None:
-        raise ValueError("this W+ stage has a perceptual weight but embed() got no perceptual loss")
+    objective = stage.objective(target)
+    needs_vgg = any(t.perceptual_weight > 0 or t.style_weight > 0 for t in objective)
+    if needs_vgg and perceptual is None:
+        raise ValueError("this W+ stage has a perceptual or style term but embed() got no perceptual loss")
     ws = ws.clone().requires_grad_(True)
     noise = [n.detach() for n in noise]
     row_mask = _row_mask(generator.num_ws, stage.rows, ws)
     optimizer = torch.optim.Adam([ws], lr=stage.lr, betas=(0.9, 0.999), eps=1e-8)
-    target_features = perceptual.precompute(target) if stage.perceptual_weight > 0 else None
+    # Target features and Gram matrices are fixed: compute them once, not every step.
+    prepared = [_prepare_term(term, target, perceptual) for term in objective]
+    style_layers = {STYLE_LAYER} if any(t.style_weight > 0 for t in objective) else set()
+    vgg_layers = tuple(dict.fromkeys([*(perceptual.layers if needs_vgg else ()), *style_layers]))
+    report_mask = objective[0].mse_mask if stage.terms is None else None
     for step in range(1, stage.steps + 1):
         start = time.perf_counter()
         image = generator.synthesis(ws, noise)
-        terms = {}
-        loss = 0.0
-        if stage.mse_weight > 0:
-            terms["mse"] = masked_mse(image, target, stage.mse_mask)
-            loss = loss + stage.mse_weight * terms["mse"]
-        if stage.perceptual_weight > 0:
-            terms["perceptual"] = perceptual(image, target_features, stage.perceptual_mask)
-            loss = loss + stage.perceptual_weight * terms["perceptual"]
+        features = perceptual.vgg(image, vgg_layers) if vgg_layers else {}
+        loss, terms = 0.0, {}
+        for term, target_features, target_gram in prepared:
+            prefix = f"{term.name}." if term.name else ""
+            if term.mse_weight > 0:
+                value = masked_mse(image, term.target, term.mse_mask)
+                terms[prefix + "mse"], loss = value, loss + term.mse_weight * value
+            if term.perceptual_weight > 0:
+                own = {k: features[k] for k in perceptual.layers}
+                value = masked_perceptual(own, target_features, term.perceptual_mask, perceptual.layer_weights)
+                terms[prefix + "perceptual"], loss = value, loss + term.perceptual_weight * value
+            if term.style_weight > 0:
+                value = gram_distance(gram_matrix(features[STYLE_LAYER], term.style_mask), target_gram)
+                terms[prefix + "style"], loss = value, loss + term.style_weight * value
         optimizer.zero_grad(set_to_none=True)
         loss.sum().backward()
         if row_mask is not None:
             ws.grad.mul_(row_mask)  # w_m: frozen rows get zero gradient, hence exactly zero Adam updates
         optimizer.step()
-        report(_step_info(stage, step, loss, terms, image, target, stage.mse_mask, start))
+        report(_step_info(stage, step, loss, terms, image, target, report_mask, start))
     return ws.detach()
+
+
+def _prepare_term(term: TargetTerm, target: torch.Tensor, perceptual):
+    """(term with its target on the right device, target features for the perceptual term, target Gram)."""
+    term = replace(term, target=term.target.to(target))
+    features = perceptual.precompute(term.target) if term.perceptual_weight > 0 else None
+    gram = None
+    if term.style_weight > 0:
+        with torch.no_grad():
+            style_features = perceptual.vgg(term.target, (STYLE_LAYER,))[STYLE_LAYER]
+            gram = gram_matrix(style_features, term.style_target_mask)
+    return term, features, gram
 
 
 def _run_noise(generator, target, ws, noise, stage: NoiseStage, report) -> list[torch.Tensor]:

@@ -42,6 +42,7 @@ __all__ = [
     "EmbeddingLoss",
     "LossWeights",
     "PerceptualLoss",
+    "gram_distance",
     "gram_matrix",
     "masked_mse",
     "masked_perceptual",
@@ -200,7 +201,7 @@ def gram_matrix(features: Tensor, mask: Tensor | None = None, *, area_normalized
     return flat @ flat.transpose(1, 2) / denom
 
 
-def _gram_distance(gram_synth: Tensor, gram_target: Tensor) -> Tensor:
+def gram_distance(gram_synth: Tensor, gram_target: Tensor) -> Tensor:
     """Mean squared difference of Gram matrices [B, C, C] (target batch B or 1) -> [B]."""
     return (gram_synth - gram_target).square().mean(dim=(1, 2))
 
@@ -232,7 +233,7 @@ def masked_style_loss(
             raise InputError(f"{which} features lack the style layer {layer!r}")
     g_synth = gram_matrix(feats_synth[layer], mask_synth, area_normalized=area_normalized)
     g_target = gram_matrix(feats_target[layer], mask_target, area_normalized=area_normalized)
-    return _gram_distance(g_synth, g_target)
+    return gram_distance(g_synth, g_target)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -421,7 +422,7 @@ class EmbeddingLoss(nn.Module):
                 g_synth = gram_matrix(
                     feats[self.style_layer], self.mask_style, area_normalized=self.style_area_normalized
                 )
-                terms["style"] = _gram_distance(g_synth, self.y_gram)
+                terms["style"] = gram_distance(g_synth, self.y_gram)
         lambdas = {"mse1": w.mse1, "mse2": w.mse2, "percept": w.percept, "style": w.style}
         total = synth.new_zeros(synth.shape[0])
         for name, value in terms.items():

@@ -11,7 +11,8 @@ from typing import Callable
 
 import torch
 
-from ..embed import EmbeddingResult, NoiseStage, PerceptualTerm, StageOutcome, StepInfo, WPlusStage, embed
+from ..embed import EmbeddingResult, NoiseStage, StageOutcome, StepInfo, WPlusStage, embed
+from ..losses import PerceptualLoss
 from ..generators.base import StyleGenerator
 from ..io import atomic_save_png, atomic_write_json, save_image
 from ..latents import save_latent
@@ -44,7 +45,7 @@ class ReconstructionSettings:
 def reconstruct(
     generator: StyleGenerator,
     target: torch.Tensor,
-    perceptual: PerceptualTerm,
+    perceptual: PerceptualLoss,
     settings: ReconstructionSettings = ReconstructionSettings(),
     callback: Callable[[StepInfo], None] | None = None,
     on_stage_end: Callable[[StageOutcome], None] | None = None,
