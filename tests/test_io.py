@@ -230,10 +230,9 @@ def test_atomic_write_leaves_nothing_when_writer_raises(tmp_path):
 def test_atomic_open_keeps_old_file_when_writer_raises(tmp_path):
     target = tmp_path / "result.txt"
     target.write_bytes(b"old")
-    with pytest.raises(KeyError):
-        with atomic_open(target) as handle:
-            handle.write(b"new")
-            raise KeyError("boom")
+    with pytest.raises(KeyError), atomic_open(target) as handle:
+        handle.write(b"new")
+        raise KeyError("boom")
     assert target.read_bytes() == b"old"
     assert _leftovers(tmp_path) == ["result.txt"]
 

@@ -49,7 +49,7 @@ def test_ssim_matches_scikit_image(kind):
         y = (x + 0.2 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
     else:
         y = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
-    as_np = lambda t: ((t[0] + 1) / 2).permute(1, 2, 0).double().numpy()  # noqa: E731
+    as_np = lambda t: ((t[0] + 1) / 2).permute(1, 2, 0).double().numpy()
     reference = structural_similarity(
         as_np(x),
         as_np(y),

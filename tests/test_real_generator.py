@@ -59,7 +59,7 @@ def test_noise_strengths_are_recovered_so_the_stored_maps_are_unit_scale(real_ge
 
 def test_converter_is_strict(graphs):
     mapping, synthesis = graphs
-    state, config = convert_mobilestylegan_ir(mapping, synthesis)
+    _, config = convert_mobilestylegan_ir(mapping, synthesis)
     assert config.channels == (512, 512, 512, 512, 256, 128, 64) and config.num_ws == 23
 
     broken = copy.deepcopy(synthesis)

@@ -10,9 +10,9 @@ __all__ = [
     "Image2StyleGANError",
     "InputError",
     "WeightsError",
-    "WeightsNotFoundError",
     "WeightsFetchError",
     "WeightsFormatError",
+    "WeightsNotFoundError",
 ]
 
 

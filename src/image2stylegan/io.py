@@ -26,15 +26,15 @@ from image2stylegan.errors import InputError
 
 __all__ = [
     "atomic_open",
+    "atomic_save_npz",
+    "atomic_save_png",
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_json",
-    "atomic_save_npz",
-    "atomic_save_png",
     "ensure_outdir",
     "load_image",
-    "tensor_to_uint8",
     "save_image",
+    "tensor_to_uint8",
 ]
 
 PathLike = str | os.PathLike

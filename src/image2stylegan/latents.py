@@ -28,7 +28,7 @@ import torch
 from image2stylegan.errors import InputError
 from image2stylegan.io import atomic_save_npz
 
-__all__ = ["FORMAT_VERSION", "LatentFile", "save_latent", "load_latent", "complete_noise"]
+__all__ = ["FORMAT_VERSION", "LatentFile", "complete_noise", "load_latent", "save_latent"]
 
 FORMAT_VERSION = 1
 

@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from image2stylegan.io import atomic_write, tensor_to_uint8
 
-__all__ = ["side_by_side", "plot_curves"]
+__all__ = ["plot_curves", "side_by_side"]
 
 PathLike = str | os.PathLike
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from ..embed import EmbeddingResult, NoiseStage, StageOutcome, StepInfo, WPlusStage, embed
-from ..losses import PerceptualLoss
 from ..generators.base import StyleGenerator
 from ..io import atomic_save_png, atomic_write_json, save_image
 from ..latents import save_latent
+from ..losses import PerceptualLoss
 from ..metrics import psnr, ssim
 from ..report import plot_curves, side_by_side
 

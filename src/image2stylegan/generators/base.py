@@ -13,8 +13,9 @@ A generator G(w, n) exposes:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence, Union
+from typing import Union
 
 import torch
 from torch import nn

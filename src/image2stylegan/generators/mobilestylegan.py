@@ -23,8 +23,8 @@ state dict for it, and :mod:`image2stylegan.generators.registry` loads it.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -62,7 +62,7 @@ class MobileStyleGANConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "MobileStyleGANConfig":
+    def from_dict(cls, d: Mapping) -> MobileStyleGANConfig:
         known = set(cls.__dataclass_fields__)
         unknown = set(d) - known
         if unknown:

