@@ -284,25 +284,31 @@ def _shift(x: Tensor, offset: int, dim: int) -> Tensor:
 
 
 class _WindowMax:
-    """Centred sliding-window maxima of any odd width along one dim, each in two ``torch.maximum`` calls.
+    """Centred sliding-window maxima of any odd width along one dim, each in one ``torch.maximum`` call.
 
     A sparse table: ``levels[k][i] = max(x[i : i + 2^k])``. A window ``[i − a, i + a]`` is the union of two
     overlapping power-of-two windows, so a disk dilation needs O(log r) table levels plus O(r) cheap row queries
-    instead of O(r²) comparisons per pixel with plain max-pooling.
+    instead of O(r²) comparisons per pixel with plain max-pooling. ``x`` is zero-padded by the largest half-width
+    on both sides first, so every window query stays inside the table (and nothing outside the image counts).
     """
 
     def __init__(self, x: Tensor, dim: int, max_half_width: int) -> None:
-        self.dim = dim
-        self.levels = [x]
+        self.dim, self.pad, self.length = dim, max_half_width, x.shape[dim]
+        fill_shape = list(x.shape)
+        fill_shape[dim] = max_half_width
+        fill = x.new_zeros(fill_shape)
+        self.levels = [torch.cat([fill, x, fill], dim)]
         while 2 ** len(self.levels) <= 2 * max_half_width + 1:
             prev, step = self.levels[-1], 2 ** (len(self.levels) - 1)
             self.levels.append(torch.maximum(prev, _shift(prev, step, dim)))
 
     def __call__(self, half_width: int) -> Tensor:
         width = 2 * half_width + 1
-        k = width.bit_length() - 1  # largest power of two <= width; two such windows cover the whole window
-        table = self.levels[k]
-        return torch.maximum(_shift(table, -half_width, self.dim), _shift(table, half_width - 2**k + 1, self.dim))
+        k = width.bit_length() - 1  # largest power of two <= width: two such windows cover the whole window
+        table, start = self.levels[k], self.pad - half_width
+        left = table.narrow(self.dim, start, self.length)
+        right = table.narrow(self.dim, start + width - 2**k, self.length)
+        return torch.maximum(left, right)
 
 
 def dilate(mask: Tensor, pixels: int, shape: Literal["disk", "square"] = "disk") -> Tensor:
