@@ -1,0 +1,272 @@
+"""``i2s layers``, ``i2s transfer-attribute`` (I_att, Eq. 5) and ``i2s latent-edit`` (local + global edits)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import click
+
+from ..apps.activations import DEFAULT_LAYER, LAYER_ALIASES, OPS
+from ..apps.latent_ops import NOISE_MODES, ROW_PRESETS
+from ..apps.latent_ops import OPS as LATENT_OPS
+from ..errors import InputError
+from .common import NOISE_SPACE_HELP, cli, notice, resolve_device
+
+DEVICES = click.Choice(["auto", "cpu", "cuda", "mps"])
+LAYER_HELP = (
+    "Layer whose activation is edited: a name from `i2s layers`, or a reading of the paper's 'fourth layer': "
+    "fourth-conv (the 4th conv layer as StyleGAN2 counts them: b16.conv1), fourth-row (StyleGAN's 8x8/Conv1, "
+    "layers counted like W+ rows: b8.conv2) or fourth-block (the 4th block's output: b32.conv2). Default "
+    "fourth-conv: of the three, the only one that blended B's attribute in without a seam on the generated face "
+    "pairs we compared (8x8 barely transfers it, 32x32 leaves a seam)."
+)
+MASK_SPEC = "a preset (left-half, right-half, top-half, bottom-half, center) or a PNG (white = selected)"
+MASK_HELP = f"Where B's features go: {MASK_SPEC}."
+OP_HELP = (
+    "spatial: B's feature vectors replace A's inside the mask (the paper's choice); channel: the --channels come "
+    "from B (inside the mask if one is given); average: --alpha*A + (1-alpha)*B (inside the mask if given)."
+)
+CHANNELS_HELP = "For --op channel: channel indices/ranges taken from B, e.g. 0-63,128-255."
+ALPHA_HELP = "For --op average: the weight of A (1 = A unchanged)."
+
+
+def _load_mask(spec: str | None, size: int):
+    from ..masks import resolve_mask
+
+    if spec is None:
+        return None
+    mask, notices = resolve_mask(spec, size)
+    for n in notices:
+        notice(n)
+    return mask
+
+
+def _check_layer(generator, layer: str, op: str, channels: str | None, alpha: float, mask) -> None:
+    """Resolve and validate the activation edit before any long work (a notice says what an alias means)."""
+    from ..apps.activations import ActivationOp, check_edit
+
+    info = check_edit(generator, layer, ActivationOp(op, channels, alpha), mask)
+    if info.name != layer:
+        notice(f"--layer {layer} is {info.name} on {generator.name} ({info.channels}x{info.height}x{info.width})")
+
+
+# -- layers ------------------------------------------------------------------------------------------------------
+@cli.command()
+@click.option("--device", default="cpu", show_default=True, type=DEVICES)
+def layers(device) -> None:
+    """List the bundled generator's layers: the names --layer accepts, their activation shapes [C, H, W], the W+
+    row whose style drives each, and which layer each reading of the paper's "fourth layer" means."""
+    from ..apps.activations import layer_table, resolve_layer
+    from ..generators.registry import load_generator
+
+    generator = load_generator(device=resolve_device(device))
+    table = layer_table(generator)
+    aliases: dict[str, list[str]] = {}
+    for alias in LAYER_ALIASES:
+        try:
+            aliases.setdefault(resolve_layer(generator, alias, table), []).append(alias)
+        except InputError:
+            pass
+    noisy = {spec.layer for spec in generator.noise_inputs}
+    click.echo(f"{generator.name}: {len(table)} layers, {generator.num_ws} W+ rows of {generator.w_dim}, "
+               f"{generator.resolution} px images")
+    click.echo(f"{'layer':<13} {'[C, H, W]':<17} {'W+ row':>6}  {'noise':<5}  alias")
+    for info in table:
+        shape = f"[{info.channels}, {info.height}, {info.width}]"
+        row = "-" if info.row is None else str(info.row)
+        names = ", ".join(a + (" (default)" if a == DEFAULT_LAYER else "") for a in aliases.get(info.name, []))
+        click.echo(f"{info.name:<13} {shape:<17} {row:>6}  {'yes' if info.name in noisy else '':<5}  {names}")
+    for alias, meaning in LAYER_ALIASES.items():
+        click.echo(f"{alias}: {meaning}")
+
+
+# -- transfer-attribute ------------------------------------------------------------------------------------------
+@cli.command("transfer-attribute")
+@click.argument("photos", nargs=-1, metavar="[A] [B]", type=click.Path(path_type=Path))
+@click.option("--from-a", type=click.Path(path_type=Path),
+              help="Reuse A's embedding (a latent.npz) instead of a photo.")
+@click.option("--from-b", type=click.Path(path_type=Path),
+              help="Reuse B's embedding (a latent.npz) instead of a photo.")
+@click.option("--mask", default=None, help=MASK_HELP + " Required for --op spatial.")
+@click.option("--layer", default=DEFAULT_LAYER, show_default=True, help=LAYER_HELP)
+@click.option("--op", default="spatial", show_default=True, type=click.Choice(OPS), help=OP_HELP)
+@click.option("--channels", default=None, help=CHANNELS_HELP)
+@click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1), help=ALPHA_HELP)
+@click.option("--style-from", default="a", show_default=True, type=click.Choice(["a", "b"]),
+              help="Whose (w, n) drives the rest of the synthesis; the paper uses the first image (a).")
+@click.option("--outdir", required=True, type=click.Path(path_type=Path), help="Output folder (created if missing).")
+@click.option("--w-steps", default=1000, show_default=True, type=click.IntRange(min=0),
+              help="W+ steps to embed each photo (the paper gives none for this application; digest §9 #12).")
+@click.option("--noise-steps", default=1000, show_default=True, type=click.IntRange(min=0),
+              help="Noise steps to embed each photo.")
+@click.option("--noise-space", default="paper", show_default=True, type=click.Choice(["paper", "extended"]),
+              help=NOISE_SPACE_HELP)
+@click.option("--device", default="auto", show_default=True, type=DEVICES)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seeds the embeddings' initial noise.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def transfer_attribute(photos, from_a, from_b, mask, layer, op, channels, alpha, style_from, outdir, w_steps,
+                       noise_steps, noise_space, device, seed, quiet) -> None:
+    """Attribute-level feature transfer (I_att, Eq. 5): copy B's activation at one layer into A's inside --mask
+    and render the rest with A's style code. A and B are photos (embedded W+ then noise, like `i2s reconstruct`,
+    and saved as a_latent.npz / b_latent.npz for reuse) or --from-a / --from-b latents. Writes result.png,
+    panel.png (A | B | naive copy-paste | result), latent.npz (A's code; the activation edit is not in it),
+    metrics.json and curves.png into OUTDIR."""
+    from ..apps.activations import AttributeTransferSettings, embed_photo
+    from ..apps.activations import transfer_attribute as run
+    from ..apps.outputs import load_embedding, save_edit
+    from ..generators.registry import load_generator, weights_sha256
+    from ..io import ensure_outdir, load_image
+    from ..latents import save_latent
+    from ..progress import TqdmProgress
+
+    settings = AttributeTransferSettings(
+        layer=layer, op=op, channels=channels, alpha=alpha, style_from=style_from, w_steps=w_steps,
+        noise_steps=noise_steps, noise_space=noise_space, seed=seed,
+    )
+    needed = [role for role, src in (("a", from_a), ("b", from_b)) if src is None]
+    if len(photos) != len(needed):
+        wanted = " and ".join(f"photo {r.upper()}" for r in needed) or "no photo"
+        raise InputError(f"expected {wanted} (--from-a / --from-b replace a photo), got {len(photos)} path(s)")
+    dev = resolve_device(device)
+    outdir = ensure_outdir(outdir)  # fail before minutes of work, not after
+    generator = load_generator(device=dev)
+    sha = weights_sha256(generator.name)
+    mask_t = _load_mask(mask, generator.resolution)
+    _check_layer(generator, layer, op, channels, alpha, mask_t)
+    if mask_t is not None:
+        mask_t = mask_t.to(dev)
+
+    embeddings, shown, history, stages, inputs = {}, {}, [], [], {"mask": mask}
+    for role, path in (("a", from_a), ("b", from_b)):
+        if path is None:
+            continue
+        ws, noise, notices = load_embedding(generator, path)
+        for n in notices:
+            notice(n)
+        embeddings[role], inputs[role] = (ws, noise), str(path)
+    perceptual = None
+    for role, photo in zip(needed, photos):
+        target, notices = load_image(photo, generator.resolution)
+        for n in notices:
+            notice(n)
+        target = target.to(dev)
+        if perceptual is None:
+            from ..losses import PerceptualLoss
+
+            perceptual = PerceptualLoss.from_file().to(dev)
+        click.echo(f"embedding {role.upper()} = {photo} on {dev} ({w_steps} W+ steps, {noise_steps} noise steps)")
+
+        def stage_done(outcome, role=role) -> None:
+            click.echo(f"{role.upper()} {outcome.name} stage: PSNR {float(outcome.psnr[0]):.2f} dB after "
+                       f"{outcome.steps} steps ({outcome.seconds:.0f} s)")
+
+        with TqdmProgress(disable=quiet) as progress:
+            emb = embed_photo(generator, target, perceptual, settings, callback=progress, on_stage_end=stage_done)
+        save_latent(outdir / f"{role}_latent.npz", emb.ws.cpu(), [n.cpu() for n in emb.noise],
+                    generator_name=generator.name, weights_sha256=sha, extra={"noise_space": noise_space})
+        embeddings[role], shown[role], inputs[role] = (emb.ws, emb.noise), target, str(photo)
+        history += [dataclasses.replace(h, stage=f"{role.upper()} {h.stage}") for h in emb.history]
+        stages += [dataclasses.replace(s, name=f"{role.upper()} {s.name}") for s in emb.stages]
+
+    result = run(generator, embeddings["a"], embeddings["b"], mask_t, settings, photo_a=shown.get("a"),
+                 photo_b=shown.get("b"), history=history, stages=stages)
+    save_edit(outdir, result, generator=generator, command="transfer-attribute", settings=settings,
+              weights_sha256=sha, inputs=inputs)
+    _echo_metrics(result.metrics)
+    extra = " ".join(f"{r}_latent.npz" for r in needed)
+    click.echo(f"outputs in {outdir}/: result.png panel.png latent.npz metrics.json curves.png {extra}".rstrip())
+
+
+def _echo_metrics(metrics: dict) -> None:
+    keys = [k for k in metrics if k.startswith(("activation_changed", "psnr_"))]
+    parts = []
+    for k in keys:
+        v = metrics[k]
+        parts.append(f"{k} {'n/a' if v is None else (f'{v:.4g}' if isinstance(v, float) else v)}")
+    if parts:
+        click.echo("; ".join(parts))
+
+
+# -- latent-edit -------------------------------------------------------------------------------------------------
+@cli.command("latent-edit")
+@click.argument("latents", nargs=-1, required=True, metavar="A.npz B.npz [C.npz]", type=click.Path(path_type=Path))
+@click.option("--op", default="morph", show_default=True, type=click.Choice(LATENT_OPS),
+              help="morph: amount*A + (1-amount)*B; mix: --rows from B, the rest from A (style mixing); "
+                   "expression: A + amount*(C - B), B neutral and C expressive.")
+@click.option("--amount", default=None, type=float,
+              help="λ. Default 0.5 for morph (midpoint), 1.0 for expression (digest §9 #16); unused by mix.")
+@click.option("--rows", default="fine", show_default=True,
+              help=f"For --op mix: W+ rows from B: {', '.join(ROW_PRESETS)} (StyleGAN's split by the resolution "
+                   "each row drives: 4-8, 16-32, 64+ px; fine = Image2StyleGAN's style transfer) or e.g. 9-22.")
+@click.option("--noise", default="a", show_default=True, type=click.Choice(NOISE_MODES),
+              help="Noise maps of the result: A's, B's, or 'follow' (interpolated for morph, taken with the rows "
+                   "for mix).")
+@click.option("--layer", default=None,
+              help=f"Local edit (Eq. 5) at this layer (default {DEFAULT_LAYER} when --mask is given); "
+                   + LAYER_HELP.split(": ", 1)[1])
+@click.option("--mask", default=None, help=f"Local edit: where the --from-activation features go: {MASK_SPEC}.")
+@click.option("--from-activation", "activation_from", default=None,
+              help="Local edit: whose activation is pasted: a, b, c (the latents above) or a latent.npz (default b).")
+@click.option("--activation-op", default="spatial", show_default=True, type=click.Choice(OPS), help=OP_HELP)
+@click.option("--channels", default=None, help=CHANNELS_HELP)
+@click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1), help=ALPHA_HELP)
+@click.option("--outdir", required=True, type=click.Path(path_type=Path), help="Output folder (created if missing).")
+@click.option("--device", default="auto", show_default=True, type=DEVICES)
+def latent_edit(latents, op, amount, rows, noise, layer, mask, activation_from, activation_op, channels, alpha,
+                outdir, device) -> None:
+    """Local + global edits on saved embeddings (no optimisation, one render): Image2StyleGAN's W+ arithmetic
+    (morph, style mixing by rows, expression transfer), optionally with a local activation edit (Eq. 5) in the
+    same render. Writes result.png, panel.png (inputs | global edit | naive copy-paste | result), latent.npz (the
+    edited code; a local edit is not in it), metrics.json and curves.png (empty: nothing is optimised) into OUTDIR."""
+    from ..apps.latent_ops import LatentEditSettings
+    from ..apps.latent_ops import latent_edit as run
+    from ..apps.outputs import load_embedding, save_edit
+    from ..generators.registry import load_generator, weights_sha256
+    from ..io import ensure_outdir
+
+    want = 3 if op == "expression" else 2
+    if len(latents) != want:
+        raise InputError(f"--op {op} takes {want} latents ({'A B C' if want == 3 else 'A B'}), got {len(latents)}")
+    local = layer is not None or mask is not None or activation_from is not None
+    if not local and (activation_op != "spatial" or channels is not None):
+        raise InputError("--activation-op / --channels describe a local edit; add --layer (and --mask)")
+    settings = LatentEditSettings(
+        op=op, amount=amount, rows=rows, noise=noise, layer=(layer or DEFAULT_LAYER) if local else None,
+        activation_op=activation_op, channels=channels, alpha=alpha,
+    )
+    dev = resolve_device(device)
+    outdir = ensure_outdir(outdir)
+    generator = load_generator(device=dev)
+    loaded = []
+    for path in latents:
+        ws, noise_maps, notices = load_embedding(generator, path)
+        for n in notices:
+            notice(n)
+        loaded.append((ws, noise_maps))
+    inputs = dict(zip("abc", map(str, latents)))
+    source = None
+    mask_t = None
+    if local:
+        mask_t = _load_mask(mask, generator.resolution)
+        _check_layer(generator, settings.layer, activation_op, channels, alpha, mask_t)
+        mask_t = None if mask_t is None else mask_t.to(dev)
+        pick = (activation_from or "b").lower()
+        if pick in ("a", "b", "c"):
+            if "abc".index(pick) >= len(loaded):
+                raise InputError(f"--from-activation {pick}: no latent C was given")
+            source = loaded["abc".index(pick)] if pick != "b" else None
+        else:
+            ws, noise_maps, notices = load_embedding(generator, Path(activation_from))
+            for n in notices:
+                notice(n)
+            source = (ws, noise_maps)
+        inputs.update({"mask": mask, "activation_source": activation_from or "b"})
+    result = run(generator, loaded[0], loaded[1], loaded[2] if want == 3 else None, settings, mask=mask_t,
+                 activation_source=source)
+    save_edit(outdir, result, generator=generator, command="latent-edit", settings=settings,
+              weights_sha256=weights_sha256(generator.name), inputs=inputs)
+    m = result.metrics
+    click.echo(f"{op}: rows changed {m['rows_changed'] or 'none'}, |w - w_A| = {m['w_distance_from_a']:.3g}")
+    _echo_metrics(m)
+    click.echo(f"outputs in {outdir}/: result.png panel.png latent.npz metrics.json curves.png")
