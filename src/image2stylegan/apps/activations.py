@@ -83,17 +83,8 @@ class LayerInfo:
 
 
 def layer_rows(generator: StyleGenerator) -> list[int | None]:
-    """The W+ row driving each layer of ``generator.layer_names()``.
-
-    A generator may say so itself (a ``layer_rows()`` method); otherwise, when there are exactly as many layers as
-    W+ rows, layer i consumes row i (true of the bundled generator, whose forward takes one row per named layer in
-    synthesis order; the tests check it by perturbing each row).
-    """
-    own = getattr(generator, "layer_rows", None)
-    if callable(own):
-        return list(own())
-    names = generator.layer_names()
-    return list(range(len(names))) if len(names) == generator.num_ws else [None] * len(names)
+    """The W+ row driving each layer of ``generator.layer_names()`` (the generator interface says)."""
+    return list(generator.layer_rows())
 
 
 @torch.no_grad()

@@ -69,6 +69,10 @@ class StyleGenerator(nn.Module):
         """The noise inputs in synthesis order."""
         raise NotImplementedError
 
+    def layer_rows(self) -> list[int | None]:
+        """The W+ row driving each layer of :meth:`layer_names` (None for a layer no style modulates)."""
+        raise NotImplementedError
+
     def noise_strengths(self) -> list[float]:
         """Strength s_i of each noise input in synthesis order: the synthesis adds s_i * n_i to that layer."""
         raise NotImplementedError

@@ -278,6 +278,10 @@ class MobileStyleGAN(StyleGenerator):
             names += [f"{name}.up", f"{name}.conv1", f"{name}.conv2"]
         return tuple(names + [self._torgb_name])
 
+    def layer_rows(self) -> list[int | None]:
+        # One style input per named layer, consumed in synthesis order (see _forward).
+        return list(range(self.num_ws))
+
     def mapping(self, z: torch.Tensor) -> torch.Tensor:
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z must be [B, {self.z_dim}], got {list(z.shape)}")
