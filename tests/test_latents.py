@@ -163,3 +163,13 @@ def test_complete_noise_rejects_wrong_resolution_and_too_many_maps(gen):
         complete_noise([torch.zeros(1, 1, 5, 5)], NOISE_SHAPES)
     with pytest.raises(InputError, match="5 noise maps but the generator has 4"):
         complete_noise(_noise(gen) + [torch.zeros(1, 1, 16, 16)], NOISE_SHAPES)
+
+
+def test_activation_edits_round_trip(tmp_path):
+    edit = torch.randn(1, 8, 4, 4, generator=torch.Generator().manual_seed(0))
+    path = tmp_path / "edited.npz"
+    save_latent(path, torch.zeros(1, 3, 16), [], generator_name="g", edits={"b8.conv2": edit})
+    loaded = load_latent(path)
+    assert list(loaded.edits) == ["b8.conv2"] and torch.equal(loaded.edits["b8.conv2"], edit)
+    assert "edit:b8.conv2" not in loaded.meta
+    assert load_latent(path).w.shape == (1, 3, 16)

@@ -34,6 +34,7 @@ FORMAT_VERSION = 1
 
 _NOISE_KEY = re.compile(r"noise_(\d+)")
 _RESERVED = ("w", "generator", "weights_sha256", "format_version")
+_EDIT_PREFIX = "edit:"  # activation edits: "edit:<layer name>" holds the replacement tensor [1, C, H, W]
 
 PathLike = str | os.PathLike
 
@@ -50,6 +51,8 @@ class LatentFile:
         weights_sha256: SHA-256 of that generator's weights file, if recorded.
         meta: every other entry (``format_version``, ``noise_space``, ...) as Python values;
             non-scalar extras stay numpy arrays.
+        edits: activation edits to apply when rendering (layer name -> replacement tensor), as written by the
+            activation-tensor applications; empty for plain embeddings.
     """
 
     w: torch.Tensor
@@ -57,6 +60,7 @@ class LatentFile:
     generator_name: str | None = None
     weights_sha256: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    edits: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def _to_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -83,6 +87,7 @@ def save_latent(
     generator_name: str | None = None,
     weights_sha256: str | None = None,
     extra: Mapping[str, Any] | None = None,
+    edits: Mapping[str, torch.Tensor | np.ndarray] | None = None,
 ) -> None:
     """Write a ``latent.npz`` atomically.
 
@@ -94,6 +99,7 @@ def save_latent(
         weights_sha256: SHA-256 of that generator's weights.
         extra: more 0-d metadata, e.g. ``{"noise_space": "per_layer"}``; keys must not
             clash with ``w``, ``noise_NN``, ``generator``, ``weights_sha256``, ``format_version``.
+        edits: activation edits (layer name -> replacement tensor ``[1, C, H, W]``) that a render must apply.
 
     Raises:
         ValueError: shapes or metadata are malformed (a programming error, not user input).
@@ -118,6 +124,8 @@ def save_latent(
         if key in _RESERVED or _NOISE_KEY.fullmatch(key):
             raise ValueError(f"extra metadata key {key!r} clashes with a reserved latent.npz entry")
         arrays[key] = _scalar_array(key, value)
+    for layer, tensor in (edits or {}).items():
+        arrays[_EDIT_PREFIX + layer] = _to_numpy(tensor).astype(np.float32)
     atomic_save_npz(path, **arrays)
 
 
@@ -217,7 +225,10 @@ def load_latent(path: PathLike) -> LatentFile:
     w = _load_w(path, arrays)
     noise = _load_noise(path, arrays)
 
-    meta = {key: _python_value(array) for key, array in arrays.items() if key != "w" and not _NOISE_KEY.fullmatch(key)}
+    edits = {key[len(_EDIT_PREFIX):]: torch.from_numpy(array.astype(np.float32)) for key, array in arrays.items()
+             if key.startswith(_EDIT_PREFIX)}
+    meta = {key: _python_value(array) for key, array in arrays.items()
+            if key != "w" and not _NOISE_KEY.fullmatch(key) and not key.startswith(_EDIT_PREFIX)}
     version = meta.get("format_version", FORMAT_VERSION)  # files from other tools carry none
     try:
         version = int(version)
@@ -233,6 +244,7 @@ def load_latent(path: PathLike) -> LatentFile:
         generator_name=_optional_str(path, arrays, "generator"),
         weights_sha256=_optional_str(path, arrays, "weights_sha256"),
         meta=meta,
+        edits=edits,
     )
 
 

@@ -29,8 +29,8 @@ EDIT_OUTPUT_FILES = ("result.png", "panel.png", "latent.npz", "metrics.json", "c
 class EditResult:
     """An application's outcome for one image.
 
-    ``edits`` are activation edits applied when rendering (empty for pure embedding applications); they are not
-    stored in ``latent.npz``, so the saved latent renders the embedding without them.
+    ``edits`` are activation edits (layer -> replacement tensor) applied when rendering; empty for the pure
+    embedding applications. They are saved in ``latent.npz`` so ``i2s render`` reproduces the result.
     """
 
     ws: torch.Tensor  # [1, num_ws, w_dim]
@@ -96,6 +96,7 @@ def save_edit(
         generator_name=generator.name,
         weights_sha256=weights_sha256,
         extra={"noise_space": result.noise_space, "command": command},
+        edits={layer: t.detach().cpu() for layer, t in result.edits.items()},
     )
     save_image(outdir / "result.png", image[0])
     labels, tiles = zip(*result.panel) if result.panel else ((), ())

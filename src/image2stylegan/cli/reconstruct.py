@@ -181,7 +181,11 @@ def render(latent, out, device) -> None:
     noise, notices = complete_noise(data.noise, expected, source=str(latent))
     for n in notices:
         notice(n)
+    unknown = set(data.edits) - set(generator.layer_names())
+    if unknown:
+        raise InputError(f"{latent} edits layer(s) {sorted(unknown)} that {name} does not have")
+    edits = {layer: t.to(dev) for layer, t in data.edits.items()}
     with torch.no_grad():
-        image = generator.synthesis(data.w.to(dev), [n.to(dev) for n in noise])
+        image = generator.synthesis(data.w.to(dev), [n.to(dev) for n in noise], edits=edits or None)
     save_image(out, image[0])
     click.echo(f"wrote {out}")
