@@ -35,7 +35,7 @@ class EditResult:
 
     ws: torch.Tensor  # [1, num_ws, w_dim]
     noise: list[torch.Tensor]  # one [1, C, H, W] per noise input
-    panel: list[tuple[str, torch.Tensor]]  # (label, [3, H, W] in [-1, 1]) in display order, result last
+    panel: list[tuple[str, torch.Tensor]]  # (label, [3, H, W] in [-1, 1]) in display order
     metrics: dict[str, Any]
     history: list[StepInfo] = field(default_factory=list, repr=False)
     stages: list[StageOutcome] = field(default_factory=list, repr=False)

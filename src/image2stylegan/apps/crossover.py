@@ -1,0 +1,168 @@
+"""Image crossover (Image2StyleGAN++ Sec. 8.1, Alg. 3): copy a region of image A into image B, blended by the
+generator -- with left/right half masks, the "two-face" of the paper's Fig. 1d.
+
+Alg. 3, as run here (x = A = I1, the image the mask selects; y = B = I2 everywhere else)::
+
+    M_blur = feather(M)                                      # Gaussian-blurred binary mask
+    w_out  = W_l(M_blur, M_blur, 1, w*, n_ini, A) + W_l(1 - M_blur, 1 - M_blur, 1, w*, n_ini, B)
+    n_out  = Mk_n(M_blur, w_out, n_ini, A, B)
+
+The "+" is one optimisation of all W+ rows over the sum of the two Eq. 1 objectives (two :class:`TargetTerm`), not
+two runs; the noise stage (Eq. 3) matches A inside M_blur and B outside it with equal weights. w* is the mean
+latent, or an existing embedding of A (the paper's choice; ``ws=``). The result is the generator's output
+G(w_out, n_out), not a composite.
+
+What each image can influence: the pixel-MSE terms read A only where M_blur > 0 and B only where M_blur < 1, so
+B's pixels under the core of the mask (M_blur exactly 1) never enter a pixel term, and vice versa. The perceptual
+terms compare VGG features of the *whole* A and B under the mask resized to each feature map (Eq. 1's M_p), so a
+pixel also counts through the receptive field of any feature cell the mask touches; pixels farther than that from
+the blurred region have no influence at all (``tests/test_crossover.py`` checks both, bit for bit).
+
+Defaults (the paper gives no iteration counts for crossover): 1000 W+ steps at Adam lr 0.01 and 1000 noise steps
+at lr 5 (paper-digest §9 #12), λ_mse : λ_p = 1 : 1 as in reconstruction, feather σ = 3 % of the side (§9 #11).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from ..embed import NoiseStage, StageOutcome, StepInfo, TargetTerm, WPlusStage, embed
+from ..errors import InputError
+from ..generators.base import StyleGenerator
+from ..losses import PerceptualLoss
+from ..masks import DEFAULT_FEATHER_FRACTION, check_mask_content, feather
+from ..metrics import psnr
+from .outputs import EditResult
+
+__all__ = ["CrossoverSettings", "crossover", "naive_copy_paste"]
+
+
+@dataclass(frozen=True)
+class CrossoverSettings:
+    """Alg. 3's settings.
+
+    * ``w_steps`` / ``noise_steps`` = 1000 / 1000: the paper gives none for crossover; paper-digest §9 #12
+      recommends 1000 + 1000 (re-implementations use 1500 + 1500 or 5000 + 1000).
+    * ``w_lr`` 0.01 and ``noise_lr`` 5: the paper's Adam rates (reconstruction, Alg. 2).
+    * ``mse_weight`` : ``perceptual_weight`` = 1 : 1 for both images (the paper's 1e-5 : 1e-5; Adam ignores the
+      overall scale).
+    * ``noise_second_weight`` = 1: B's term in the noise stage weighs as much as A's (Eq. 3 with λ_mse1 = λ_mse2).
+    * ``feather`` = 0.03: σ of the Gaussian making M_blur, as a fraction of the image side (paper: "suitable size";
+      §9 #11 recommends 2-5 %); 0 keeps the mask hard.
+    * ``noise_space`` 'paper' (one map per noise input) or 'extended'; ``noise_lr_scaling`` see :class:`NoiseStage`.
+    * ``seed`` seeds n_ini (and so the whole run).
+    """
+
+    w_steps: int = 1000
+    noise_steps: int = 1000
+    w_lr: float = 0.01
+    noise_lr: float = 5.0
+    mse_weight: float = 1.0
+    perceptual_weight: float = 1.0
+    noise_second_weight: float = 1.0
+    feather: float = DEFAULT_FEATHER_FRACTION
+    noise_space: str = "paper"
+    noise_lr_scaling: str = "strength"
+    seed: int = 0
+
+    def stages(self, image_a: torch.Tensor, image_b: torch.Tensor, soft_mask: torch.Tensor) -> list:
+        """[W+ stage over both images, noise stage]; ``soft_mask`` is M_blur [1, 1, H, W] (1 = take A)."""
+        outside = 1.0 - soft_mask
+        terms = (
+            TargetTerm(image_a, self.mse_weight, self.perceptual_weight, mse_mask=soft_mask,
+                       perceptual_mask=soft_mask, name="a"),
+            TargetTerm(image_b, self.mse_weight, self.perceptual_weight, mse_mask=outside,
+                       perceptual_mask=outside, name="b"),
+        )
+        return [
+            WPlusStage(steps=self.w_steps, lr=self.w_lr, terms=terms),
+            NoiseStage(steps=self.noise_steps, lr=self.noise_lr, mask=soft_mask, second_target=image_b,
+                       second_weight=self.noise_second_weight, lr_scaling=self.noise_lr_scaling),
+        ]
+
+
+def naive_copy_paste(image_a: torch.Tensor, image_b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The baseline of the paper's figures: M ⊙ A + (1 - M) ⊙ B with the hard mask. [B, 3, H, W]"""
+    return mask * image_a + (1.0 - mask) * image_b
+
+
+def crossover(
+    generator: StyleGenerator,
+    image_a: torch.Tensor,
+    image_b: torch.Tensor,
+    mask: torch.Tensor,
+    perceptual: PerceptualLoss | None,
+    settings: CrossoverSettings = CrossoverSettings(),
+    *,
+    ws: torch.Tensor | None = None,
+    noise: Sequence[torch.Tensor] | None = None,
+    callback: Callable[[StepInfo], None] | None = None,
+    on_stage_end: Callable[[StageOutcome], None] | None = None,
+) -> EditResult:
+    """Run Alg. 3: the region ``mask`` of ``image_a`` over ``image_b``, blended by the generator.
+
+    Args:
+        generator: a frozen :class:`StyleGenerator`; everything runs on its device.
+        image_a: [1, 3, H, W] in [-1, 1] (H = W = the generator's resolution), taken where ``mask`` is 1.
+        image_b: [1, 3, H, W] in [-1, 1], taken where ``mask`` is 0.
+        mask: [1, 1, H, W] binary (values >= 0.5 count as A); both regions must be non-empty.
+        perceptual: the VGG16 loss (may be None only if ``settings.perceptual_weight`` is 0).
+        ws: starting W+ [1, num_ws, w_dim], e.g. an embedding of A (the paper's w*); default the mean latent.
+        noise: starting noise maps; default seeded N(0, 1) (the paper's n_ini).
+        callback, on_stage_end: progress hooks passed to :func:`embed`.
+
+    Returns:
+        :class:`EditResult` whose panel is A | B | naive copy-paste | crossover and whose metrics give the PSNR of
+        the result against A inside the hard mask and against B outside it, after each stage.
+    """
+    size = generator.resolution
+    device = generator.w_avg.device
+    image_a, image_b = (_check_image(x, size, name).to(device) for x, name in ((image_a, "A"), (image_b, "B")))
+    if mask.ndim != 4 or tuple(mask.shape) != (1, 1, size, size):
+        raise InputError(f"crossover mask must be [1, 1, {size}, {size}], got {list(mask.shape)}")
+    check_mask_content(mask, "crossover")
+    hard = (mask.to(device=device, dtype=image_a.dtype) >= 0.5).to(image_a.dtype)
+    soft = feather(hard, settings.feather)
+
+    result = embed(
+        generator, image_a, settings.stages(image_a, image_b, soft), perceptual=perceptual, ws=ws, noise=noise,
+        noise_space=settings.noise_space, seed=settings.seed, callback=callback, on_stage_end=on_stage_end,
+    )
+    with torch.no_grad():
+        final = generator.synthesis(result.ws, result.noise).clamp(-1, 1)
+        start_ws = generator.mean_ws(1) if ws is None else ws.to(device)
+        metrics = {
+            "psnr_a_inside_db": _db(final, image_a, hard),
+            "psnr_b_outside_db": _db(final, image_b, 1.0 - hard),
+            "stages": {
+                s.name: {"psnr_a_inside_db": _db(s.image.clamp(-1, 1), image_a, hard),
+                         "psnr_b_outside_db": _db(s.image.clamp(-1, 1), image_b, 1.0 - hard)}
+                for s in result.stages
+            },
+            "mask_fraction_a": float(hard.mean()),
+            "feather_sigma_px": settings.feather * size,
+            "start": "mean latent" if ws is None else "given W+ (embedding of A)",
+            "w_change_rms": float((result.ws - start_ws).square().mean().sqrt()),
+        }
+    panel = [
+        ("A (inside mask)", image_a[0]),
+        ("B (outside mask)", image_b[0]),
+        ("naive copy-paste", naive_copy_paste(image_a, image_b, hard)[0]),
+        ("crossover (Alg. 3)", final[0]),
+    ]
+    return EditResult(result.ws, result.noise, panel, metrics, result.history, result.stages,
+                      noise_space=settings.noise_space)
+
+
+def _check_image(image: torch.Tensor, size: int, name: str) -> torch.Tensor:
+    if not isinstance(image, torch.Tensor) or image.ndim != 4 or tuple(image.shape) != (1, 3, size, size):
+        shape = list(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise InputError(f"crossover image {name} must be [1, 3, {size}, {size}], got {shape}")
+    return image
+
+
+def _db(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> float:
+    return float(psnr(x, y, mask=mask)[0])

@@ -1,0 +1,196 @@
+"""``i2s crossover`` (Alg. 3, the "two-face" of Fig. 1d) and ``i2s inpaint`` (Alg. 4)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..masks import DEFAULT_FEATHER_FRACTION
+from .common import NOISE_SPACE_HELP, cli, notice, perceptual_and_lpips, resolve_device
+
+_DEVICE = click.Choice(["auto", "cpu", "cuda", "mps"])
+
+
+def _common_options(func):
+    """Options every embedding edit shares (applied bottom-up, so they list in this order in --help)."""
+    for option in reversed([
+        click.option("--outdir", required=True, type=click.Path(path_type=Path), help="Output folder (created if missing)."),
+        click.option("--w-steps", default=1000, show_default=True, type=click.IntRange(min=0),
+                     help="W+ stage steps (Adam lr 0.01)."),
+        click.option("--noise-steps", default=1000, show_default=True, type=click.IntRange(min=0),
+                     help="Noise stage steps (Adam lr 5, MSE only)."),
+        click.option("--feather", default=DEFAULT_FEATHER_FRACTION, show_default=True, type=click.FloatRange(min=0),
+                     help="Gaussian sigma of the blurred mask, as a fraction of the image side (0 = hard mask)."),
+        click.option("--noise-space", default="paper", show_default=True, type=click.Choice(["paper", "extended"]),
+                     help=NOISE_SPACE_HELP),
+        click.option("--device", default="auto", show_default=True, type=_DEVICE),
+        click.option("--seed", default=0, show_default=True, type=int, help="Seeds the initial noise n_ini."),
+        click.option("--quiet", is_flag=True, help="No progress bars."),
+    ]):
+        func = option(func)
+    return func
+
+
+def _load_input(generator, photo, latent):
+    """An input image [1, 3, H, W] on the generator's device: the photo, or the render of a saved embedding.
+
+    Returns (image, ws or None, source description)."""
+    import torch
+
+    from ..apps.outputs import load_embedding
+    from ..io import load_image
+
+    if latent is not None:
+        ws, noise, notices = load_embedding(generator, latent)
+        for n in notices:
+            notice(n)
+        with torch.no_grad():
+            image = generator.synthesis(ws, noise).clamp(-1, 1)
+        return image, ws, f"render of {latent}"
+    image, notices = load_image(photo, generator.resolution)
+    for n in notices:
+        notice(n)
+    return image.to(generator.w_avg.device), None, str(photo)
+
+
+def _stage_done(outcome) -> None:
+    per_step = outcome.seconds / outcome.steps if outcome.steps else 0.0
+    click.echo(f"{outcome.name} stage: {outcome.steps} steps in {outcome.seconds:.0f} s ({per_step:.2f} s/step)")
+
+
+# -- crossover ---------------------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--mask", "mask_spec", required=True,
+              help="Region taken from A: left-half, right-half, top-half, bottom-half, or a mask image (white = A).")
+@click.option("--from-a", "from_a", type=click.Path(path_type=Path),
+              help="Use this latent.npz instead of photo A: A is its render and the W+ stage starts from its W+ "
+                   "(the paper's w*). Without it the W+ stage starts from the mean latent.")
+@click.option("--from-b", "from_b", type=click.Path(path_type=Path),
+              help="Use this latent.npz instead of photo B (B is its render).")
+@_common_options
+def crossover(images, mask_spec, from_a, from_b, outdir, w_steps, noise_steps, feather, noise_space, device, seed,
+              quiet) -> None:
+    """Image crossover (Alg. 3): the masked region of A over B, blended by the generator.
+
+    Usage: i2s crossover A B --mask left-half --outdir DIR (A or B may be replaced by --from-a / --from-b).
+
+    One W+ stage fits A inside the blurred mask M_blur and B outside it (MSE + perceptual, summed), then the noise
+    stage matches A inside M_blur and B outside. Defaults: 1000 + 1000 steps (the paper gives no count for
+    crossover), Adam lr 0.01 / 5, mask blur sigma 3 % of the side. Writes result.png, panel.png
+    (A | B | naive copy-paste | result), latent.npz, metrics.json (PSNR vs A inside the mask, vs B outside) and
+    curves.png into OUTDIR.
+    """
+    from ..apps.crossover import CrossoverSettings
+    from ..apps.crossover import crossover as run
+    from ..apps.outputs import save_edit
+    from ..generators.registry import load_generator, weights_sha256
+    from ..io import ensure_outdir
+    from ..masks import check_mask_content, resolve_mask
+    from ..progress import TqdmProgress
+
+    wanted = (from_a is None) + (from_b is None)
+    if len(images) != wanted:
+        raise click.UsageError(
+            f"crossover needs images A and B: give {wanted} photo(s) as arguments "
+            f"({'A ' if from_a is None else ''}{'B' if from_b is None else ''}) besides --from-a/--from-b, "
+            f"got {len(images)}"
+        )
+    photos = iter(images)
+    photo_a = None if from_a is not None else next(photos)
+    photo_b = None if from_b is not None else next(photos)
+    settings = CrossoverSettings(w_steps=w_steps, noise_steps=noise_steps, feather=feather, noise_space=noise_space,
+                                 seed=seed)
+    dev = resolve_device(device)
+    outdir = ensure_outdir(outdir)  # fail before minutes of work, not after
+    generator = load_generator(device=dev)
+    mask, notices = resolve_mask(mask_spec, generator.resolution)
+    for n in notices:
+        notice(n)
+    check_mask_content(mask, "crossover")
+    image_a, ws_a, source_a = _load_input(generator, photo_a, from_a)
+    image_b, _, source_b = _load_input(generator, photo_b, from_b)
+    perceptual, _ = perceptual_and_lpips(dev)
+    click.echo(f"crossover on {dev}: {w_steps} W+ steps, {noise_steps} noise steps, mask {mask_spec}")
+    with TqdmProgress(disable=quiet) as progress:
+        result = run(generator, image_a, image_b, mask.to(dev), perceptual, settings, ws=ws_a, callback=progress,
+                     on_stage_end=_stage_done)
+    save_edit(outdir, result, generator=generator, command="crossover", settings=settings,
+              weights_sha256=weights_sha256(generator.name),
+              inputs={"a": source_a, "b": source_b, "mask": str(mask_spec)})
+    m = result.metrics
+    click.echo(f"result: PSNR {m['psnr_a_inside_db']:.2f} dB vs A inside the mask, {m['psnr_b_outside_db']:.2f} dB "
+               "vs B outside")
+    click.echo(f"outputs in {outdir}/: result.png panel.png latent.npz metrics.json curves.png")
+
+
+# -- inpaint -----------------------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("photo", required=False, type=click.Path(path_type=Path))
+@click.option("--mask", "mask_spec", required=True,
+              help="The hole (white = missing): a mask image, or 'center' (a centred square of half the side).")
+@click.option("--reference", type=click.Path(path_type=Path),
+              help="The intact original, for PSNR inside the hole and LPIPS (never used by the algorithm).")
+@click.option("--from", "from_latent", type=click.Path(path_type=Path),
+              help="Use the render of this latent.npz instead of PHOTO (its hole pixels are then ignored).")
+@_common_options
+def inpaint(photo, mask_spec, reference, from_latent, outdir, w_steps, noise_steps, feather, noise_space, device,
+            seed, quiet) -> None:
+    """Inpainting (Alg. 4): fill the hole in PHOTO from the known pixels alone.
+
+    Usage: i2s inpaint PHOTO --mask HOLE.png|center --outdir DIR [--reference ORIGINAL].
+
+    The W+ stage sees only the known pixels and moves only the W+ rows whose layers are at most 64 px plus the
+    last two (the paper's rows 1-9, 17, 18; the rest stay at the mean latent); the noise stage then matches the
+    known region outside a dilated, blurred hole and keeps the W+ prediction inside it (weight 10:1, the paper's
+    1e-4 : 1e-5). The result is the generator's output. Defaults: 1000 W+ steps with Adam (the paper: 200 steps of
+    gradient descent), 1000 noise steps, lr 0.01 / 5. Writes result.png, panel.png (defective input | naive fill |
+    result [| reference]), latent.npz, metrics.json (PSNR on the known region; with --reference, in the hole) and
+    curves.png into OUTDIR.
+    """
+    from ..apps.inpaint import InpaintSettings
+    from ..apps.inpaint import inpaint as run
+    from ..apps.outputs import save_edit
+    from ..generators.registry import load_generator, weights_sha256
+    from ..io import ensure_outdir, load_image
+    from ..masks import check_mask_content, resolve_mask
+    from ..progress import TqdmProgress
+
+    if (photo is None) == (from_latent is None):
+        raise click.UsageError("inpaint needs exactly one of PHOTO or --from LATENT")
+    settings = InpaintSettings(w_steps=w_steps, noise_steps=noise_steps, feather=feather, noise_space=noise_space,
+                               seed=seed)
+    dev = resolve_device(device)
+    outdir = ensure_outdir(outdir)
+    generator = load_generator(device=dev)
+    hole, notices = resolve_mask(mask_spec, generator.resolution)
+    for n in notices:
+        notice(n)
+    check_mask_content(hole, "inpainting hole")
+    image, _, source = _load_input(generator, photo, from_latent)
+    ref = None
+    if reference is not None:
+        ref, notices = load_image(reference, generator.resolution)
+        for n in notices:
+            notice(n)
+        ref = ref.to(dev)
+    perceptual, lpips = perceptual_and_lpips(dev)
+    click.echo(f"inpainting on {dev}: {w_steps} W+ steps, {noise_steps} noise steps, hole {mask_spec} "
+               f"({float(hole.mean()):.0%} of the image)")
+    with TqdmProgress(disable=quiet) as progress:
+        result = run(generator, image, hole.to(dev), perceptual, settings, reference=ref, lpips=lpips,
+                     callback=progress, on_stage_end=_stage_done)
+    inputs = {"photo": source, "mask": str(mask_spec)}
+    if reference is not None:
+        inputs["reference"] = str(reference)
+    save_edit(outdir, result, generator=generator, command="inpaint", settings=settings,
+              weights_sha256=weights_sha256(generator.name), inputs=inputs)
+    m = result.metrics
+    line = f"result: PSNR {m['psnr_known_db']:.2f} dB on the known region"
+    if "reference" in m:
+        line += (f", {m['reference']['psnr_hole_db']:.2f} dB in the hole vs the reference "
+                 f"(naive fill {m['reference']['naive_fill_psnr_hole_db']:.2f} dB)")
+    click.echo(line)
+    click.echo(f"outputs in {outdir}/: result.png panel.png latent.npz metrics.json curves.png")
+

@@ -1,0 +1,145 @@
+"""Inpainting (Alg. 4): the hole is never read, frozen W+ rows stay put, the row rule, outputs, CLI, real weights."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+import image2stylegan.cli.crossover as cli_module
+from image2stylegan.apps.inpaint import (
+    InpaintSettings,
+    inpaint,
+    inpainting_rows,
+    layer_resolutions,
+)
+from image2stylegan.apps.outputs import EDIT_OUTPUT_FILES
+from image2stylegan.cli.common import cli
+from image2stylegan.errors import InputError
+from image2stylegan.generators.mobilestylegan import (
+    MobileStyleGAN,
+    MobileStyleGANConfig,
+)
+from image2stylegan.masks import preset_mask
+from image2stylegan.metrics import psnr
+
+# Rows whose layers are at most 8 px (conv1, b8.up, b8.conv1, b8.conv2) plus the last two: rows 4 and 5 are frozen.
+FAST = InpaintSettings(w_steps=5, noise_steps=5, max_resolution=8)
+
+
+@pytest.fixture
+def hole():
+    return preset_mask("center", 32)
+
+
+def _same(r1, r2) -> bool:
+    same = torch.equal(r1.ws, r2.ws) and all(torch.equal(x, y) for x, y in zip(r1.noise, r2.noise))
+    same &= [h.as_dict() | {"seconds": 0} for h in r1.history] == [h.as_dict() | {"seconds": 0} for h in r2.history]
+    same &= all(torch.equal(t1, t2) for (_, t1), (_, t2) in zip(r1.panel, r2.panel))
+    return same and r1.metrics == r2.metrics
+
+
+def test_the_hole_is_never_read(tiny, tiny_perceptual, tiny_target, hole):
+    base = inpaint(tiny, tiny_target, hole, tiny_perceptual, FAST)
+    for content in (torch.rand(1, 3, 32, 32) * 2 - 1, torch.full((1, 3, 32, 32), float("nan"))):
+        other = torch.where(hole > 0.5, content, tiny_target)
+        assert _same(base, inpaint(tiny, other, hole, tiny_perceptual, FAST))  # bit for bit
+    # Control: a known pixel does matter.
+    nudged = tiny_target.clone()
+    nudged[..., 0, 0] += 0.5
+    assert not torch.equal(base.ws, inpaint(tiny, nudged, hole, tiny_perceptual, FAST).ws)
+
+
+def test_only_the_named_rows_move(tiny, tiny_perceptual, tiny_target, hole):
+    assert inpainting_rows(tiny, max_resolution=8) == [0, 1, 2, 3, 6, 7]
+    result = inpaint(tiny, tiny_target, hole, tiny_perceptual, FAST)
+    mean = tiny.mean_ws(1)
+    assert torch.equal(result.ws[:, 4:6], mean[:, 4:6])  # frozen at the mean latent, exactly
+    assert all(not torch.equal(result.ws[:, r], mean[:, r]) for r in (0, 1, 2, 3, 6, 7))
+    assert result.metrics["rows_optimised"] == [0, 1, 2, 3, 6, 7]
+
+
+def test_rows_of_the_bundled_architecture():
+    # The bundled 23-row layout with 8 channels per layer (cheap at 1024 px); its weights do not matter here.
+    torch.manual_seed(0)
+    g = MobileStyleGAN(MobileStyleGANConfig(z_dim=8, w_dim=8, mapping_layers=1, base_channels=8, channels=(8,) * 7))
+    assert layer_resolutions(g) == [4] + [r for r in (8, 16, 32, 64, 128, 256, 512) for _ in range(3)] + [512]
+    assert inpainting_rows(g) == list(range(13)) + [21, 22]  # conv1 ... b64.conv2, b512.conv2, b512.torgb
+
+
+def test_noise_stage_fits_the_known_region_and_metrics(tiny, tiny_perceptual, tiny_target, hole):
+    result = inpaint(tiny, tiny_target, hole, tiny_perceptual,
+                     InpaintSettings(w_steps=10, noise_steps=10), reference=tiny_target,
+                     lpips=lambda x, y: (x - y).abs().mean(dim=(1, 2, 3)))
+    m = result.metrics
+    with torch.no_grad():
+        start = tiny.synthesis(tiny.mean_ws(1), None).clamp(-1, 1)
+    assert m["stages"]["w_plus"]["psnr_known_db"] > float(psnr(start, tiny_target, mask=1 - hole)[0])
+    assert m["stages"]["noise"]["psnr_known_db"] > m["stages"]["w_plus"]["psnr_known_db"]
+    assert {"psnr_hole_db", "psnr_full_db", "naive_fill_psnr_hole_db", "lpips_full"} == set(m["reference"])
+    labels = [label for label, _ in result.panel]
+    assert labels[0] == "defective input" and labels[-1] == "reference" and len(labels) == 4
+    assert torch.equal(result.panel[0][1][:, 16, 16], torch.zeros(3))  # the hole is shown grey
+
+
+@pytest.mark.parametrize("name", ["empty", "full"])
+def test_holes_that_leave_nothing_to_do_are_refused(tiny, tiny_perceptual, tiny_target, name):
+    mask = torch.zeros(1, 1, 32, 32) if name == "empty" else torch.ones(1, 1, 32, 32)
+    with pytest.raises(InputError, match="inpainting hole mask"):
+        inpaint(tiny, tiny_target, mask, tiny_perceptual, FAST)
+
+
+# -- CLI on the tiny generator ------------------------------------------------------------------------------------
+@pytest.fixture
+def tiny_cli(monkeypatch, tiny, tiny_perceptual):
+    from image2stylegan.generators import registry
+
+    monkeypatch.setattr(registry, "load_generator", lambda *a, **k: tiny)
+    monkeypatch.setattr(registry, "weights_sha256", lambda name: "0" * 64)
+    monkeypatch.setattr(cli_module, "perceptual_and_lpips",
+                        lambda dev: (tiny_perceptual, lambda x, y: (x - y).abs().mean(dim=(1, 2, 3))))
+    return CliRunner()
+
+
+def test_cli_writes_every_output(tiny_cli, tmp_path):
+    rng = np.random.default_rng(0)
+    photo = tmp_path / "photo.png"
+    Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(photo)
+    hole = tmp_path / "hole.png"
+    Image.fromarray(np.pad(np.full((8, 8), 255, np.uint8), 12)).save(hole)
+    out = tmp_path / "out"
+    args = ["--outdir", str(out), "--w-steps", "2", "--noise-steps", "2", "--quiet", "--device", "cpu"]
+    res = tiny_cli.invoke(cli, ["inpaint", str(photo), "--mask", str(hole), "--reference", str(photo), *args])
+    assert res.exit_code == 0, res.output
+    assert "in the hole vs the reference" in res.output
+    assert {p.name for p in out.iterdir()} == set(EDIT_OUTPUT_FILES)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["command"] == "inpaint" and metrics["metrics"]["hole_fraction"] == pytest.approx(1 / 16)
+
+    res = tiny_cli.invoke(cli, ["inpaint", "--from", str(out / "latent.npz"), "--mask", "center", *args])
+    assert res.exit_code == 0, res.output
+    res = tiny_cli.invoke(cli, ["inpaint", str(photo), "--from", str(out / "latent.npz"), "--mask", "center", *args])
+    assert res.exit_code == 2 and "exactly one of PHOTO or --from" in res.output
+
+
+# -- real weights -------------------------------------------------------------------------------------------------
+@pytest.mark.real_weights
+def test_real_inpainting_of_a_generated_face(real_generator, real_perceptual):
+    assert inpainting_rows(real_generator) == list(range(13)) + [21, 22]
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        w = real_generator.mapping(torch.randn(1, 512, generator=g))
+        face = real_generator.synthesis((0.7 * w + 0.3 * real_generator.w_avg).unsqueeze(1)
+                                        .expand(-1, real_generator.num_ws, -1), None).clamp(-1, 1)
+        start = real_generator.synthesis(real_generator.mean_ws(1), None).clamp(-1, 1)
+    hole = preset_mask("center", real_generator.resolution)
+    result = inpaint(real_generator, face, hole, real_perceptual, InpaintSettings(w_steps=3, noise_steps=3),
+                     reference=face)
+    final = result.panel[2][1]
+    assert final.shape == (3, 1024, 1024) and torch.isfinite(final).all()
+    assert result.metrics["psnr_known_db"] > float(psnr(start, face, mask=1 - hole)[0])
+    assert torch.equal(result.ws[:, 13:21], real_generator.mean_ws(1)[:, 13:21])
