@@ -82,7 +82,7 @@ def layers(device) -> None:
 
 
 # -- transfer-attribute ------------------------------------------------------------------------------------------
-@cli.command("transfer-attribute")
+@cli.command("transfer-attribute", short_help="Copy a region of B's activation tensor into A's at one layer (Eq. 5).")
 @click.argument("photos", nargs=-1, metavar="[A] [B]", type=click.Path(path_type=Path))
 @click.option("--from-a", type=click.Path(path_type=Path),
               help="Reuse A's embedding (a latent.npz) instead of a photo.")

@@ -60,7 +60,7 @@ def _stage_done(outcome) -> None:
 
 
 # -- crossover ---------------------------------------------------------------------------------------------------
-@cli.command()
+@cli.command(short_help="Blend a region of photo A into photo B (the paper's two-face, Alg. 3).")
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--mask", "mask_spec", required=True,
               help="Region taken from A: left-half, right-half, top-half, bottom-half, or a mask image (white = A).")
@@ -126,7 +126,7 @@ def crossover(images, mask_spec, from_a, from_b, outdir, w_steps, noise_steps, f
 
 
 # -- inpaint -----------------------------------------------------------------------------------------------------
-@cli.command()
+@cli.command(short_help="Fill a hole from the known pixels (Alg. 4).")
 @click.argument("photo", required=False, type=click.Path(path_type=Path))
 @click.option("--mask", "mask_spec", required=True,
               help="The hole (white = missing): a mask image, or 'center' (a centred square of half the side).")
