@@ -12,7 +12,7 @@ import sys
 import click
 
 from ..errors import Image2StyleGANError
-from . import activations, crossover, reconstruct  # noqa: F401  (each registers its commands)
+from . import activations, crossover, reconstruct, style_transfer  # noqa: F401  (each registers its commands)
 from .common import cli, resolve_device
 
 __all__ = ["cli", "main", "resolve_device"]
