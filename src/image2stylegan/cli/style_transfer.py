@@ -97,7 +97,7 @@ def _finish(outdir: Path, result, generator, sha, command: str, settings, inputs
 
 
 # -- style-transfer ----------------------------------------------------------------------------------------------
-@cli.command("style-transfer")
+@cli.command("style-transfer", short_help="Keep the content inside a mask, another image's style outside (Alg. 6).")
 @click.argument("content", type=click.Path(path_type=Path))
 @click.argument("style", type=click.Path(path_type=Path))
 @click.option("--mask", "mask_spec", required=True,
@@ -159,7 +159,7 @@ def _parse_rows(value: str | None):
     return rows
 
 
-@cli.command("scribble")
+@cli.command("scribble", short_help="Turn rough colour scribbles into a photo-realistic edit (Alg. 5).")
 @click.argument("photo", type=click.Path(path_type=Path))
 @click.argument("scribbled", type=click.Path(path_type=Path))
 @click.option("--mask", "mask_spec", default=None,
