@@ -15,7 +15,6 @@ from image2stylegan.apps.inpaint import (
     InpaintSettings,
     inpaint,
     inpainting_rows,
-    layer_resolutions,
 )
 from image2stylegan.apps.outputs import EDIT_OUTPUT_FILES
 from image2stylegan.cli.common import cli
@@ -67,7 +66,7 @@ def test_rows_of_the_bundled_architecture():
     # The bundled 23-row layout with 8 channels per layer (cheap at 1024 px); its weights do not matter here.
     torch.manual_seed(0)
     g = MobileStyleGAN(MobileStyleGANConfig(z_dim=8, w_dim=8, mapping_layers=1, base_channels=8, channels=(8,) * 7))
-    assert layer_resolutions(g) == [4] + [r for r in (8, 16, 32, 64, 128, 256, 512) for _ in range(3)] + [512]
+    assert g.layer_resolutions() == [4] + [r for r in (8, 16, 32, 64, 128, 256, 512) for _ in range(3)] + [512]
     assert inpainting_rows(g) == list(range(13)) + [21, 22]  # conv1 ... b64.conv2, b512.conv2, b512.torgb
 
 

@@ -43,7 +43,7 @@ from ..masks import DEFAULT_FEATHER_FRACTION, blend_mask, check_mask_content
 from ..metrics import psnr
 from .outputs import EditResult
 
-__all__ = ["InpaintSettings", "defective_view", "inpaint", "inpainting_rows", "layer_resolutions"]
+__all__ = ["InpaintSettings", "defective_view", "inpaint", "inpainting_rows"]
 
 
 @dataclass(frozen=True)
@@ -81,24 +81,6 @@ class InpaintSettings:
     seed: int = 0
 
 
-def layer_resolutions(generator: StyleGenerator) -> list[int]:
-    """Output side length of the layer each W+ row drives, in row order.
-
-    Needs a generator whose :meth:`~StyleGenerator.layer_names` lists one layer per W+ row in row order (true of
-    the bundled architecture); the sizes are read from one traced forward pass at the mean latent, so nothing
-    depends on how a generator names its layers.
-    """
-    names = generator.layer_names()
-    if len(names) != generator.num_ws:
-        raise InputError(
-            f"{generator.name}: {len(names)} named layers for {generator.num_ws} W+ rows, so rows cannot be mapped "
-            "to resolutions; give the inpainting rows explicitly"
-        )
-    with torch.no_grad():
-        trace = generator.synthesis_trace(generator.mean_ws(1), None, capture=names)
-    return [int(trace.activations[name].shape[-1]) for name in names]
-
-
 def inpainting_rows(generator: StyleGenerator, max_resolution: int = 64, last_rows: int = 2) -> list[int]:
     """Alg. 4's w_m: rows whose layer output is at most ``max_resolution`` px, plus the last ``last_rows`` rows.
 
@@ -107,7 +89,7 @@ def inpainting_rows(generator: StyleGenerator, max_resolution: int = 64, last_ro
     if last_rows < 0 or max_resolution < 1:
         raise InputError(f"inpainting rows: need max_resolution >= 1 and last_rows >= 0, got {max_resolution}, "
                          f"{last_rows}")
-    coarse = {i for i, r in enumerate(layer_resolutions(generator)) if r <= max_resolution}
+    coarse = set(generator.rows_up_to(max_resolution))
     last = set(range(max(generator.num_ws - last_rows, 0), generator.num_ws))
     rows = sorted(coarse | last)
     if not rows:

@@ -78,19 +78,13 @@ class ScribbleSettings:
 def coarse_rows(generator: StyleGenerator, max_resolution: int = 16) -> list[int]:
     """The W+ rows that drive the layers whose output is at most ``max_resolution`` px on its longer side.
 
-    Relies on the interface's layout of W+: one row per layer of :meth:`StyleGenerator.layer_names`, in the same
-    order (the bundled generator: conv1 at 4 px, b8.up, b8.conv1, b8.conv2, b16.up, ... -> rows 0-6 for 16 px).
-    The resolutions are read from one traced synthesis of the mean latent, so nothing is hard-coded.
+    From the generator interface (:meth:`StyleGenerator.rows_up_to`); the bundled generator: conv1 at 4 px,
+    b8.up, b8.conv1, b8.conv2, b16.up, ... -> rows 0-6 for 16 px.
 
     Raises:
-        InputError: the generator's layers do not map one-to-one to W+ rows, or no layer is that coarse.
+        InputError: no layer is that coarse.
     """
-    names = generator.layer_names()
-    if len(names) != generator.num_ws:
-        raise InputError(f"{generator.name} has {len(names)} layers but {generator.num_ws} W+ rows, so the coarse "
-                         "rows cannot be read from the layer resolutions; pass the rows explicitly")
-    trace = generator.synthesis_trace(generator.mean_ws(1), generator.make_noise(1), capture=names)
-    rows = [i for i, name in enumerate(names) if max(trace.activations[name].shape[-2:]) <= max_resolution]
+    rows = generator.rows_up_to(max_resolution)
     if not rows:
         raise InputError(f"no layer of {generator.name} runs at {max_resolution} px or less; raise the limit")
     return rows

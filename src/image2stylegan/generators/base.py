@@ -73,6 +73,10 @@ class StyleGenerator(nn.Module):
         """The W+ row driving each layer of :meth:`layer_names` (None for a layer no style modulates)."""
         raise NotImplementedError
 
+    def layer_resolutions(self) -> list[int]:
+        """Output side length in pixels of each layer of :meth:`layer_names`."""
+        raise NotImplementedError
+
     def noise_strengths(self) -> list[float]:
         """Strength s_i of each noise input in synthesis order: the synthesis adds s_i * n_i to that layer."""
         raise NotImplementedError
@@ -111,6 +115,15 @@ class StyleGenerator(nn.Module):
             torch.randn((batch, *shape), generator=generator, device=self.device, dtype=self.w_avg.dtype)
             for shape in self.noise_shapes(space)
         ]
+
+    def rows_up_to(self, max_resolution: int) -> list[int]:
+        """The W+ rows driving layers whose output is at most ``max_resolution`` px, sorted.
+
+        The paper's per-row recipes are stated by resolution (inpainting: the rows up to 64 px; scribbles: the
+        first rows, up to 16 px), which carries over to generators with other row layouts.
+        """
+        rows = {r for r, res in zip(self.layer_rows(), self.layer_resolutions()) if r is not None and res <= max_resolution}
+        return sorted(rows)
 
     def mean_ws(self, batch: int = 1) -> torch.Tensor:
         """W+ filled with the mean latent: [batch, num_ws, w_dim]."""

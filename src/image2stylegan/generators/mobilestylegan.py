@@ -282,6 +282,10 @@ class MobileStyleGAN(StyleGenerator):
         # One style input per named layer, consumed in synthesis order (see _forward).
         return list(range(self.num_ws))
 
+    def layer_resolutions(self) -> list[int]:
+        res = self.config.block_resolutions
+        return [4] + [r for r in res for _ in range(3)] + [res[-1]]  # torgb: wavelets at the last block's size
+
     def mapping(self, z: torch.Tensor) -> torch.Tensor:
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z must be [B, {self.z_dim}], got {list(z.shape)}")
