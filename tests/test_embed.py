@@ -174,3 +174,14 @@ def test_terms_and_single_term_fields_are_exclusive(tiny_target):
         WPlusStage(terms=())
     with pytest.raises(ValueError, match="target term"):
         TargetTerm(tiny_target, mse_weight=0.0, perceptual_weight=0.0)
+
+
+def test_starting_noise_is_brought_into_the_requested_space(tiny, tiny_target):
+    from image2stylegan.errors import InputError
+
+    broadcast = [n.expand(-1, c, -1, -1) for n, (c, _, _) in zip(initial_noise(tiny, 1), tiny.noise_shapes("extended"))]
+    paper = to_noise_space(tiny, broadcast, "paper")  # identical channels (e.g. zero-filled maps) fold back to one
+    assert [tuple(n.shape[1:]) for n in paper] == tiny.noise_shapes("paper")
+    per_channel = [torch.randn_like(n) for n in broadcast]
+    with pytest.raises(InputError, match="extended"):
+        to_noise_space(tiny, per_channel, "paper")

@@ -24,6 +24,7 @@ from typing import Literal, Union
 
 import torch
 
+from .errors import InputError
 from .generators.base import StyleGenerator
 from .losses import STYLE_LAYER, PerceptualLoss, gram_distance, gram_matrix, masked_mse, masked_perceptual
 from .metrics import psnr
@@ -202,9 +203,45 @@ def to_noise_space(generator: StyleGenerator, noise: Sequence[torch.Tensor], spa
     """Express maps in ``space``: per-channel layers get the single-channel map repeated over channels, which
     renders the same image, so a noise stage in the extended space starts exactly where the W+ stage ended."""
     out = []
-    for n, (c, _, _) in zip(noise, generator.noise_shapes(space)):
-        out.append(n.expand(-1, c, -1, -1).clone() if n.shape[1] != c else n.clone())
+    for n, (c, _, _), spec in zip(noise, generator.noise_shapes(space), generator.noise_inputs):
+        if n.shape[1] == c:
+            out.append(n.clone())
+        elif n.shape[1] == 1:
+            out.append(n.expand(-1, c, -1, -1).clone())
+        elif torch.equal(n, n[:, :1].expand_as(n)):  # the same map on every channel (e.g. zero-filled)
+            out.append(n[:, :1].clone())
+        else:
+            raise InputError(f"the starting noise has per-channel maps at {spec.layer}, which the {space!r} noise "
+                             "space cannot hold; use the 'extended' noise space")
     return out
+
+
+def fit_noise_space(
+    generator: StyleGenerator, noise: Sequence[torch.Tensor], space: str
+) -> tuple[list[torch.Tensor], str]:
+    """Make saved noise maps usable by :func:`embed` in ``space`` (for a ``--from`` embedding).
+
+    ``apps.outputs.load_embedding`` returns maps with 1 or C channels (zeros of C channels for maps a file lacks). A map whose
+    channels all hold the same values is the paper's single-channel map and is reduced to one channel; genuinely
+    per-channel maps (an extended-space embedding) switch the space to 'extended'.
+
+    Returns:
+        (maps, the noise space to run in).
+    """
+    def per_channel(n: torch.Tensor) -> bool:
+        return n.shape[1] > 1 and not torch.equal(n, n[:, :1].expand_as(n))
+
+    if space == "paper" and any(per_channel(n) for n in noise):
+        space = "extended"
+    out = []
+    for n, spec, (channels, _, _) in zip(noise, generator.noise_inputs, generator.noise_shapes(space)):
+        if n.shape[1] != channels and channels == 1:
+            if per_channel(n):
+                raise InputError(f"the starting embedding has per-channel noise at {spec.layer}, which no noise "
+                                 "space of this generator has; was it made with a different generator?")
+            n = n[:, :1]
+        out.append(n)
+    return out, space
 
 
 def embed(

@@ -22,14 +22,13 @@ from dataclasses import dataclass
 
 import torch
 
-from ..embed import NoiseStage, StageOutcome, StepInfo, WPlusStage, embed, initial_noise
+from ..embed import NoiseStage, StageOutcome, StepInfo, WPlusStage, embed, fit_noise_space, initial_noise
 from ..errors import InputError
 from ..generators.base import StyleGenerator
 from ..losses import PerceptualLoss
 from ..masks import check_mask_content, difference_mask, feather
 from ..metrics import psnr
 from .outputs import EditResult
-from .style_transfer import fit_noise_space
 
 __all__ = ["ScribbleSettings", "coarse_rows", "scribble_blend_mask", "scribble_edit", "scribble_mask"]
 

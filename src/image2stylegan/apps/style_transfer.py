@@ -30,6 +30,7 @@ from ..embed import (
     TargetTerm,
     WPlusStage,
     embed,
+    fit_noise_space,
     initial_noise,
 )
 from ..errors import InputError
@@ -42,7 +43,6 @@ from .outputs import EditResult
 __all__ = [
     "DEFAULT_STYLE_WEIGHT",
     "StyleTransferSettings",
-    "fit_noise_space",
     "local_style_transfer",
     "outside_style_distance",
     "style_transfer_terms",
@@ -127,34 +127,6 @@ def outside_style_distance(
     feats = perceptual.vgg(torch.cat([images, style.to(images)]), (STYLE_LAYER,))[STYLE_LAYER]
     grams = gram_matrix(feats, outside.to(images))
     return gram_distance(grams[:-1], grams[-1:])
-
-
-def fit_noise_space(
-    generator: StyleGenerator, noise: Sequence[torch.Tensor], space: str
-) -> tuple[list[torch.Tensor], str]:
-    """Make saved noise maps usable by :func:`embed` in ``space`` (for a ``--from`` embedding).
-
-    ``load_embedding`` returns maps with 1 or C channels (zeros of C channels for maps a file lacks). A map whose
-    channels all hold the same values is the paper's single-channel map and is reduced to one channel; genuinely
-    per-channel maps (an extended-space embedding) switch the space to 'extended'.
-
-    Returns:
-        (maps, the noise space to run in).
-    """
-    def per_channel(n: torch.Tensor) -> bool:
-        return n.shape[1] > 1 and not torch.equal(n, n[:, :1].expand_as(n))
-
-    if space == "paper" and any(per_channel(n) for n in noise):
-        space = "extended"
-    out = []
-    for n, spec, (channels, _, _) in zip(noise, generator.noise_inputs, generator.noise_shapes(space)):
-        if n.shape[1] != channels and channels == 1:
-            if per_channel(n):
-                raise InputError(f"the starting embedding has per-channel noise at {spec.layer}, which no noise "
-                                 "space of this generator has; was it made with a different generator?")
-            n = n[:, :1]
-        out.append(n)
-    return out, space
 
 
 def local_style_transfer(
