@@ -14,6 +14,19 @@ from image2stylegan.losses import PerceptualLoss
 from image2stylegan.vgg import VGG16Features
 
 
+@pytest.fixture(autouse=True)
+def _one_thread_for_tiny_tests(request):
+    """Tiny runs are dominated by threading overhead on a busy 2-core machine: one thread is several times faster.
+    Real-weight tests keep every thread."""
+    if request.node.get_closest_marker("real_weights"):
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def tiny():
     return tiny_generator(seed=0, resolution=32)

@@ -32,15 +32,12 @@ from image2stylegan.apps.activations import (
 )
 from image2stylegan.cli.common import cli
 from image2stylegan.errors import InputError
+from image2stylegan.generators.tiny import random_embedding
 from image2stylegan.latents import load_latent, save_latent
 from image2stylegan.masks import resize_for_layer
 from image2stylegan.metrics import psnr
 
-
-def embedding(generator, seed):
-    g = torch.Generator().manual_seed(seed)
-    ws = generator.mean_ws(1) + 0.7 * torch.randn(1, generator.num_ws, generator.w_dim, generator=g)
-    return ws, generator.make_noise(1, generator=g)
+embedding = random_embedding
 
 
 @pytest.fixture

@@ -21,18 +21,6 @@ from image2stylegan.io import save_image
 from image2stylegan.latents import save_latent
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(request):
-    """Tiny runs are dominated by threading overhead on a busy 2-core machine: one thread is several times faster."""
-    if request.node.get_closest_marker("real_weights"):
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def tiny64():
     """64 px: layers at 4, 8, 16 and 32 px, so the rows up to 16 px (0-6) leave fine rows (7-10) to freeze."""

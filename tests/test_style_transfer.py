@@ -22,18 +22,6 @@ from image2stylegan.latents import save_latent
 from image2stylegan.masks import feather, preset_mask
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(request):
-    """Tiny runs are dominated by threading overhead on a busy 2-core machine: one thread is several times faster."""
-    if request.node.get_closest_marker("real_weights"):
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _face(generator, seed, spread=0.7):
     g = torch.Generator().manual_seed(seed)
     ws = generator.mean_ws(1) + spread * torch.randn(1, generator.num_ws, generator.w_dim, generator=g)

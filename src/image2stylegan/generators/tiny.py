@@ -35,6 +35,16 @@ def tiny_generator(seed: int = 0, resolution: int = 32) -> MobileStyleGAN:
     return generator.requires_grad_(False).eval()
 
 
+def random_embedding(generator, seed: int, spread: float = 0.7) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """A seeded (ws [1, num_ws, w_dim], noise maps) pair: W+ rows scattered around the mean latent, fresh noise.
+
+    Stands in for an embedded image in tests and examples, for any generator.
+    """
+    rng, like = torch.Generator().manual_seed(seed), generator.w_avg  # drawn on the CPU: same values on any device
+    ws = generator.mean_ws(1) + spread * torch.randn(1, generator.num_ws, generator.w_dim, generator=rng).to(like)
+    return ws, [torch.randn((1, *shape), generator=rng).to(like) for shape in generator.noise_shapes()]
+
+
 def _init(name: str, tensor: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
     randn = torch.randn(tensor.shape, generator=rng)
     leaf = name.rsplit(".", 1)[-1]
