@@ -58,3 +58,22 @@ def real_generator():
 @pytest.fixture(scope="session")
 def real_perceptual():
     return PerceptualLoss.from_file()
+
+
+@pytest.fixture(scope="session")
+def real_latent_pair(real_generator):
+    """Writes two embeddings for the real generator without embedding anything: ``a.npz`` is the mean face,
+    ``b.npz`` a random face at truncation 0.7 (both with seeded noise). Call as ``real_latent_pair(folder, seed)``."""
+    from image2stylegan.latents import save_latent
+
+    G = real_generator
+
+    def write(folder, seed: int) -> None:
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            w = G.w_avg + 0.7 * (G.mapping(torch.randn(1, G.z_dim, generator=g)) - G.w_avg)
+        save_latent(folder / "a.npz", G.mean_ws(1), G.make_noise(1, generator=g), generator_name=G.name)
+        save_latent(folder / "b.npz", w[:, None].repeat(1, G.num_ws, 1), G.make_noise(1, generator=g),
+                    generator_name=G.name)
+
+    return write

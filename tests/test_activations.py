@@ -243,15 +243,9 @@ def test_transfer_attribute_command_from_latents(tiny, tiny_cli, pair, box_mask,
 
 # -- real weights ------------------------------------------------------------------------------------------------
 @pytest.mark.real_weights
-def test_transfer_attribute_cli_on_the_bundled_generator(real_generator, tmp_path):
+def test_transfer_attribute_cli_on_the_bundled_generator(real_latent_pair, tmp_path):
     """No embedding: A = the mean face, B = a random face, both saved as latents."""
-    G = real_generator
-    g = torch.Generator().manual_seed(5)
-    with torch.no_grad():
-        w = G.w_avg + 0.7 * (G.mapping(torch.randn(1, G.z_dim, generator=g)) - G.w_avg)
-    save_latent(tmp_path / "a.npz", G.mean_ws(1), G.make_noise(1, generator=g), generator_name=G.name)
-    save_latent(tmp_path / "b.npz", w[:, None].repeat(1, G.num_ws, 1), G.make_noise(1, generator=g),
-                generator_name=G.name)
+    real_latent_pair(tmp_path, seed=5)  # writes a.npz (mean face) and b.npz (a random face)
     out = tmp_path / "out"
     cmd = [sys.executable, "-c", "import image2stylegan.cli.activations; from image2stylegan.cli import main; main()",
            "transfer-attribute", "--from-a", tmp_path / "a.npz", "--from-b", tmp_path / "b.npz", "--mask", "center",

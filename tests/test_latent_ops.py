@@ -165,15 +165,9 @@ def test_latent_edit_command(tiny, tiny_cli, three, box_mask, tmp_path):
 
 # -- real weights ------------------------------------------------------------------------------------------------
 @pytest.mark.real_weights
-def test_latent_edit_cli_on_the_bundled_generator(real_generator, tmp_path):
+def test_latent_edit_cli_on_the_bundled_generator(real_latent_pair, tmp_path):
     """Morph the mean face towards a random face, with the random face's activation pasted in the centre."""
-    G = real_generator
-    g = torch.Generator().manual_seed(7)
-    with torch.no_grad():
-        w = G.w_avg + 0.7 * (G.mapping(torch.randn(1, G.z_dim, generator=g)) - G.w_avg)
-    save_latent(tmp_path / "a.npz", G.mean_ws(1), G.make_noise(1, generator=g), generator_name=G.name)
-    save_latent(tmp_path / "b.npz", w[:, None].repeat(1, G.num_ws, 1), G.make_noise(1, generator=g),
-                generator_name=G.name)
+    real_latent_pair(tmp_path, seed=7)  # writes a.npz (mean face) and b.npz (a random face)
     out = tmp_path / "out"
     cmd = [sys.executable, "-c", "import image2stylegan.cli.activations; from image2stylegan.cli import main; main()",
            "latent-edit", tmp_path / "a.npz", tmp_path / "b.npz", "--op", "mix", "--mask", "center", "--outdir", out,

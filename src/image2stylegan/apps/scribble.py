@@ -26,7 +26,7 @@ from ..embed import NoiseStage, StageOutcome, StepInfo, WPlusStage, embed, fit_n
 from ..errors import InputError
 from ..generators.base import StyleGenerator
 from ..losses import PerceptualLoss
-from ..masks import check_mask_content, difference_mask, feather
+from ..masks import DEFAULT_FEATHER_FRACTION, check_mask_content, difference_mask, feather
 from ..metrics import psnr
 from .outputs import EditResult
 
@@ -59,7 +59,7 @@ class ScribbleSettings:
     mse_weight: float = 1.0
     perceptual_weight: float = 1.0
     threshold: float = 0.05
-    feather: float = 0.03
+    feather: float = DEFAULT_FEATHER_FRACTION
     noise_space: str = "paper"
     noise_lr_scaling: str = "strength"
     init: str = "mean"

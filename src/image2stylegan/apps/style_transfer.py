@@ -36,7 +36,7 @@ from ..embed import (
 from ..errors import InputError
 from ..generators.base import StyleGenerator
 from ..losses import STYLE_LAYER, PerceptualLoss, gram_distance, gram_matrix
-from ..masks import check_mask_content, feather
+from ..masks import DEFAULT_FEATHER_FRACTION, check_mask_content, feather
 from ..metrics import psnr
 from .outputs import EditResult
 
@@ -79,7 +79,7 @@ class StyleTransferSettings:
     style_weight: float = DEFAULT_STYLE_WEIGHT
     content_mse_weight: float = 1.0
     content_perceptual_weight: float = 1.0
-    feather: float = 0.03
+    feather: float = DEFAULT_FEATHER_FRACTION
     noise_space: str = "paper"
     noise_lr_scaling: str = "strength"
     init: str = "mean"
