@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 OUT    ?= out/demo
 
-.PHONY: demo test weights setup bench clean
+.PHONY: demo test weights setup bench gallery clean
 
 demo: weights
 	$(BIN)/i2s demo --outdir $(OUT)
@@ -28,6 +28,10 @@ $(STAMP): pyproject.toml
 
 bench: weights
 	$(BIN)/python bench/reconstruct.py
+
+# Every application of the paper through the CLI on real inputs -> docs/gallery/ (about 40 minutes on 2 CPU cores).
+gallery: weights
+	$(BIN)/python scripts/make_gallery.py --outdir docs/gallery --work out/gallery
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -189,3 +189,36 @@ def render(latent, out, device) -> None:
         image = generator.synthesis(data.w.to(dev), [n.to(dev) for n in noise], edits=edits or None)
     save_image(out, image[0])
     click.echo(f"wrote {out}")
+
+
+# -- sample ------------------------------------------------------------------------------------------------------
+@cli.command(short_help="Random faces from the generator, each with its exact latent.npz (nothing to embed).")
+@click.option("--seeds", default="0", show_default=True, help="Seeds, e.g. 0,3,10-12; one face per seed.")
+@click.option("--truncation", default=0.7, show_default=True, type=click.FloatRange(0, 1),
+              help="psi of the truncation trick, w = w_avg + psi (w - w_avg); 1 = none (more variety, more artefacts).")
+@click.option("--outdir", required=True, type=click.Path(path_type=Path), help="Output folder (created if missing).")
+@click.option("--device", default="cpu", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
+def sample(seeds, truncation, outdir, device) -> None:
+    """Write seedNNNN.png and seedNNNN.npz (W+ and unit-scale noise) per seed into OUTDIR.
+
+    The same seed gives the same face on every device. Pass the .npz to any --from option (crossover,
+    style-transfer, transfer-attribute, latent-edit, ...) to edit the face without embedding it first.
+    """
+    from ..apps.sample import parse_seeds
+    from ..apps.sample import sample as draw
+    from ..generators.registry import load_generator, weights_sha256
+    from ..io import ensure_outdir, save_image
+    from ..latents import save_latent
+
+    seed_list = parse_seeds(seeds)
+    outdir = ensure_outdir(outdir)
+    generator = load_generator(device=resolve_device(device))
+    for seed in seed_list:
+        s = draw(generator, seed, truncation)
+        with torch.no_grad():
+            image = generator.synthesis(s.ws, s.noise)
+        save_latent(outdir / f"seed{seed:04d}.npz", s.ws.cpu(), [n.cpu() for n in s.noise],
+                    generator_name=generator.name, weights_sha256=weights_sha256(generator.name),
+                    extra={"noise_space": "paper", "command": "sample", "seed": seed, "truncation": truncation})
+        save_image(outdir / f"seed{seed:04d}.png", image[0])
+        click.echo(f"wrote {outdir / f'seed{seed:04d}.png'} and .npz")
