@@ -183,7 +183,9 @@ def scribble(photo, scribbled, mask_spec, from_latent, embed_w_steps, embed_nois
     rows only (MSE + perceptual, no masks: the strokes' colours are only a guide), then run the noise stage
     towards PHOTO outside the blurred scribble mask to restore its detail. Writes result.png, panel.png
     (original | scribbled | result), latent.npz, metrics.json (PSNR against PHOTO outside the edit) and curves.png
-    into OUTDIR. Compare lossless files: JPEG noise alone can exceed --threshold."""
+    into OUTDIR. Compare lossless files: JPEG noise alone can exceed --threshold. Only 7 coarse rows move, so at
+    budgets of a few hundred steps the paper's --w-lr 0.01 barely shows the strokes; 0.05 does (the README gallery
+    uses 150 steps at 0.05)."""
     from ..apps.scribble import ScribbleSettings, scribble_edit
     from ..masks import resolve_mask
     from ..progress import TqdmProgress
