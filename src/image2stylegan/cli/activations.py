@@ -11,7 +11,7 @@ from ..apps.activations import DEFAULT_LAYER, LAYER_ALIASES, OPS
 from ..apps.latent_ops import NOISE_MODES, ROW_PRESETS
 from ..apps.latent_ops import OPS as LATENT_OPS
 from ..errors import InputError
-from .common import NOISE_SPACE_HELP, cli, notice, resolve_device
+from .common import NOISE_SPACE_HELP, cli, network_option, notice, open_generator, resolve_device
 
 DEVICES = click.Choice(["auto", "cpu", "cuda", "mps"])
 LAYER_HELP = (
@@ -54,13 +54,14 @@ def _check_layer(generator, layer: str, op: str, channels: str | None, alpha: fl
 # -- layers ------------------------------------------------------------------------------------------------------
 @cli.command()
 @click.option("--device", default="cpu", show_default=True, type=DEVICES)
-def layers(device) -> None:
-    """List the bundled generator's layers: the names --layer accepts, their activation shapes [C, H, W], the W+
-    row whose style drives each, and which layer each reading of the paper's "fourth layer" means."""
+@network_option
+def layers(device, network) -> None:
+    """List the generator's layers (the bundled one, or --network): the names --layer accepts, their activation
+    shapes [C, H, W], the W+ row whose style drives each, and which layer each reading of the paper's "fourth
+    layer" means."""
     from ..apps.activations import layer_table, resolve_layer
-    from ..generators.registry import load_generator
 
-    generator = load_generator(device=resolve_device(device))
+    generator, _ = open_generator(network, resolve_device(device))
     table = layer_table(generator)
     aliases: dict[str, list[str]] = {}
     for alias in LAYER_ALIASES:
@@ -105,8 +106,9 @@ def layers(device) -> None:
 @click.option("--device", default="auto", show_default=True, type=DEVICES)
 @click.option("--seed", default=0, show_default=True, type=int, help="Seeds the embeddings' initial noise.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@network_option
 def transfer_attribute(photos, from_a, from_b, mask, layer, op, channels, alpha, style_from, outdir, w_steps,
-                       noise_steps, noise_space, device, seed, quiet) -> None:
+                       noise_steps, noise_space, device, seed, quiet, network) -> None:
     """Attribute-level feature transfer (I_att, Eq. 5): copy B's activation at one layer into A's inside --mask
     and render the rest with A's style code. A and B are photos (embedded W+ then noise, like `i2s reconstruct`,
     and saved as a_latent.npz / b_latent.npz for reuse) or --from-a / --from-b latents. Writes result.png,
@@ -115,7 +117,6 @@ def transfer_attribute(photos, from_a, from_b, mask, layer, op, channels, alpha,
     from ..apps.activations import AttributeTransferSettings, embed_photo
     from ..apps.activations import transfer_attribute as run
     from ..apps.outputs import load_embedding, save_edit
-    from ..generators.registry import load_generator, weights_sha256
     from ..io import ensure_outdir, load_image
     from ..latents import save_latent
     from ..progress import TqdmProgress
@@ -130,8 +131,7 @@ def transfer_attribute(photos, from_a, from_b, mask, layer, op, channels, alpha,
         raise InputError(f"expected {wanted} (--from-a / --from-b replace a photo), got {len(photos)} path(s)")
     dev = resolve_device(device)
     outdir = ensure_outdir(outdir)  # fail before minutes of work, not after
-    generator = load_generator(device=dev)
-    sha = weights_sha256(generator.name)
+    generator, sha = open_generator(network, dev)
     mask_t = _load_mask(mask, generator.resolution)
     _check_layer(generator, layer, op, channels, alpha, mask_t)
     if mask_t is not None:
@@ -213,8 +213,9 @@ def _echo_metrics(metrics: dict) -> None:
 @click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1), help=ALPHA_HELP)
 @click.option("--outdir", required=True, type=click.Path(path_type=Path), help="Output folder (created if missing).")
 @click.option("--device", default="auto", show_default=True, type=DEVICES)
+@network_option
 def latent_edit(latents, op, amount, rows, noise, layer, mask, activation_from, activation_op, channels, alpha,
-                outdir, device) -> None:
+                outdir, device, network) -> None:
     """Local + global edits on saved embeddings (no optimisation, one render): Image2StyleGAN's W+ arithmetic
     (morph, style mixing by rows, expression transfer), optionally with a local activation edit (Eq. 5) in the
     same render. Writes result.png, panel.png (inputs | global edit | naive copy-paste | result), latent.npz (the
@@ -222,7 +223,6 @@ def latent_edit(latents, op, amount, rows, noise, layer, mask, activation_from, 
     from ..apps.latent_ops import LatentEditSettings
     from ..apps.latent_ops import latent_edit as run
     from ..apps.outputs import load_embedding, save_edit
-    from ..generators.registry import load_generator, weights_sha256
     from ..io import ensure_outdir
 
     want = 3 if op == "expression" else 2
@@ -237,7 +237,7 @@ def latent_edit(latents, op, amount, rows, noise, layer, mask, activation_from, 
     )
     dev = resolve_device(device)
     outdir = ensure_outdir(outdir)
-    generator = load_generator(device=dev)
+    generator, sha = open_generator(network, dev)
     loaded = []
     for path in latents:
         ws, noise_maps, notices = load_embedding(generator, path)
@@ -265,7 +265,7 @@ def latent_edit(latents, op, amount, rows, noise, layer, mask, activation_from, 
     result = run(generator, loaded[0], loaded[1], loaded[2] if want == 3 else None, settings, mask=mask_t,
                  activation_source=source)
     save_edit(outdir, result, generator=generator, command="latent-edit", settings=settings,
-              weights_sha256=weights_sha256(generator.name), inputs=inputs)
+              weights_sha256=sha, inputs=inputs)
     m = result.metrics
     click.echo(f"{op}: rows changed {m['rows_changed'] or 'none'}, |w - w_A| = {m['w_distance_from_a']:.3g}")
     _echo_metrics(m)

@@ -48,3 +48,22 @@ def cli() -> None:
     """Image2StyleGAN++: embed images into a pretrained style-based generator and edit them."""
 
 
+
+
+NETWORK_HELP = (
+    "Generator to run on: a checkpoint you own (stylegan2-ada-pytorch/stylegan3 .pkl, NVIDIA's TensorFlow .pkl of "
+    "StyleGAN or StyleGAN2, rosinality .pt, or a folder/file written by `i2s convert`), or a registered name. "
+    "Nothing in a checkpoint is executed. Default: the bundled mobilestylegan-ffhq."
+)
+
+
+def network_option(func):
+    """``--network PATH|NAME`` for every command that runs a generator."""
+    return click.option("--network", default=None, metavar="PATH|NAME", help=NETWORK_HELP)(func)
+
+
+def open_generator(network: str | None, device: torch.device):
+    """(generator, sha256 of its weights) for ``--network``: the bundled generator when None."""
+    from ..generators.registry import load_network
+
+    return load_network(network, device=device)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..masks import DEFAULT_FEATHER_FRACTION
-from .common import NOISE_SPACE_HELP, cli, notice, perceptual_and_lpips, resolve_device
+from .common import NETWORK_HELP, NOISE_SPACE_HELP, cli, notice, open_generator, perceptual_and_lpips, resolve_device
 
 _DEVICE = click.Choice(["auto", "cpu", "cuda", "mps"])
 
@@ -27,6 +27,7 @@ def _common_options(func):
         click.option("--device", default="auto", show_default=True, type=_DEVICE),
         click.option("--seed", default=0, show_default=True, type=int, help="Seeds the initial noise n_ini."),
         click.option("--quiet", is_flag=True, help="No progress bars."),
+        click.option("--network", default=None, metavar="PATH|NAME", help=NETWORK_HELP),
     ]):
         func = option(func)
     return func
@@ -71,7 +72,7 @@ def _stage_done(outcome) -> None:
               help="Use this latent.npz instead of photo B (B is its render).")
 @_common_options
 def crossover(images, mask_spec, from_a, from_b, outdir, w_steps, noise_steps, feather, noise_space, device, seed,
-              quiet) -> None:
+              quiet, network) -> None:
     """Image crossover (Alg. 3): the masked region of A over B, blended by the generator.
 
     Usage: i2s crossover A B --mask left-half --outdir DIR (A or B may be replaced by --from-a / --from-b).
@@ -85,7 +86,6 @@ def crossover(images, mask_spec, from_a, from_b, outdir, w_steps, noise_steps, f
     from ..apps.crossover import CrossoverSettings
     from ..apps.crossover import crossover as run
     from ..apps.outputs import save_edit
-    from ..generators.registry import load_generator, weights_sha256
     from ..io import ensure_outdir
     from ..masks import check_mask_content, resolve_mask
     from ..progress import TqdmProgress
@@ -104,7 +104,7 @@ def crossover(images, mask_spec, from_a, from_b, outdir, w_steps, noise_steps, f
                                  seed=seed)
     dev = resolve_device(device)
     outdir = ensure_outdir(outdir)  # fail before minutes of work, not after
-    generator = load_generator(device=dev)
+    generator, sha = open_generator(network, dev)
     mask, notices = resolve_mask(mask_spec, generator.resolution)
     for n in notices:
         notice(n)
@@ -117,7 +117,7 @@ def crossover(images, mask_spec, from_a, from_b, outdir, w_steps, noise_steps, f
         result = run(generator, image_a, image_b, mask.to(dev), perceptual, settings, ws=ws_a, callback=progress,
                      on_stage_end=_stage_done)
     save_edit(outdir, result, generator=generator, command="crossover", settings=settings,
-              weights_sha256=weights_sha256(generator.name),
+              weights_sha256=sha,
               inputs={"a": source_a, "b": source_b, "mask": str(mask_spec)})
     m = result.metrics
     click.echo(f"result: PSNR {m['psnr_a_inside_db']:.2f} dB vs A inside the mask, {m['psnr_b_outside_db']:.2f} dB "
@@ -136,7 +136,7 @@ def crossover(images, mask_spec, from_a, from_b, outdir, w_steps, noise_steps, f
               help="Use the render of this latent.npz instead of PHOTO (its hole pixels are then ignored).")
 @_common_options
 def inpaint(photo, mask_spec, reference, from_latent, outdir, w_steps, noise_steps, feather, noise_space, device,
-            seed, quiet) -> None:
+            seed, quiet, network) -> None:
     """Inpainting (Alg. 4): fill the hole in PHOTO from the known pixels alone.
 
     Usage: i2s inpaint PHOTO --mask HOLE.png|center --outdir DIR [--reference ORIGINAL].
@@ -152,7 +152,6 @@ def inpaint(photo, mask_spec, reference, from_latent, outdir, w_steps, noise_ste
     from ..apps.inpaint import InpaintSettings
     from ..apps.inpaint import inpaint as run
     from ..apps.outputs import save_edit
-    from ..generators.registry import load_generator, weights_sha256
     from ..io import ensure_outdir, load_image
     from ..masks import check_mask_content, resolve_mask
     from ..progress import TqdmProgress
@@ -163,7 +162,7 @@ def inpaint(photo, mask_spec, reference, from_latent, outdir, w_steps, noise_ste
                                seed=seed)
     dev = resolve_device(device)
     outdir = ensure_outdir(outdir)
-    generator = load_generator(device=dev)
+    generator, sha = open_generator(network, dev)
     hole, notices = resolve_mask(mask_spec, generator.resolution)
     for n in notices:
         notice(n)
@@ -185,7 +184,7 @@ def inpaint(photo, mask_spec, reference, from_latent, outdir, w_steps, noise_ste
     if reference is not None:
         inputs["reference"] = str(reference)
     save_edit(outdir, result, generator=generator, command="inpaint", settings=settings,
-              weights_sha256=weights_sha256(generator.name), inputs=inputs)
+              weights_sha256=sha, inputs=inputs)
     m = result.metrics
     line = f"result: PSNR {m['psnr_known_db']:.2f} dB on the known region"
     if "reference" in m:

@@ -8,7 +8,7 @@ import click
 import torch
 
 from ..errors import InputError
-from .common import NOISE_SPACE_HELP, cli, notice, perceptual_and_lpips, resolve_device
+from .common import NOISE_SPACE_HELP, cli, network_option, notice, open_generator, perceptual_and_lpips, resolve_device
 
 
 # -- weights -----------------------------------------------------------------------------------------------------
@@ -57,12 +57,13 @@ def weights_status() -> None:
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
 @click.option("--seed", default=0, show_default=True, type=int, help="Seeds the initial noise (and uniform init).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def reconstruct(photo, outdir, w_steps, noise_steps, noise_space, noise_lr_scaling, init, device, seed, quiet) -> None:
+@network_option
+def reconstruct(photo, outdir, w_steps, noise_steps, noise_space, noise_lr_scaling, init, device, seed, quiet,
+                network) -> None:
     """Embed PHOTO (W+ stage, then noise stage) and write the reconstruction, a side-by-side, latent.npz,
     metrics.json and the loss/PSNR curves into OUTDIR."""
     from ..apps.reconstruct import ReconstructionSettings, save_outputs
     from ..apps.reconstruct import reconstruct as run
-    from ..generators.registry import load_generator, weights_sha256
     from ..io import ensure_outdir, load_image
     from ..progress import TqdmProgress
 
@@ -72,7 +73,7 @@ def reconstruct(photo, outdir, w_steps, noise_steps, noise_space, noise_lr_scali
     )
     dev = resolve_device(device)
     outdir = ensure_outdir(outdir)  # fail before minutes of work, not after
-    generator = load_generator(device=dev)
+    generator, sha = open_generator(network, dev)
     target, notices = load_image(photo, generator.resolution)
     for n in notices:
         notice(n)
@@ -89,7 +90,7 @@ def reconstruct(photo, outdir, w_steps, noise_steps, noise_space, noise_lr_scali
         result = run(generator, target, perceptual, settings, callback=progress, on_stage_end=stage_done)
     metrics = save_outputs(
         outdir, generator=generator, target=target, result=result, settings=settings,
-        weights_sha256=weights_sha256(generator.name), lpips=lpips, source=str(photo), device=str(dev),
+        weights_sha256=sha, lpips=lpips, source=str(photo), device=str(dev),
     )
     final = list(metrics["stages"].values())[-1] if metrics["stages"] else None
     if final is not None:
@@ -104,13 +105,13 @@ def reconstruct(photo, outdir, w_steps, noise_steps, noise_space, noise_lr_scali
 @click.option("--noise-steps", default=None, type=click.IntRange(min=0), help="Override the demo's noise budget.")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def demo(outdir, w_steps, noise_steps, device, quiet) -> None:
+@network_option
+def demo(outdir, w_steps, noise_steps, device, quiet, network) -> None:
     """Reconstruct a public-domain photo (NASA's astronaut portrait, from scikit-image) with a budget of about
     15 minutes on 2 CPU cores: one W+ stage, then the noise stage in the paper's and the extended noise space."""
     from ..apps.demo import DemoBudget, embed_both_noise_spaces, write_demo_photo
     from ..apps.reconstruct import ReconstructionSettings, save_outputs
     from ..embed import NoiseStage, WPlusStage
-    from ..generators.registry import load_generator, weights_sha256
     from ..io import ensure_outdir, load_image
     from ..progress import TqdmProgress
 
@@ -120,7 +121,7 @@ def demo(outdir, w_steps, noise_steps, device, quiet) -> None:
     dev = resolve_device(device)
     outdir = ensure_outdir(outdir)
     photo = write_demo_photo(outdir / "astronaut_face.png")
-    generator = load_generator(device=dev)
+    generator, sha = open_generator(network, dev)
     target, notices = load_image(photo, generator.resolution)
     for n in notices:
         notice(n)
@@ -145,7 +146,7 @@ def demo(outdir, w_steps, noise_steps, device, quiet) -> None:
         settings = ReconstructionSettings(w_steps=w_steps, noise_steps=noise_steps, noise_space=space)
         save_outputs(
             ensure_outdir(outdir / space), generator=generator, target=target, result=result, settings=settings,
-            weights_sha256=weights_sha256(generator.name), lpips=lpips, source=str(photo), device=str(dev),
+            weights_sha256=sha, lpips=lpips, source=str(photo), device=str(dev),
         )
     click.echo(f"outputs in {outdir}/paper/ and {outdir}/extended/ "
                "(reconstruction.png, comparison.png, latent.npz, metrics.json, curves.png)")
@@ -157,33 +158,44 @@ def demo(outdir, w_steps, noise_steps, device, quiet) -> None:
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="PNG to write.")
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]),
               help="Render on the device the latent was made on to reproduce its PNG bit for bit.")
-def render(latent, out, device) -> None:
-    """Render a latent.npz (ours, or any file with a W+ array 'w') to a PNG."""
-    from ..generators.registry import DEFAULT_GENERATOR, GENERATORS, load_generator, weights_sha256
+@network_option
+def render(latent, out, device, network) -> None:
+    """Render a latent.npz (ours, or any file with a W+ array 'w') to a PNG.
+
+    Without --network the generator named in the file is used (it must be a registered one; files without a
+    name render with the bundled generator)."""
+    from ..generators.registry import DEFAULT_GENERATOR, GENERATORS
     from ..io import ensure_outdir, save_image
     from ..latents import complete_noise, load_latent
 
     data = load_latent(latent)
     name = data.generator_name
-    if name is None:
-        notice(f"{latent} names no generator; rendering with the bundled {DEFAULT_GENERATOR}")
-        name = DEFAULT_GENERATOR
-    elif name not in GENERATORS:
-        raise InputError(f"{latent} was made with generator {name!r}, which is not available here")
+    if network is None:
+        if name is None:
+            notice(f"{latent} names no generator; rendering with the bundled {DEFAULT_GENERATOR}")
+            network = DEFAULT_GENERATOR
+        elif name not in GENERATORS:
+            raise InputError(f"{latent} was made with generator {name!r}: pass its checkpoint with --network PATH")
+        else:
+            network = name
     ensure_outdir(Path(out).parent if Path(out).parent != Path("") else Path("."))
     dev = resolve_device(device)
-    generator = load_generator(name, device=dev)
-    if data.weights_sha256 is not None and data.weights_sha256 != weights_sha256(name):
-        notice(f"{latent} was made with different {name} weights (sha256 {data.weights_sha256[:12]}...)")
+    generator, sha = open_generator(network, dev)
+    if name is not None and name != generator.name:
+        notice(f"{latent} was made with generator {name!r}; rendering it with {generator.name!r}")
+    elif data.weights_sha256 is not None and data.weights_sha256 != sha:
+        notice(f"{latent} was made with different {generator.name} weights (sha256 {data.weights_sha256[:12]}...)")
     if data.w.shape[1:] != (generator.num_ws, generator.w_dim):
-        raise InputError(f"{latent}: w has shape {list(data.w.shape)}, {name} needs [1, {generator.num_ws}, {generator.w_dim}]")
+        raise InputError(
+            f"{latent}: w has shape {list(data.w.shape)}, {generator.name} needs [1, {generator.num_ws}, {generator.w_dim}]"
+        )
     expected = [(1, spec.channels, spec.height, spec.width) for spec in generator.noise_inputs]
     noise, notices = complete_noise(data.noise, expected, source=str(latent))
     for n in notices:
         notice(n)
     unknown = set(data.edits) - set(generator.layer_names())
     if unknown:
-        raise InputError(f"{latent} edits layer(s) {sorted(unknown)} that {name} does not have")
+        raise InputError(f"{latent} edits layer(s) {sorted(unknown)} that {generator.name} does not have")
     edits = {layer: t.to(dev) for layer, t in data.edits.items()}
     with torch.no_grad():
         image = generator.synthesis(data.w.to(dev), [n.to(dev) for n in noise], edits=edits or None)
@@ -198,7 +210,8 @@ def render(latent, out, device) -> None:
               help="psi of the truncation trick, w = w_avg + psi (w - w_avg); 1 = none (more variety, more artefacts).")
 @click.option("--outdir", required=True, type=click.Path(path_type=Path), help="Output folder (created if missing).")
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
-def sample(seeds, truncation, outdir, device) -> None:
+@network_option
+def sample(seeds, truncation, outdir, device, network) -> None:
     """Write seedNNNN.png and seedNNNN.npz (W+ and unit-scale noise) per seed into OUTDIR.
 
     The same seed gives the same face on every device. Pass the .npz to any --from option (crossover,
@@ -206,19 +219,18 @@ def sample(seeds, truncation, outdir, device) -> None:
     """
     from ..apps.sample import parse_seeds
     from ..apps.sample import sample as draw
-    from ..generators.registry import load_generator, weights_sha256
     from ..io import ensure_outdir, save_image
     from ..latents import save_latent
 
     seed_list = parse_seeds(seeds)
     outdir = ensure_outdir(outdir)
-    generator = load_generator(device=resolve_device(device))
+    generator, sha = open_generator(network, resolve_device(device))
     for seed in seed_list:
         s = draw(generator, seed, truncation)
         with torch.no_grad():
             image = generator.synthesis(s.ws, s.noise)
         save_latent(outdir / f"seed{seed:04d}.npz", s.ws.cpu(), [n.cpu() for n in s.noise],
-                    generator_name=generator.name, weights_sha256=weights_sha256(generator.name),
+                    generator_name=generator.name, weights_sha256=sha,
                     extra={"noise_space": "paper", "command": "sample", "seed": seed, "truncation": truncation})
         save_image(outdir / f"seed{seed:04d}.png", image[0])
         click.echo(f"wrote {outdir / f'seed{seed:04d}.png'} and .npz")

@@ -8,7 +8,7 @@ import click
 
 from ..apps.style_transfer import DEFAULT_STYLE_WEIGHT
 from ..errors import InputError
-from .common import NOISE_SPACE_HELP, cli, notice, resolve_device
+from .common import NETWORK_HELP, NOISE_SPACE_HELP, cli, notice, open_generator, resolve_device
 
 DEVICES = click.Choice(["auto", "cpu", "cuda", "mps"])
 FROM_HELP = "Reuse this latent.npz (e.g. from i2s reconstruct) as the {what}'s embedding instead of embedding it again."
@@ -21,15 +21,14 @@ def _perceptual(device):
     return PerceptualLoss.from_file().to(device)
 
 
-def _setup(device: str, outdir: Path):
+def _setup(device: str, outdir: Path, network: str | None):
     """(device, outdir, generator, weights sha256): the output folder is checked before anything slow."""
-    from ..generators.registry import load_generator, weights_sha256
     from ..io import ensure_outdir
 
     dev = resolve_device(device)
     outdir = ensure_outdir(outdir)  # fail before minutes of work, not after
-    generator = load_generator(device=dev)
-    return dev, outdir, generator, weights_sha256(generator.name)
+    generator, sha = open_generator(network, dev)
+    return dev, outdir, generator, sha
 
 
 def _load(path: Path, generator):
@@ -82,6 +81,7 @@ def _common_options(func):
         click.option("--device", default="auto", show_default=True, type=DEVICES),
         click.option("--seed", default=0, show_default=True, type=int, help="Seeds the initial noise (and uniform init)."),
         click.option("--quiet", is_flag=True, help="No progress bars."),
+        click.option("--network", default=None, metavar="PATH|NAME", help=NETWORK_HELP),
     ]):
         func = option(func)
     return func
@@ -112,7 +112,7 @@ def _finish(outdir: Path, result, generator, sha, command: str, settings, inputs
                    "gradient size at the start (see the README).")
 @_common_options
 def style_transfer(content, style, mask_spec, from_latent, embed_steps, style_weight, outdir, w_steps, w_lr,
-                   noise_steps, feather, noise_space, init, device, seed, quiet) -> None:
+                   noise_steps, feather, noise_space, init, device, seed, quiet, network) -> None:
     """Local style transfer (Alg. 6): keep CONTENT inside --mask and give the rest the style (VGG16 conv3_3 Gram
     matrices) of STYLE, in one W+ stage over the sum of both objectives, then restore detail with the masked noise
     stage (CONTENT inside the blurred mask, the W+ result outside). Writes result.png, panel.png (content | style |
@@ -126,7 +126,7 @@ def style_transfer(content, style, mask_spec, from_latent, embed_steps, style_we
         w_steps=w_steps, w_lr=w_lr, noise_steps=noise_steps, embed_steps=embed_steps, style_weight=style_weight,
         feather=feather, noise_space=noise_space, init=init, seed=seed,
     )
-    dev, outdir, generator, sha = _setup(device, outdir)
+    dev, outdir, generator, sha = _setup(device, outdir, network)
     content_image, style_image = _load(content, generator), _load(style, generator)
     mask, notices = resolve_mask(mask_spec, generator.resolution)
     for n in notices:
@@ -178,7 +178,7 @@ def _parse_rows(value: str | None):
               help="A pixel is scribbled when a channel changed by more than this (on the 0-1 scale).")
 @_common_options
 def scribble(photo, scribbled, mask_spec, from_latent, embed_w_steps, embed_noise_steps, max_resolution, rows_spec,
-             threshold, outdir, w_steps, w_lr, noise_steps, feather, noise_space, init, device, seed, quiet) -> None:
+             threshold, outdir, w_steps, w_lr, noise_steps, feather, noise_space, init, device, seed, quiet, network) -> None:
     """Local edits from scribbles (Alg. 5): starting from PHOTO's embedding, embed SCRIBBLED into the coarse W+
     rows only (MSE + perceptual, no masks: the strokes' colours are only a guide), then run the noise stage
     towards PHOTO outside the blurred scribble mask to restore its detail. Writes result.png, panel.png
@@ -195,7 +195,7 @@ def scribble(photo, scribbled, mask_spec, from_latent, embed_w_steps, embed_nois
         max_resolution=max_resolution, rows=_parse_rows(rows_spec), threshold=threshold, feather=feather,
         noise_space=noise_space, init=init, seed=seed,
     )
-    dev, outdir, generator, sha = _setup(device, outdir)
+    dev, outdir, generator, sha = _setup(device, outdir, network)
     photo_image, scribbled_image = _load(photo, generator), _load(scribbled, generator)
     mask = None
     if mask_spec is not None:

@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file, save
 
 from .. import weights
+from ..errors import InputError
 from ..io import atomic_write_bytes, atomic_write_json
 from ..ir import read_ir
 from .base import StyleGenerator
@@ -42,6 +43,40 @@ BUNDLED = GeneratorEntry(
 )
 GENERATORS: dict[str, GeneratorEntry] = {BUNDLED.name: BUNDLED}
 DEFAULT_GENERATOR = BUNDLED.name
+
+
+def load_network(
+    network: str | Path | None = None, *, device: str | torch.device = "cpu"
+) -> tuple[StyleGenerator, str]:
+    """The generator behind a ``--network`` value and the sha256 that identifies its weights.
+
+    Args:
+        network: None (the bundled default), a registered name (:data:`GENERATORS`), or the path of a checkpoint
+            a user owns: any format :func:`.checkpoints.load_checkpoint` reads (StyleGAN2/ADA pickles, NVIDIA's
+            TensorFlow pickles, rosinality ``.pt``, or our converted format). Nothing in the file is executed.
+        device: where to put it.
+
+    Returns:
+        (frozen generator in eval mode, sha256). For a checkpoint the sha256 is the source file's, also for our
+        converted format (it records its source's), so latents made from a .pkl and from its conversion match.
+
+    Raises:
+        InputError: ``network`` is neither a registered name nor an existing file.
+        WeightsFormatError: the file is not a checkpoint we can read (the message says why).
+    """
+    if network is None or str(network) in GENERATORS:
+        name = DEFAULT_GENERATOR if network is None else str(network)
+        return load_generator(name, device=device), weights_sha256(name)
+    path = Path(network)
+    if not path.exists():
+        raise InputError(
+            f"--network {network}: no such file, and not a registered generator ({', '.join(sorted(GENERATORS))})"
+        )
+    from .checkpoints import load_checkpoint  # imported here: the bundled generator never needs it
+
+    generator, source_sha = load_checkpoint(path, device=device)
+    generator.requires_grad_(False).eval()
+    return generator, source_sha
 
 
 def weights_sha256(name: str = DEFAULT_GENERATOR) -> str:
