@@ -116,11 +116,56 @@ def headline(name: str, metrics: dict) -> dict:
     return metrics["stages"] if name == "reconstruct" else metrics["metrics"]
 
 
+def summary(name: str, entry: dict) -> str:
+    """One line of the gallery table: the metric that shows the recipe working."""
+    m = entry["metrics"]
+
+    def db(x):
+        return "n/a" if x is None else f"{x:.1f} dB"
+
+    if name == "reconstruct":
+        return f"PSNR {db(m['w_plus']['psnr_db'])} after W+, {db(m['noise']['psnr_db'])} after noise; LPIPS {m['noise']['lpips']:.3f}"
+    if name == "crossover":
+        return f"PSNR vs A inside the mask {db(m['psnr_a_inside_db'])}, vs B outside {db(m['psnr_b_outside_db'])}"
+    if name == "inpaint":
+        ref = m.get("reference", {})
+        return (f"PSNR on the known region {db(m['psnr_known_db'])}; in the hole vs the original {db(ref.get('psnr_hole_db'))} "
+                f"(naive fill {db(ref.get('naive_fill_psnr_hole_db'))})")
+    if name == "style-transfer":
+        d = m["style_distance_outside"]
+        return (f"Gram distance outside the mask {100 * (1 - d['final'] / d['start']):.0f} % lower; PSNR vs the content "
+                f"inside {db(m['psnr_inside_mask_db']['final'])}")
+    if name == "scribble":
+        return (f"PSNR vs the photo outside the edit {db(m['psnr_outside_edit_db']['final'])}; inside, vs the scribble "
+                f"{db(m['psnr_inside_edit_vs_scribbled_db']['start'])} -> {db(m['psnr_inside_edit_vs_scribbled_db']['final'])}")
+    if name == "transfer-attribute":
+        return (f"PSNR vs A's render outside the mask {db(m['psnr_outside_mask_vs_a_render_db'])}; activations outside "
+                f"the mask changed: {m['activation_changed_fraction_outside_mask']:.0%}")
+    if name == "latent-edit":
+        return (f"PSNR vs the global edit outside the mask {db(m['psnr_outside_mask_vs_global_edit_db'])}; activations "
+                f"outside the mask changed: {m['activation_changed_fraction_outside_mask']:.0%}")
+    return ""
+
+
+def write_table(gallery: Path, results: dict) -> None:
+    """docs/gallery/README.md: every panel with its command, headline metric and time."""
+    lines = ["# Gallery", "", "Made by `make gallery` (`scripts/make_gallery.py`) on "
+             f"{results['machine']['platform']}, torch {results['machine']['torch']}, "
+             f"{results['machine']['cpu_threads']} threads. Seconds are wall-clock per command, weights loading included.", ""]
+    for name, entry in results["applications"].items():
+        lines += [f"## {entry['caption']}", "", f"![{name}]({name}.jpg)", "", f"`{entry['command']}`", "",
+                  f"{summary(name, entry)}; {entry['seconds']:.0f} s.", ""]
+    atomic_write_bytes(gallery / "README.md", "\n".join(lines).encode())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--outdir", type=Path, default=Path("docs/gallery"), help="Where the JPEGs and results.json go.")
     parser.add_argument("--work", type=Path, default=Path("out/gallery"), help="Full-size outputs of every command.")
     parser.add_argument("--quick", action="store_true", help="A few steps per stage: checks the pipeline only.")
+    parser.add_argument("--only", default=None,
+                        help="Comma-separated applications to run again, keeping the others' results (their outputs "
+                             "in --work are reused, e.g. the reconstruction every edit starts from).")
     args = parser.parse_args()
     budget = BUDGETS["quick" if args.quick else "full"]
     work, gallery = args.work, args.outdir
@@ -141,7 +186,8 @@ def main() -> None:
          ["crossover", "--from-a", latent, "--from-b", p["face_a"], "--mask", "left-half", *steps("crossover")],
          work / "crossover", "panel.png"),
         ("inpaint", "Inpainting (Alg. 4): mouth and chin removed, filled by the generator",
-         ["inpaint", p["photo"], "--mask", p["hole"], *steps("inpaint")], work / "inpaint", "panel.png"),
+         ["inpaint", p["photo"], "--mask", p["hole"], "--reference", p["photo"], *steps("inpaint")], work / "inpaint",
+         "panel.png"),
         ("style-transfer", "Local style transfer (Alg. 6): face kept, the Hubble Deep Field's style around it",
          ["style-transfer", p["photo"], p["style"], "--from", latent, "--mask", p["face"], *steps("style")],
          work / "style-transfer", "panel.png"),
@@ -159,6 +205,13 @@ def main() -> None:
     results = {"machine": {"python": platform.python_version(), "torch": torch.__version__,
                            "cpu_threads": torch.get_num_threads(), "platform": platform.platform()},
                "quick": args.quick, "applications": {}}
+    if args.only:
+        wanted = set(args.only.split(","))
+        unknown = wanted - {job[0] for job in jobs}
+        if unknown:
+            parser.error(f"--only: unknown application(s) {sorted(unknown)}")
+        results["applications"] = json.loads((gallery / "results.json").read_text())["applications"]
+        jobs = [job for job in jobs if job[0] in wanted]
     for name, caption, command, outdir, panel in jobs:
         quiet = [] if name == "latent-edit" else ["--quiet"]  # latent-edit optimises nothing: no progress bars
         seconds = run([*i2s(), *command, "--outdir", str(outdir), *quiet])
@@ -169,7 +222,9 @@ def main() -> None:
             "stages": metrics.get("stages"), "metrics": headline(name, metrics),
         }
         atomic_write_json(gallery / "results.json", results)  # after each job: a stopped run keeps what it did
-    print(f"gallery in {gallery}/ ({len(jobs)} panels); full-size outputs in {work}/")
+        write_table(gallery, results)
+    write_table(gallery, results)
+    print(f"gallery in {gallery}/ ({len(results['applications'])} panels); full-size outputs in {work}/")
 
 
 if __name__ == "__main__":
