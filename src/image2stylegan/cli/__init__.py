@@ -13,6 +13,7 @@ import click
 
 from ..errors import Image2StyleGANError
 from . import activations, crossover, reconstruct, style_transfer  # noqa: F401  (each registers its commands)
+from . import convert  # noqa: F401  (i2s convert)
 from .common import cli, resolve_device
 
 __all__ = ["cli", "main", "resolve_device"]

@@ -72,11 +72,9 @@ def load_network(
         raise InputError(
             f"--network {network}: no such file, and not a registered generator ({', '.join(sorted(GENERATORS))})"
         )
-    from .checkpoints import load_checkpoint  # imported here: the bundled generator never needs it
+    from .checkpoints import checkpoint_sha256, load_checkpoint  # imported here: the bundled generator never needs it
 
-    generator, source_sha = load_checkpoint(path, device=device)
-    generator.requires_grad_(False).eval()
-    return generator, source_sha
+    return load_checkpoint(path, device=device), checkpoint_sha256(path)
 
 
 def weights_sha256(name: str = DEFAULT_GENERATOR) -> str:

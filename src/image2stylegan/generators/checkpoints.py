@@ -1,0 +1,279 @@
+"""Bring your own checkpoint: read any supported file, convert it once, load the result fast.
+
+Formats, told apart by their first bytes (:func:`sniff_format`), none of them able to run code:
+
+=====================  ==========================================================================================
+``converted``          ours: one ``.safetensors`` file whose header metadata holds the generator kind and its JSON
+                       config (written by :func:`convert_checkpoint` / :func:`save_converted`).
+``nvidia-pickle``      stylegan2-ada-pytorch / stylegan3-repository ``.pkl`` (``G_ema``): read by
+                       :mod:`.safe_pickle`'s restricted unpickler, converted by :func:`convert_stylegan2_ada`.
+``torch``              rosinality ``.pt`` (``g_ema``, ``latent_avg``), zip or legacy ``torch.save`` format: read with
+                       ``torch.load(weights_only=True)``, converted by :func:`convert_rosinality`.
+``nvidia-tf-pickle``   NVIDIA's TensorFlow pickles, StyleGAN (v1) and StyleGAN2: read and converted by
+                       :mod:`.tf_pickle` / :mod:`.tf_stylegan2` (imported only for these files).
+=====================  ==========================================================================================
+
+StyleGAN2 checkpoints become :class:`StyleGAN2`, StyleGAN v1 ones :class:`~.stylegan1.StyleGAN`. The mean latent
+comes from the checkpoint when it has one (``mapping.w_avg``, ``latent_avg``, ``dlatent_avg``), otherwise it is
+computed from the mapping network (:func:`registry.compute_w_avg`, 10,000 seeded z) and saved with the conversion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save
+
+from ..errors import WeightsFormatError, WeightsNotFoundError
+from ..io import atomic_write_bytes
+from .base import StyleGenerator
+from .convert_stylegan2 import convert_rosinality, convert_stylegan2_ada
+from .registry import compute_w_avg
+from .safe_pickle import load_restricted_pickle
+from .stylegan2 import StyleGAN2, StyleGAN2Config
+
+CONVERTED_FORMAT = "image2stylegan/generator"
+CONVERTED_VERSION = "1"  # bump when the converted layout changes
+
+# rosinality's training checkpoints hold the generator, the discriminator, both optimisers and the run's arguments.
+_ROSINALITY_KEYS = {"g_ema", "latent_avg", "g", "d", "g_optim", "d_optim", "args", "ada_aug_p"}
+_TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."  # pickle of torch's legacy magic number
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint read and converted, not yet instantiated."""
+
+    tensors: dict[str, torch.Tensor]  # state dict for the generator; ``w_avg`` only if the file has one
+    config: Any  # StyleGAN2Config, or StyleGANConfig for StyleGAN (v1) checkpoints
+    source_format: str  # one of the formats of :func:`sniff_format`
+
+
+def _kinds() -> dict[str, tuple[type, type]]:
+    """Generator kind -> (module class, config class). StyleGAN v1 is imported only when asked for."""
+    from .stylegan1 import StyleGAN, StyleGANConfig
+
+    return {"stylegan2": (StyleGAN2, StyleGAN2Config), "stylegan1": (StyleGAN, StyleGANConfig)}
+
+
+def _kind_of(config: Any) -> str:
+    if isinstance(config, StyleGAN2Config):
+        return "stylegan2"
+    for kind, (_, config_cls) in _kinds().items():
+        if isinstance(config, config_cls):
+            return kind
+    raise TypeError(f"no generator kind for {type(config).__name__}")
+
+
+def sniff_format(path: str | Path) -> str:
+    """The format of a checkpoint file: ``'converted'``, ``'torch'``, ``'nvidia-pickle'`` or ``'nvidia-tf-pickle'``.
+
+    Raises:
+        WeightsNotFoundError: the file does not exist.
+        WeightsFormatError: none of the above.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+            size = path.stat().st_size
+    except FileNotFoundError as e:
+        raise WeightsNotFoundError(f"checkpoint not found: {path}") from e
+    except IsADirectoryError as e:
+        raise WeightsFormatError(f"{path} is a directory, expected a checkpoint file") from e
+    if head[:4] == b"PK\x03\x04" or head.startswith(_TORCH_LEGACY_MAGIC):
+        return "torch"
+    if len(head) > 9 and head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size:
+        return "converted"
+    if head[:1] == b"\x80":
+        # A TF pickle's first global is dnnlib.tflib.network.Network; this only routes, the loaders are strict.
+        return "nvidia-tf-pickle" if b"dnnlib.tflib" in head and _is_tf_pickle(path) else "nvidia-pickle"
+    raise WeightsFormatError(
+        f"{path}: not a checkpoint format we read (NVIDIA .pkl, rosinality .pt, or a converted .safetensors)"
+    )
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Read and convert a checkpoint of any supported format (see the module docstring); nothing is executed.
+
+    Raises:
+        WeightsNotFoundError: the file does not exist.
+        WeightsFormatError: unknown format, refused content, or a structure the converters do not understand.
+    """
+    path = Path(path)
+    fmt = sniff_format(path)
+    if fmt == "converted":
+        tensors, config = _read_converted(path)
+    elif fmt == "torch":
+        tensors, config = _read_rosinality(path)
+    elif fmt == "nvidia-pickle":
+        data = load_restricted_pickle(path)
+        if not isinstance(data, dict) or "G_ema" not in data:
+            keys = sorted(map(str, data)) if isinstance(data, dict) else type(data).__name__
+            raise WeightsFormatError(f"{path}: an NVIDIA pickle without 'G_ema' (found {keys})")
+        # G, D, augment_pipe and training_set_kwargs are training state; only the EMA generator is used.
+        tensors, config = _with_path(path, convert_stylegan2_ada, data["G_ema"])
+    else:
+        tensors, config = _read_tf_pickle(path)
+    return Checkpoint(tensors, config, fmt)
+
+
+def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> StyleGenerator:
+    """Load a checkpoint of any supported format as a frozen (``requires_grad=False``), eval-mode generator.
+
+    Args:
+        path: an NVIDIA ``.pkl`` (PyTorch or TensorFlow), a rosinality ``.pt`` or a converted ``.safetensors``.
+        device: where to put it.
+
+    Returns:
+        A :class:`StyleGAN2`, or a :class:`~.stylegan1.StyleGAN` for StyleGAN (v1) checkpoints.
+
+    Raises:
+        WeightsNotFoundError, WeightsFormatError: see :func:`read_checkpoint`.
+    """
+    generator = _instantiate(read_checkpoint(path), path)
+    return generator.requires_grad_(False).eval().to(device)
+
+
+def save_converted(
+    generator: StyleGenerator, out_path: str | Path, *, source_format: str = "", source_sha256: str = ""
+) -> Path:
+    """Write ``generator`` in our format: one safetensors file, the generator kind and its config as JSON in the
+    header metadata. The write is atomic (a temporary file renamed into place). Returns the path written."""
+    out_path = Path(out_path)
+    metadata = {
+        "format": CONVERTED_FORMAT,
+        "version": CONVERTED_VERSION,
+        "generator": _kind_of(generator.config),
+        "config": json.dumps(generator.config.to_dict(), sort_keys=True),
+        "source_format": source_format,
+        "source_sha256": source_sha256,
+    }
+    state = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out_path, save(state, metadata=metadata))
+    return out_path
+
+
+def convert_checkpoint(in_path: str | Path, out_path: str | Path) -> Path:
+    """Convert any supported checkpoint to our format once (``i2s convert IN OUT``); returns ``out_path``.
+
+    The mean latent is stored too (computed from the mapping network when the source has none), so loading the
+    result is a single safetensors read. The source's sha256 is recorded in the metadata.
+    """
+    checkpoint = read_checkpoint(in_path)
+    generator = _instantiate(checkpoint, in_path)
+    sha = checkpoint_sha256(in_path)
+    return save_converted(generator, out_path, source_format=checkpoint.source_format, source_sha256=sha)
+
+
+def checkpoint_sha256(path: str | Path) -> str:
+    """The sha256 identifying a checkpoint's weights (for latent files): a converted file's recorded source
+    sha256 when it has one, else the file's own sha256."""
+    path = Path(path)
+    if sniff_format(path) == "converted":
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                recorded = (f.metadata() or {}).get("source_sha256")
+        except (SafetensorError, OSError) as e:
+            raise WeightsFormatError(f"{path}: unreadable converted checkpoint: {e}") from e
+        if recorded:
+            return recorded
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+# -- internals ------------------------------------------------------------------------------------------------------
+def _instantiate(checkpoint: Checkpoint, path: str | Path) -> StyleGenerator:
+    generator_cls = _kinds()[_kind_of(checkpoint.config)][0]
+    generator = generator_cls(checkpoint.config)
+    tensors = dict(checkpoint.tensors)
+    has_avg = "w_avg" in tensors
+    tensors.setdefault("w_avg", torch.zeros(generator.w_dim))
+    try:
+        generator.load_state_dict(tensors, strict=True)
+    except RuntimeError as e:  # missing / unexpected keys or shapes: the converters should have caught it
+        raise WeightsFormatError(f"{path}: tensors do not fit the generator: {e}") from e
+    if not has_avg:
+        generator.w_avg.copy_(compute_w_avg(generator))
+    return generator
+
+
+def _with_path(path: Path, fn, *args):
+    try:
+        return fn(*args)
+    except WeightsFormatError as e:
+        raise WeightsFormatError(f"{path}: {e}") from e
+
+
+def _is_tf_pickle(path: Path) -> bool:
+    from .tf_pickle import is_tf_network_pickle
+
+    return is_tf_network_pickle(path)
+
+
+def _read_tf_pickle(path: Path) -> tuple[dict[str, torch.Tensor], Any]:
+    from .tf_pickle import convert_tf_stylegan1, read_tf_generator, tf_generator_kind
+
+    gs = read_tf_generator(path)
+    if tf_generator_kind(gs) == "stylegan1":
+        return _with_path(path, convert_tf_stylegan1, gs)
+    from .tf_stylegan2 import convert_tf_stylegan2
+
+    return _with_path(path, convert_tf_stylegan2, gs)
+
+
+def _read_converted(path: Path) -> tuple[dict[str, torch.Tensor], Any]:
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != CONVERTED_FORMAT:
+                raise WeightsFormatError(f"{path}: a safetensors file, but not one written by `i2s convert`")
+            if meta.get("version") != CONVERTED_VERSION:
+                raise WeightsFormatError(
+                    f"{path}: converted with format version {meta.get('version')}, this version reads "
+                    f"{CONVERTED_VERSION}; convert the original checkpoint again"
+                )
+            kinds = _kinds()
+            if meta.get("generator") not in kinds:
+                raise WeightsFormatError(f"{path}: unknown generator kind {meta.get('generator')!r}")
+            generator_cls, config_cls = kinds[meta["generator"]]
+            config = config_cls.from_dict(json.loads(meta["config"]))
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError) as e:  # ValueError covers bad JSON
+        raise WeightsFormatError(f"{path}: unreadable converted checkpoint: {e}") from e
+    expected = generator_cls(config).state_dict()
+    if set(tensors) != set(expected) or any(tensors[k].shape != expected[k].shape for k in expected):
+        missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+        raise WeightsFormatError(f"{path}: tensors do not match the config: missing {missing[:5]}, extra {extra[:5]}")
+    return tensors, config
+
+
+def _read_rosinality(path: Path) -> tuple[dict[str, torch.Tensor], StyleGAN2Config]:
+    try:
+        # Training checkpoints also store the run's argparse.Namespace: admit that one plain class as well.
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError / RuntimeError for unsafe or corrupt files
+        raise WeightsFormatError(f"{path}: refused by torch's weights-only loader: {e}") from e
+    if not isinstance(data, dict) or "g_ema" not in data:
+        keys = sorted(map(str, data)) if isinstance(data, dict) else type(data).__name__
+        raise WeightsFormatError(
+            f"{path}: a torch file without 'g_ema' (found {keys}); expected a rosinality checkpoint"
+        )
+    unknown = set(data) - _ROSINALITY_KEYS
+    if unknown:
+        raise WeightsFormatError(f"{path}: unexpected entries {sorted(map(str, unknown))} next to 'g_ema'")
+    if not isinstance(data["g_ema"], dict):
+        raise WeightsFormatError(f"{path}: 'g_ema' is a {type(data['g_ema']).__name__}, expected a state dict")
+    return _with_path(path, convert_rosinality, data["g_ema"], data.get("latent_avg"))
