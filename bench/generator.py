@@ -21,7 +21,6 @@ import copy
 import importlib
 import os
 import pickle
-import platform
 import statistics
 import sys
 import tempfile
@@ -30,6 +29,7 @@ import types
 from pathlib import Path
 
 import torch
+from machine import machine_info  # bench/machine.py (scripts run from bench/)
 
 from image2stylegan.errors import Image2StyleGANError
 from image2stylegan.generators.checkpoints import load_checkpoint
@@ -173,14 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     report = {
         "what": "seconds per W+ step: forward + backward, batch 1, ws.requires_grad, loss = image.square().mean()",
-        "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "threads": torch.get_num_threads(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "torch": torch.__version__,
-            "python": sys.version.split()[0],
-            "load_average": os.getloadavg(),
-        },
+        "machine": machine_info(),
         "reference_repo": repo,
         "results": results,
     }

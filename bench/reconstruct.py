@@ -11,15 +11,14 @@ peak memory of the process (and of the GPU when there is one).
 from __future__ import annotations
 
 import argparse
-import platform
 import resource
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from machine import machine_info  # bench/machine.py (scripts run from bench/)
 
 from image2stylegan.apps.demo import DemoBudget, embed_both_noise_spaces, write_demo_photo
 from image2stylegan.cli import resolve_device
@@ -71,14 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
         return statistics.median(xs) if xs else None
 
     report = {
-        "machine": {
-            "device": str(device),
-            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-            "cpu": platform.processor() or platform.machine(),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "python": sys.version.split()[0],
-        },
+        "machine": machine_info(device),
         "resolution": generator.resolution,
         "budget": {"w_steps": args.w_steps, "noise_steps": args.noise_steps},
         "seconds_per_step": {stage: median(xs) for stage, xs in step_seconds.items()},

@@ -51,3 +51,36 @@ def fan_out(callbacks: Sequence[Callable[[StepInfo], None] | None]) -> Callable[
             callback(info)
 
     return call
+
+
+class FolderProgress:
+    """Two bars for a folder run: images done / total with ETA (position 0) above the current batch's step bar
+    (position 1, cleared after each stage). Messages go through :meth:`write` so they print above the bars.
+    ``disable`` (``--quiet``) hides both bars; messages still print."""
+
+    def __init__(self, total: int, done: int = 0, *, disable: bool = False):
+        self.disable = disable
+        self._overall = tqdm(total=total, initial=done, desc="images", unit="img", position=0, leave=True,
+                             disable=disable, dynamic_ncols=True)
+        self.steps = TqdmProgress(disable=disable, position=1, leave=False)
+
+    def __call__(self, info: StepInfo) -> None:
+        self.steps(info)
+
+    def advance(self, n: int = 1) -> None:
+        self._overall.update(n)
+
+    def write(self, message: str, *, err: bool = False) -> None:
+        import sys
+
+        tqdm.write(message, file=sys.stderr if err else sys.stdout)
+
+    def close(self) -> None:
+        self.steps.close()
+        self._overall.close()
+
+    def __enter__(self) -> FolderProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

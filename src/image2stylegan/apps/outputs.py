@@ -9,6 +9,7 @@ writes ``result.png``, ``panel.png`` (inputs | naive copy-paste | result, as in 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,14 @@ def save_edit(
     settings: Any,
     weights_sha256: str | None,
     inputs: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+    before_metrics: Callable[[torch.Tensor], None] | None = None,
 ) -> dict[str, Any]:
-    """Write an application's outputs into ``outdir`` (which must exist) and return the metrics written."""
+    """Write an application's outputs into ``outdir`` (which must exist) and return the metrics written.
+
+    ``extra`` entries are added to ``metrics.json``; ``before_metrics(result [1, 3, H, W])`` runs after the other
+    files and before ``metrics.json``, which is written last (e.g. to paste the result back into the photo).
+    """
     image = render(generator, result)
     metrics = {
         "command": command,
@@ -88,6 +95,7 @@ def save_edit(
             for s in result.stages
         },
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **(extra or {}),
     }
     save_latent(
         outdir / "latent.npz",
@@ -102,6 +110,8 @@ def save_edit(
     labels, tiles = zip(*result.panel) if result.panel else ((), ())
     atomic_save_png(outdir / "panel.png", side_by_side(list(tiles), list(labels)))
     plot_curves([h.as_dict() for h in result.history], outdir / "curves.png")
+    if before_metrics is not None:
+        before_metrics(image)
     atomic_write_json(outdir / "metrics.json", metrics)
     return metrics
 

@@ -96,11 +96,18 @@ def save_outputs(
     index: int = 0,
     source: str | None = None,
     device: str | None = None,
+    extra: dict | None = None,
+    before_metrics: Callable[[torch.Tensor], None] | None = None,
 ) -> dict:
     """Write one image's outputs into ``outdir`` (each file atomically) and return its metrics.
 
     The reconstruction is rendered again from exactly the (w, n) saved in ``latent.npz``, one image at a time, so
     ``i2s render latent.npz`` reproduces ``reconstruction.png`` bit for bit on the same device.
+
+    ``extra`` entries are added to ``metrics.json``. ``before_metrics(reconstruction [1, 3, H, W])`` runs after
+    every other file is written and before ``metrics.json``, which is always written last: a folder with a
+    ``metrics.json`` is complete (folder runs resume on that), so files derived from the result (the paste-back)
+    must be written through this hook.
     """
     ws = result.ws[index : index + 1].contiguous()
     noise = [n[index : index + 1].contiguous() for n in result.noise]
@@ -116,6 +123,7 @@ def save_outputs(
         "stages": stage_metrics(result, target, lpips, index),
         "total_seconds": sum(s.seconds for s in result.stages),
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **(extra or {}),
     }
     labels = ["target"] + [f"after {name} ({m['psnr_db']:.1f} dB)" for name, m in metrics["stages"].items()]
     panel = side_by_side([target[index]] + [s.image[index] for s in result.stages], labels)
@@ -132,6 +140,8 @@ def save_outputs(
     save_image(outdir / "target.png", target[index])
     atomic_save_png(outdir / "comparison.png", panel)
     plot_curves([h.as_dict() for h in result.history], outdir / "curves.png")
+    if before_metrics is not None:
+        before_metrics(final)
     atomic_write_json(outdir / "metrics.json", metrics)
     return metrics
 

@@ -13,6 +13,7 @@ import click
 
 from ..errors import Image2StyleGANError
 from . import activations, crossover, reconstruct, style_transfer  # noqa: F401  (each registers its commands)
+from . import faces  # noqa: F401  (i2s faces, i2s paste-back)
 from . import convert  # noqa: F401  (i2s convert)
 from .common import cli, resolve_device
 

@@ -12,6 +12,7 @@ from ..apps.latent_ops import NOISE_MODES, ROW_PRESETS
 from ..apps.latent_ops import OPS as LATENT_OPS
 from ..errors import InputError
 from .common import NOISE_SPACE_HELP, cli, network_option, notice, open_generator, resolve_device
+from .photos import align_options, aligned_files, check_align_options, open_detector, outputs_for, read_photo
 
 DEVICES = click.Choice(["auto", "cpu", "cuda", "mps"])
 LAYER_HELP = (
@@ -106,18 +107,21 @@ def layers(device, network) -> None:
 @click.option("--device", default="auto", show_default=True, type=DEVICES)
 @click.option("--seed", default=0, show_default=True, type=int, help="Seeds the embeddings' initial noise.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@align_options
 @network_option
 def transfer_attribute(photos, from_a, from_b, mask, layer, op, channels, alpha, style_from, outdir, w_steps,
-                       noise_steps, noise_space, device, seed, quiet, network) -> None:
+                       noise_steps, noise_space, device, seed, quiet, align, face, paste_back, network) -> None:
     """Attribute-level feature transfer (I_att, Eq. 5): copy B's activation at one layer into A's inside --mask
     and render the rest with A's style code. A and B are photos (embedded W+ then noise, like `i2s reconstruct`,
     and saved as a_latent.npz / b_latent.npz for reuse) or --from-a / --from-b latents. Writes result.png,
     panel.png (A | B | naive copy-paste | result), latent.npz (A's code; the activation edit is not in it),
-    metrics.json and curves.png into OUTDIR."""
+    metrics.json and curves.png into OUTDIR. With --align both photos are aligned (--face picks the face in each)
+    and --paste-back pastes the result into the photo whose style drives it (--style-from; `i2s paste-back
+    OUTDIR --role b` pastes it into the other)."""
     from ..apps.activations import AttributeTransferSettings, embed_photo
     from ..apps.activations import transfer_attribute as run
     from ..apps.outputs import load_embedding, save_edit
-    from ..io import ensure_outdir, load_image
+    from ..io import ensure_outdir
     from ..latents import save_latent
     from ..progress import TqdmProgress
 
@@ -129,6 +133,7 @@ def transfer_attribute(photos, from_a, from_b, mask, layer, op, channels, alpha,
     if len(photos) != len(needed):
         wanted = " and ".join(f"photo {r.upper()}" for r in needed) or "no photo"
         raise InputError(f"expected {wanted} (--from-a / --from-b replace a photo), got {len(photos)} path(s)")
+    check_align_options(align, face, paste_back, photos=len(photos))
     dev = resolve_device(device)
     outdir = ensure_outdir(outdir)  # fail before minutes of work, not after
     generator, sha = open_generator(network, dev)
@@ -145,12 +150,11 @@ def transfer_attribute(photos, from_a, from_b, mask, layer, op, channels, alpha,
         for n in notices:
             notice(n)
         embeddings[role], inputs[role] = (ws, noise), str(path)
-    perceptual = None
+    perceptual, detector, aligned = None, open_detector(align), {}
     for role, photo in zip(needed, photos):
-        target, notices = load_image(photo, generator.resolution)
-        for n in notices:
-            notice(n)
-        target = target.to(dev)
+        loaded = read_photo(photo, generator, align=align, face=face, detector=detector)
+        aligned[role] = (loaded, f"aligned_{role}.png")
+        target = loaded.image.to(dev)
         if perceptual is None:
             from ..losses import PerceptualLoss
 
@@ -171,11 +175,13 @@ def transfer_attribute(photos, from_a, from_b, mask, layer, op, channels, alpha,
 
     result = run(generator, embeddings["a"], embeddings["b"], mask_t, settings, photo_a=shown.get("a"),
                  photo_b=shown.get("b"), history=history, stages=stages)
+    extra, before_metrics = outputs_for(outdir, aligned, paste_into=style_from, paste_back=paste_back)
     save_edit(outdir, result, generator=generator, command="transfer-attribute", settings=settings,
-              weights_sha256=sha, inputs=inputs)
+              weights_sha256=sha, inputs=inputs, extra=extra, before_metrics=before_metrics)
     _echo_metrics(result.metrics)
-    extra = " ".join(f"{r}_latent.npz" for r in needed)
-    click.echo(f"outputs in {outdir}/: result.png panel.png latent.npz metrics.json curves.png {extra}".rstrip())
+    latents = " ".join(f"{r}_latent.npz" for r in needed)
+    click.echo(f"outputs in {outdir}/: result.png panel.png latent.npz metrics.json curves.png {latents}".rstrip()
+               + aligned_files(aligned, paste_back))
 
 
 def _echo_metrics(metrics: dict) -> None:

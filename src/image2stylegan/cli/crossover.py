@@ -8,6 +8,8 @@ import click
 
 from ..masks import DEFAULT_FEATHER_FRACTION
 from .common import NETWORK_HELP, NOISE_SPACE_HELP, cli, notice, open_generator, perceptual_and_lpips, resolve_device
+from .photos import (align_options, aligned_files, check_align_options, open_detector, outputs_for, read_like, read_mask,
+                     read_photo)
 
 _DEVICE = click.Choice(["auto", "cpu", "cuda", "mps"])
 
@@ -33,14 +35,14 @@ def _common_options(func):
     return func
 
 
-def _load_input(generator, photo, latent):
-    """An input image [1, 3, H, W] on the generator's device: the photo, or the render of a saved embedding.
+def _load_input(generator, photo, latent, *, align=False, face=0, detector=None):
+    """An input image [1, 3, H, W] on the generator's device: the photo (FFHQ-aligned with ``align``), or the
+    render of a saved embedding.
 
-    Returns (image, ws or None, source description)."""
+    Returns (image, ws or None, source description, PhotoInput or None)."""
     import torch
 
     from ..apps.outputs import load_embedding
-    from ..io import load_image
 
     if latent is not None:
         ws, noise, notices = load_embedding(generator, latent)
@@ -48,11 +50,9 @@ def _load_input(generator, photo, latent):
             notice(n)
         with torch.no_grad():
             image = generator.synthesis(ws, noise).clamp(-1, 1)
-        return image, ws, f"render of {latent}"
-    image, notices = load_image(photo, generator.resolution)
-    for n in notices:
-        notice(n)
-    return image.to(generator.w_avg.device), None, str(photo)
+        return image, ws, f"render of {latent}", None
+    loaded = read_photo(photo, generator, align=align, face=face, detector=detector)
+    return loaded.image.to(generator.w_avg.device), None, str(photo), loaded
 
 
 def _stage_done(outcome) -> None:
@@ -70,9 +70,10 @@ def _stage_done(outcome) -> None:
                    "(the paper's w*). Without it the W+ stage starts from the mean latent.")
 @click.option("--from-b", "from_b", type=click.Path(path_type=Path),
               help="Use this latent.npz instead of photo B (B is its render).")
+@align_options
 @_common_options
-def crossover(images, mask_spec, from_a, from_b, outdir, w_steps, noise_steps, feather, noise_space, device, seed,
-              quiet, network) -> None:
+def crossover(images, mask_spec, from_a, from_b, align, face, paste_back, outdir, w_steps, noise_steps, feather,
+              noise_space, device, seed, quiet, network) -> None:
     """Image crossover (Alg. 3): the masked region of A over B, blended by the generator.
 
     Usage: i2s crossover A B --mask left-half --outdir DIR (A or B may be replaced by --from-a / --from-b).
@@ -81,7 +82,8 @@ def crossover(images, mask_spec, from_a, from_b, outdir, w_steps, noise_steps, f
     stage matches A inside M_blur and B outside. Defaults: 1000 + 1000 steps (the paper gives no count for
     crossover), Adam lr 0.01 / 5, mask blur sigma 3 % of the side. Writes result.png, panel.png
     (A | B | naive copy-paste | result), latent.npz, metrics.json (PSNR vs A inside the mask, vs B outside) and
-    curves.png into OUTDIR.
+    curves.png into OUTDIR. With --align both photos are aligned (--face picks the face in each); --paste-back
+    pastes the result into B, whose surroundings it keeps (`i2s paste-back OUTDIR --role a` pastes it into A).
     """
     from ..apps.crossover import CrossoverSettings
     from ..apps.crossover import crossover as run
@@ -97,6 +99,7 @@ def crossover(images, mask_spec, from_a, from_b, outdir, w_steps, noise_steps, f
             f"({'A ' if from_a is None else ''}{'B' if from_b is None else ''}) besides --from-a/--from-b, "
             f"got {len(images)}"
         )
+    check_align_options(align, face, paste_back, photos=len(images))
     photos = iter(images)
     photo_a = None if from_a is not None else next(photos)
     photo_b = None if from_b is not None else next(photos)
@@ -109,8 +112,11 @@ def crossover(images, mask_spec, from_a, from_b, outdir, w_steps, noise_steps, f
     for n in notices:
         notice(n)
     check_mask_content(mask, "crossover")
-    image_a, ws_a, source_a = _load_input(generator, photo_a, from_a)
-    image_b, _, source_b = _load_input(generator, photo_b, from_b)
+    detector = open_detector(align)
+    image_a, ws_a, source_a, input_a = _load_input(generator, photo_a, from_a, align=align, face=face, detector=detector)
+    image_b, _, source_b, input_b = _load_input(generator, photo_b, from_b, align=align, face=face, detector=detector)
+    aligned = {"a": (input_a, "aligned_a.png"), "b": (input_b, "aligned_b.png")}
+    extra, before_metrics = outputs_for(outdir, aligned, paste_into="b", paste_back=paste_back)
     perceptual, _ = perceptual_and_lpips(dev)
     click.echo(f"crossover on {dev}: {w_steps} W+ steps, {noise_steps} noise steps, mask {mask_spec}")
     with TqdmProgress(disable=quiet) as progress:
@@ -118,11 +124,12 @@ def crossover(images, mask_spec, from_a, from_b, outdir, w_steps, noise_steps, f
                      on_stage_end=_stage_done)
     save_edit(outdir, result, generator=generator, command="crossover", settings=settings,
               weights_sha256=sha,
-              inputs={"a": source_a, "b": source_b, "mask": str(mask_spec)})
+              inputs={"a": source_a, "b": source_b, "mask": str(mask_spec)}, extra=extra, before_metrics=before_metrics)
     m = result.metrics
     click.echo(f"result: PSNR {m['psnr_a_inside_db']:.2f} dB vs A inside the mask, {m['psnr_b_outside_db']:.2f} dB "
                "vs B outside")
-    click.echo(f"outputs in {outdir}/: result.png panel.png latent.npz metrics.json curves.png")
+    click.echo(f"outputs in {outdir}/: result.png panel.png latent.npz metrics.json curves.png"
+               f"{aligned_files(aligned, paste_back)}")
 
 
 # -- inpaint -----------------------------------------------------------------------------------------------------
@@ -134,9 +141,10 @@ def crossover(images, mask_spec, from_a, from_b, outdir, w_steps, noise_steps, f
               help="The intact original, for PSNR inside the hole and LPIPS (never used by the algorithm).")
 @click.option("--from", "from_latent", type=click.Path(path_type=Path),
               help="Use the render of this latent.npz instead of PHOTO (its hole pixels are then ignored).")
+@align_options
 @_common_options
-def inpaint(photo, mask_spec, reference, from_latent, outdir, w_steps, noise_steps, feather, noise_space, device,
-            seed, quiet, network) -> None:
+def inpaint(photo, mask_spec, reference, from_latent, align, face, paste_back, outdir, w_steps, noise_steps, feather,
+            noise_space, device, seed, quiet, network) -> None:
     """Inpainting (Alg. 4): fill the hole in PHOTO from the known pixels alone.
 
     Usage: i2s inpaint PHOTO --mask HOLE.png|center --outdir DIR [--reference ORIGINAL].
@@ -147,33 +155,34 @@ def inpaint(photo, mask_spec, reference, from_latent, outdir, w_steps, noise_ste
     1e-4 : 1e-5). The result is the generator's output. Defaults: 1000 W+ steps with Adam (the paper: 200 steps of
     gradient descent), 1000 noise steps, lr 0.01 / 5. Writes result.png, panel.png (defective input | naive fill |
     result [| reference]), latent.npz, metrics.json (PSNR on the known region; with --reference, in the hole) and
-    curves.png into OUTDIR.
+    curves.png into OUTDIR. With --align, a hole image the size of the original photo is aligned with it (others
+    are taken as drawn on the aligned image) and --reference must be the photo's size.
     """
     from ..apps.inpaint import InpaintSettings
     from ..apps.inpaint import inpaint as run
     from ..apps.outputs import save_edit
-    from ..io import ensure_outdir, load_image
-    from ..masks import check_mask_content, resolve_mask
+    from ..io import ensure_outdir
+    from ..masks import check_mask_content
     from ..progress import TqdmProgress
 
     if (photo is None) == (from_latent is None):
         raise click.UsageError("inpaint needs exactly one of PHOTO or --from LATENT")
+    check_align_options(align, face, paste_back, photos=int(photo is not None))
     settings = InpaintSettings(w_steps=w_steps, noise_steps=noise_steps, feather=feather, noise_space=noise_space,
                                seed=seed)
     dev = resolve_device(device)
     outdir = ensure_outdir(outdir)
     generator, sha = open_generator(network, dev)
-    hole, notices = resolve_mask(mask_spec, generator.resolution)
-    for n in notices:
-        notice(n)
+    detector = open_detector(align)
+    image, _, source, loaded = _load_input(generator, photo, from_latent, align=align, face=face, detector=detector)
+    hole = read_mask(mask_spec, generator.resolution, loaded)
     check_mask_content(hole, "inpainting hole")
-    image, _, source = _load_input(generator, photo, from_latent)
     ref = None
     if reference is not None:
-        ref, notices = load_image(reference, generator.resolution)
-        for n in notices:
-            notice(n)
-        ref = ref.to(dev)
+        ref = (read_like(reference, generator, loaded) if loaded is not None
+               else read_photo(reference, generator)).image.to(dev)
+    aligned = {"photo": (loaded, "aligned.png")}
+    extra, before_metrics = outputs_for(outdir, aligned, paste_into="photo", paste_back=paste_back)
     perceptual, lpips = perceptual_and_lpips(dev)
     click.echo(f"inpainting on {dev}: {w_steps} W+ steps, {noise_steps} noise steps, hole {mask_spec} "
                f"({float(hole.mean()):.0%} of the image)")
@@ -184,12 +193,13 @@ def inpaint(photo, mask_spec, reference, from_latent, outdir, w_steps, noise_ste
     if reference is not None:
         inputs["reference"] = str(reference)
     save_edit(outdir, result, generator=generator, command="inpaint", settings=settings,
-              weights_sha256=sha, inputs=inputs)
+              weights_sha256=sha, inputs=inputs, extra=extra, before_metrics=before_metrics)
     m = result.metrics
     line = f"result: PSNR {m['psnr_known_db']:.2f} dB on the known region"
     if "reference" in m:
         line += (f", {m['reference']['psnr_hole_db']:.2f} dB in the hole vs the reference "
                  f"(naive fill {m['reference']['naive_fill_psnr_hole_db']:.2f} dB)")
     click.echo(line)
-    click.echo(f"outputs in {outdir}/: result.png panel.png latent.npz metrics.json curves.png")
+    click.echo(f"outputs in {outdir}/: result.png panel.png latent.npz metrics.json curves.png"
+               f"{aligned_files(aligned, paste_back)}")
 

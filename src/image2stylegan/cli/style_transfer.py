@@ -9,6 +9,8 @@ import click
 from ..apps.style_transfer import DEFAULT_STYLE_WEIGHT
 from ..errors import InputError
 from .common import NETWORK_HELP, NOISE_SPACE_HELP, cli, notice, open_generator, resolve_device
+from .photos import (align_options, aligned_files, check_align_options, open_detector, outputs_for, read_like, read_mask,
+                     read_photo)
 
 DEVICES = click.Choice(["auto", "cpu", "cuda", "mps"])
 FROM_HELP = "Reuse this latent.npz (e.g. from i2s reconstruct) as the {what}'s embedding instead of embedding it again."
@@ -87,12 +89,14 @@ def _common_options(func):
     return func
 
 
-def _finish(outdir: Path, result, generator, sha, command: str, settings, inputs: dict) -> dict:
+def _finish(outdir: Path, result, generator, sha, command: str, settings, inputs: dict, aligned: dict,
+            paste_back: bool) -> dict:
     from ..apps.outputs import EDIT_OUTPUT_FILES, save_edit
 
+    extra, before_metrics = outputs_for(outdir, aligned, paste_into="photo", paste_back=paste_back)
     metrics = save_edit(outdir, result, generator=generator, command=command, settings=settings,
-                        weights_sha256=sha, inputs=inputs)
-    click.echo(f"outputs in {outdir}/: {' '.join(EDIT_OUTPUT_FILES)}")
+                        weights_sha256=sha, inputs=inputs, extra=extra, before_metrics=before_metrics)
+    click.echo(f"outputs in {outdir}/: {' '.join(EDIT_OUTPUT_FILES)}{aligned_files(aligned, paste_back)}")
     return metrics
 
 
@@ -110,27 +114,28 @@ def _finish(outdir: Path, result, generator, sha, command: str, settings, inputs
               help="lambda_s of the Gram (conv3_3) style term, with lambda_mse = lambda_p = 1. The paper's ratio "
                    "(0.05) is for its own Gram normalisation; this default gives the style term the content terms' "
                    "gradient size at the start (see the README).")
+@align_options
 @_common_options
-def style_transfer(content, style, mask_spec, from_latent, embed_steps, style_weight, outdir, w_steps, w_lr,
-                   noise_steps, feather, noise_space, init, device, seed, quiet, network) -> None:
+def style_transfer(content, style, mask_spec, from_latent, embed_steps, style_weight, align, face, paste_back, outdir,
+                   w_steps, w_lr, noise_steps, feather, noise_space, init, device, seed, quiet, network) -> None:
     """Local style transfer (Alg. 6): keep CONTENT inside --mask and give the rest the style (VGG16 conv3_3 Gram
     matrices) of STYLE, in one W+ stage over the sum of both objectives, then restore detail with the masked noise
     stage (CONTENT inside the blurred mask, the W+ result outside). Writes result.png, panel.png (content | style |
     naive copy-paste | result), latent.npz, metrics.json (PSNR inside the mask, style distance outside) and
-    curves.png into OUTDIR."""
+    curves.png into OUTDIR. --align aligns CONTENT (STYLE is only a source of texture statistics and is
+    centre-cropped as usual); a mask image the size of the original CONTENT photo is aligned with it."""
     from ..apps.style_transfer import StyleTransferSettings, local_style_transfer
-    from ..masks import resolve_mask
     from ..progress import TqdmProgress
 
     settings = StyleTransferSettings(
         w_steps=w_steps, w_lr=w_lr, noise_steps=noise_steps, embed_steps=embed_steps, style_weight=style_weight,
         feather=feather, noise_space=noise_space, init=init, seed=seed,
     )
+    check_align_options(align, face, paste_back)
     dev, outdir, generator, sha = _setup(device, outdir, network)
-    content_image, style_image = _load(content, generator), _load(style, generator)
-    mask, notices = resolve_mask(mask_spec, generator.resolution)
-    for n in notices:
-        notice(n)
+    loaded = read_photo(content, generator, align=align, face=face, detector=open_detector(align))
+    content_image, style_image = loaded.image.to(dev), _load(style, generator)
+    mask = read_mask(mask_spec, generator.resolution, loaded)
     ws, noise = _load_from(from_latent, generator)
     perceptual = _perceptual(dev)
     first = "reusing the content embedding from " + str(from_latent) if from_latent else f"{embed_steps} W+ steps on {content}"
@@ -143,7 +148,8 @@ def style_transfer(content, style, mask_spec, from_latent, embed_steps, style_we
                f"{_db(m['psnr_inside_mask_db']['start'])}); style distance outside reduced by "
                f"{100 * m['style_distance_reduction']:.0f} %")
     _finish(outdir, result, generator, sha, "style-transfer", settings,
-            {"content": str(content), "style": str(style), "mask": str(mask_spec), "from": str(from_latent or "")})
+            {"content": str(content), "style": str(style), "mask": str(mask_spec), "from": str(from_latent or "")},
+            {"photo": (loaded, "aligned.png")}, paste_back)
 
 
 # -- scribble ----------------------------------------------------------------------------------------------------
@@ -176,18 +182,20 @@ def _parse_rows(value: str | None):
 @click.option("--rows", "rows_spec", default=None, help="Explicit W+ rows to optimise, e.g. 0,1,2,3 (overrides --max-resolution).")
 @click.option("--threshold", default=0.05, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="A pixel is scribbled when a channel changed by more than this (on the 0-1 scale).")
+@align_options
 @_common_options
 def scribble(photo, scribbled, mask_spec, from_latent, embed_w_steps, embed_noise_steps, max_resolution, rows_spec,
-             threshold, outdir, w_steps, w_lr, noise_steps, feather, noise_space, init, device, seed, quiet, network) -> None:
+             threshold, align, face, paste_back, outdir, w_steps, w_lr, noise_steps, feather, noise_space, init, device,
+             seed, quiet, network) -> None:
     """Local edits from scribbles (Alg. 5): starting from PHOTO's embedding, embed SCRIBBLED into the coarse W+
     rows only (MSE + perceptual, no masks: the strokes' colours are only a guide), then run the noise stage
     towards PHOTO outside the blurred scribble mask to restore its detail. Writes result.png, panel.png
     (original | scribbled | result), latent.npz, metrics.json (PSNR against PHOTO outside the edit) and curves.png
     into OUTDIR. Compare lossless files: JPEG noise alone can exceed --threshold. Only 7 coarse rows move, so at
     budgets of a few hundred steps the paper's --w-lr 0.01 barely shows the strokes; 0.05 does (the README gallery
-    uses 150 steps at 0.05)."""
+    uses 150 steps at 0.05). With --align the face is found in PHOTO and SCRIBBLED is aligned with the same
+    transform (it must be the same size), so their difference is still the strokes."""
     from ..apps.scribble import ScribbleSettings, scribble_edit
-    from ..masks import resolve_mask
     from ..progress import TqdmProgress
 
     settings = ScribbleSettings(
@@ -195,13 +203,12 @@ def scribble(photo, scribbled, mask_spec, from_latent, embed_w_steps, embed_nois
         max_resolution=max_resolution, rows=_parse_rows(rows_spec), threshold=threshold, feather=feather,
         noise_space=noise_space, init=init, seed=seed,
     )
+    check_align_options(align, face, paste_back)
     dev, outdir, generator, sha = _setup(device, outdir, network)
-    photo_image, scribbled_image = _load(photo, generator), _load(scribbled, generator)
-    mask = None
-    if mask_spec is not None:
-        mask, notices = resolve_mask(mask_spec, generator.resolution)
-        for n in notices:
-            notice(n)
+    loaded = read_photo(photo, generator, align=align, face=face, detector=open_detector(align))
+    loaded_scribbled = read_like(scribbled, generator, loaded)
+    photo_image, scribbled_image = loaded.image.to(dev), loaded_scribbled.image.to(dev)
+    mask = None if mask_spec is None else read_mask(mask_spec, generator.resolution, loaded)
     ws, noise = _load_from(from_latent, generator)
     perceptual = _perceptual(dev)
     first = ("reusing the photo's embedding from " + str(from_latent) if from_latent
@@ -215,4 +222,5 @@ def scribble(photo, scribbled, mask_spec, from_latent, embed_w_steps, embed_nois
                f"{_db(m['psnr_outside_edit_db']['final'])} (after the W+ stage "
                f"{_db(m['psnr_outside_edit_db']['after_w_plus'])})")
     _finish(outdir, result, generator, sha, "scribble", settings,
-            {"photo": str(photo), "scribbled": str(scribbled), "mask": str(mask_spec or ""), "from": str(from_latent or "")})
+            {"photo": str(photo), "scribbled": str(scribbled), "mask": str(mask_spec or ""), "from": str(from_latent or "")},
+            {"photo": (loaded, "aligned.png"), "scribbled": (loaded_scribbled, "aligned_scribbled.png")}, paste_back)

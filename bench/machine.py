@@ -1,0 +1,23 @@
+"""What every bench script records about the machine it ran on (so numbers from different runs can be compared)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+
+import torch
+
+
+def machine_info(device: torch.device | None = None) -> dict:
+    """CPU, threads, GPU name (on CUDA), versions, and the load average: timings taken on a busy machine say so."""
+    on_cuda = device is not None and device.type == "cuda" or device is None and torch.cuda.is_available()
+    return {
+        "device": str(device) if device is not None else None,
+        "gpu": torch.cuda.get_device_name(device) if on_cuda else None,
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "load_average": os.getloadavg(),
+    }

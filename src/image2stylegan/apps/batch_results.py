@@ -1,0 +1,96 @@
+"""``results.csv``: one row per input of a folder run, rewritten atomically after every image.
+
+Rows of finished images are rebuilt from their ``metrics.json`` (the source of truth), so a restarted run writes
+the same summary as an uninterrupted one and never depends on a CSV a killed run may have left behind. Images not
+reached yet are ``pending``; a file that cannot be read, or in which no face is found with ``--align``, is
+``error`` with the one-line reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..io import atomic_write_bytes
+from .batch_plan import FINISHED_MARKER, BatchItem
+
+__all__ = ["RESULTS_FILE", "ResultsTable"]
+
+RESULTS_FILE = "results.csv"
+
+
+class ResultsTable:
+    """The summary of a folder run; ``stage_names`` give the per-stage PSNR columns (e.g. w_plus, noise)."""
+
+    def __init__(self, outdir: Path, items: Sequence[BatchItem], stage_names: Sequence[str]):
+        self.outdir = outdir
+        self.items = list(items)
+        self.stage_names = list(stage_names)
+        self.columns = ["file", "output", "status", "message", *(f"psnr_{s}_db" for s in stage_names),
+                        "ssim", "lpips", "seconds"]
+        self.rows: dict[int, dict[str, Any]] = {
+            it.index: {"file": str(it.path), "output": it.name, "status": "pending", "message": ""} for it in items
+        }
+
+    # -- rows ----------------------------------------------------------------------------------------------------
+    def load_finished(self) -> int:
+        """Fill the rows of every image whose metrics.json exists; returns how many."""
+        done = 0
+        for it in self.items:
+            path = self.outdir / it.name / FINISHED_MARKER
+            if path.is_file():
+                try:
+                    self.ok(it, json.loads(path.read_text(encoding="utf-8")))
+                    done += 1
+                except (OSError, ValueError):
+                    pass  # unreadable: treated as unfinished, so it is recomputed and rewritten
+        return done
+
+    def ok(self, item: BatchItem, metrics: dict[str, Any]) -> None:
+        row = {"file": str(item.path), "output": item.name, "status": "ok", "message": ""}
+        stages = metrics.get("stages") or {}
+        for name, m in stages.items():
+            row[f"psnr_{name}_db"] = _fmt(m.get("psnr_db"))
+        # By the run's stage order: metrics.json is written with sorted keys, so its own order is alphabetical.
+        final = next((stages[s] for s in reversed(self.stage_names) if s in stages), None)
+        if final is not None:
+            row["ssim"], row["lpips"] = _fmt(final.get("ssim")), _fmt(final.get("lpips"))
+        row["seconds"] = _fmt((metrics.get("batch") or {}).get("seconds_per_image", metrics.get("total_seconds")), 1)
+        self.rows[item.index] = row
+
+    def error(self, item: BatchItem, message: str) -> None:
+        self.rows[item.index] = {"file": str(item.path), "output": item.name, "status": "error", "message": message}
+
+    def status(self, item: BatchItem) -> str:
+        return self.rows[item.index]["status"]
+
+    def counts(self) -> dict[str, int]:
+        out = {"ok": 0, "error": 0, "pending": 0}
+        for row in self.rows.values():
+            out[row["status"]] += 1
+        return out
+
+    # -- file ----------------------------------------------------------------------------------------------------
+    def write(self) -> Path:
+        """Rewrite results.csv atomically (rows in input order)."""
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for it in self.items:
+            writer.writerow(self.rows[it.index])
+        path = self.outdir / RESULTS_FILE
+        atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+        return path
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return ""
+    try:
+        return f"{float(value):.{digits}f}"
+    except (TypeError, ValueError):
+        return ""

@@ -1,0 +1,69 @@
+"""The folder run of ``i2s reconstruct`` (several photos, a folder or a glob): plan, resume, progress, summary.
+
+Exit status: 0 when at least one image is reconstructed (now or by an earlier run of the same command; failures
+are rows of results.csv and a line on stderr), 2 with one error line when none is, as for every other error.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import InputError
+from .common import notice, open_generator, perceptual_and_lpips, resolve_device
+from .photos import open_detector
+
+
+def run_batch(specs, outdir: Path, settings, *, batch_size: int, align: bool, face: int, paste_back: bool,
+              device: str, quiet: bool, network: str | None) -> None:
+    from ..apps.batch_plan import plan, remove_stale_temporaries
+    from ..apps.batch_results import RESULTS_FILE, ResultsTable
+    from ..apps.batch_run import FolderJob, run_folder
+    from ..io import ensure_outdir
+    from ..progress import FolderProgress
+
+    items, notices = plan(specs)
+    for n in notices:
+        notice(n)
+    dev = resolve_device(device)
+    outdir = ensure_outdir(outdir)
+    remove_stale_temporaries(outdir, [RESULTS_FILE])
+    table = ResultsTable(outdir, items, [stage.name for stage in settings.stages()])
+    done = table.load_finished()
+    table.write()
+    if done == len(items):
+        click.echo(f"all {len(items)} images in {outdir}/ are already reconstructed; summary in {outdir}/{RESULTS_FILE}")
+        return
+
+    generator, sha = open_generator(network, dev)
+    detector = open_detector(align)
+    perceptual, lpips = perceptual_and_lpips(dev)
+    job = FolderJob(generator, perceptual, lpips, settings, sha, str(dev), batch_size=batch_size, align=align,
+                    face=face, paste_back=paste_back, detector=detector)
+    resumed = f" ({done} already finished)" if done else ""
+    click.echo(f"reconstructing {len(items) - done} of {len(items)} images{resumed} on {dev} in batches of "
+               f"{batch_size}: {settings.w_steps} W+ steps, {settings.noise_steps} noise steps, "
+               f"{settings.noise_space} noise space")
+    with FolderProgress(len(items), done, disable=quiet) as progress:
+        def on_image(item, status, message) -> None:
+            progress.advance()
+            if status == "ok":
+                progress.write(f"{item.path}: {message} -> {outdir / item.name}/")
+            else:
+                progress.write(f"{item.path}: skipped: {message}", err=True)
+
+        try:
+            run_folder(job, items, outdir, table, step_callback=progress, on_image=on_image,
+                       log=lambda m: progress.write(f"note: {m}", err=True))
+        except KeyboardInterrupt:
+            progress.close()
+            click.echo(f"interrupted; finished images are kept in {outdir}/: run the same command again to finish "
+                       "the rest", err=True)
+            sys.exit(130)
+    counts = table.counts()
+    failed = f", {counts['error']} failed (see {outdir}/{RESULTS_FILE})" if counts["error"] else ""
+    click.echo(f"{counts['ok']} of {len(items)} images reconstructed{failed}; summary in {outdir}/{RESULTS_FILE}")
+    if counts["ok"] == 0:
+        raise InputError(f"none of the {len(items)} input files could be reconstructed; reasons in {outdir}/{RESULTS_FILE}")
