@@ -37,8 +37,8 @@ FACE_A, FACE_B, FACE_GLASSES = 1, 3, 11  # i2s sample seeds: a woman, a man, a w
 # Step budgets: full (the gallery) and quick (a pipeline check). The paper's budgets (5000 + 3000 steps, 1000 + 1000
 # for edits by the digest's defaults) take hours per image on a CPU; these show each recipe working.
 BUDGETS = {
-    "full": {"recon": (400, 100), "crossover": (200, 100), "inpaint": (300, 100), "style": (200, 100),
-             "scribble": (150, 100)},
+    "full": {"recon": (400, 100), "crossover": (200, 100), "inpaint": (300, 100), "style": (120, 60),
+             "scribble": (100, 60)},
     "quick": {"recon": (4, 2), "crossover": (3, 2), "inpaint": (3, 2), "style": (3, 2), "scribble": (3, 2)},
 }
 

@@ -193,7 +193,7 @@ def scribble(photo, scribbled, mask_spec, from_latent, embed_w_steps, embed_nois
     (original | scribbled | result), latent.npz, metrics.json (PSNR against PHOTO outside the edit) and curves.png
     into OUTDIR. Compare lossless files: JPEG noise alone can exceed --threshold. Only 7 coarse rows move, so at
     budgets of a few hundred steps the paper's --w-lr 0.01 barely shows the strokes; 0.05 does (the README gallery
-    uses 150 steps at 0.05). With --align the face is found in PHOTO and SCRIBBLED is aligned with the same
+    uses 100 steps at 0.05). With --align the face is found in PHOTO and SCRIBBLED is aligned with the same
     transform (it must be the same size), so their difference is still the strokes."""
     from ..apps.scribble import ScribbleSettings, scribble_edit
     from ..progress import TqdmProgress
