@@ -152,7 +152,8 @@ def write_table(gallery: Path, results: dict) -> None:
     lines = ["# Gallery", "", "Made by `make gallery` (`scripts/make_gallery.py`) on "
              f"{results['machine']['platform']}, torch {results['machine']['torch']}, "
              f"{results['machine']['cpu_threads']} threads. Seconds are wall-clock per command, weights loading included.", ""]
-    for name, entry in results["applications"].items():
+    order = ["reconstruct", "crossover", "inpaint", "style-transfer", "scribble", "transfer-attribute", "latent-edit"]
+    for name, entry in sorted(results["applications"].items(), key=lambda kv: order.index(kv[0])):
         lines += [f"## {entry['caption']}", "", f"![{name}]({name}.jpg)", "", f"`{entry['command']}`", "",
                   f"{summary(name, entry)}; {entry['seconds']:.0f} s.", ""]
     atomic_write_bytes(gallery / "README.md", "\n".join(lines).encode())
@@ -192,13 +193,13 @@ def main() -> None:
          ["style-transfer", p["photo"], p["style"], "--from", latent, "--mask", p["face"], *steps("style")],
          work / "style-transfer", "panel.png"),
         ("scribble", "Scribble edit (Alg. 5): bangs and red lips drawn roughly, made photo-real",
-         ["scribble", p["photo"], p["scribbled"], "--from", latent, "--w-lr", "0.05", *steps("scribble")],
+         ["scribble", p["photo"], p["scribbled"], "--from", latent, "--w-lr", "0.1", *steps("scribble")],
          work / "scribble", "panel.png"),
         ("transfer-attribute", "Attribute transfer (Eq. 5): a generated face's glasses at b16.conv1",
          ["transfer-attribute", "--from-a", latent, "--from-b", p["face_glasses"], "--mask", p["eyes"]],
          work / "transfer-attribute", "panel.png"),
         ("latent-edit", "Local + global edit: morph to a generated face (λ = 0.5) with the glasses pasted at b16.conv1",
-         ["latent-edit", latent, p["face_b"], "--op", "morph", "--amount", "0.5", "--layer", "b16.conv1",
+         ["latent-edit", latent, p["face_b"], "--op", "morph", "--amount", "0.5", "--noise", "b", "--layer", "b16.conv1",
           "--mask", p["eyes"], "--from-activation", p["face_glasses"]],
          work / "latent-edit", "panel.png"),
     ]
