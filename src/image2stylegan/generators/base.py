@@ -59,10 +59,15 @@ class StyleGenerator(nn.Module):
     extended_noise_layers: tuple[str, ...] = ()  # layers whose noise gets per-channel maps in the extended space
     w_avg: torch.Tensor  # buffer [w_dim]: the mean latent (average of the mapping network over many z)
 
-    # -- to implement -------------------------------------------------------------------------------------------
+    mapping_net: nn.Module  # z [B, z_dim] -> w [B, w_dim]
+
     def mapping(self, z: torch.Tensor) -> torch.Tensor:
         """z [B, z_dim] -> w [B, w_dim]."""
-        raise NotImplementedError
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"z must be [B, {self.z_dim}], got {list(z.shape)}")
+        return self.mapping_net(z)
+
+    # -- to implement -------------------------------------------------------------------------------------------
 
     @property
     def noise_inputs(self) -> tuple[NoiseInput, ...]:
@@ -181,6 +186,24 @@ class StyleGenerator(nn.Module):
                     f"got {list(n.shape)}"
                 )
         return noise
+
+
+class ActivationTap:
+    """What a forward calls on each named activation: applies its edit (if any) and records it if captured.
+
+    ``tap(name, x)`` returns the (possibly replaced) activation; ``tap.captured`` holds the captured ones by name.
+    """
+
+    def __init__(self, capture: Sequence[str], edits: Mapping[str, Edit]):
+        self.capture, self.edits = capture, edits
+        self.captured: dict[str, torch.Tensor] = {}
+
+    def __call__(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        if self.edits:
+            x = apply_edit(name, x, self.edits)
+        if name in self.capture:
+            self.captured[name] = x
+        return x
 
 
 def apply_edit(name: str, x: torch.Tensor, edits: Mapping[str, Edit]) -> torch.Tensor:

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Edit, NoiseInput, StyleGenerator, SynthesisTrace, apply_edit
+from .base import ActivationTap, Edit, NoiseInput, StyleGenerator, SynthesisTrace
 
 
 @dataclass(frozen=True)
@@ -286,11 +286,6 @@ class MobileStyleGAN(StyleGenerator):
         res = self.config.block_resolutions
         return [4] + [r for r in res for _ in range(3)] + [res[-1]]  # torgb: wavelets at the last block's size
 
-    def mapping(self, z: torch.Tensor) -> torch.Tensor:
-        if z.ndim != 2 or z.shape[1] != self.z_dim:
-            raise ValueError(f"z must be [B, {self.z_dim}], got {list(z.shape)}")
-        return self.mapping_net(z)
-
     def _forward(
         self,
         ws: torch.Tensor,
@@ -298,16 +293,10 @@ class MobileStyleGAN(StyleGenerator):
         capture: Sequence[str],
         edits: Mapping[str, Edit],
     ) -> SynthesisTrace:
-        captured: dict[str, torch.Tensor] = {}
         noise_iter = iter(noise) if noise is not None else None
         rows = iter(ws.unbind(1))
 
-        def emit(name: str, x: torch.Tensor) -> torch.Tensor:
-            if edits:
-                x = apply_edit(name, x, edits)
-            if name in capture:
-                captured[name] = x
-            return x
+        emit = ActivationTap(capture, edits)
 
         def next_noise() -> torch.Tensor | None:
             return next(noise_iter) if noise_iter is not None else None
@@ -319,4 +308,4 @@ class MobileStyleGAN(StyleGenerator):
             x = emit(f"{name}.conv1", block.conv1(x, next(rows), next_noise()))
             x = emit(f"{name}.conv2", block.conv2(x, next(rows), next_noise()))
         x = emit(self._torgb_name, self.torgb(x, next(rows)))
-        return SynthesisTrace(inverse_haar(x), captured)
+        return SynthesisTrace(inverse_haar(x), emit.captured)

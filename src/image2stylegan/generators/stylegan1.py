@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Edit, NoiseInput, StyleGenerator, SynthesisTrace, apply_edit
+from .base import ActivationTap, Edit, NoiseInput, StyleGenerator, SynthesisTrace
 
 FUSED_SCALE_MIN_RES = 128  # TF 'auto': fused upsampling conv when the output side is >= 128 px
 CONFIG_DEFAULT = object()  # "use the config's value" for StyleGAN.truncate's cutoff, where None means every row
@@ -343,11 +343,6 @@ class StyleGAN(StyleGenerator):
         return [r for r in self.config.resolutions for _ in range(2)] + [self.resolution]
 
     # -- latents ------------------------------------------------------------------------------------------------
-    def mapping(self, z: torch.Tensor) -> torch.Tensor:
-        if z.ndim != 2 or z.shape[1] != self.z_dim:
-            raise ValueError(f"z must be [B, {self.z_dim}], got {list(z.shape)}")
-        return self.mapping_net(z)
-
     def truncate(
         self, ws: torch.Tensor, psi: float | None = None, cutoff: int | None | object = CONFIG_DEFAULT
     ) -> torch.Tensor:
@@ -372,20 +367,14 @@ class StyleGAN(StyleGenerator):
         capture: Sequence[str],
         edits: Mapping[str, Edit],
     ) -> SynthesisTrace:
-        captured: dict[str, torch.Tensor] = {}
 
-        def emit(name: str, x: torch.Tensor) -> torch.Tensor:
-            if edits:
-                x = apply_edit(name, x, edits)
-            if name in capture:
-                captured[name] = x
-            return x
+        emit = ActivationTap(capture, edits)
 
         x = self.const.expand(ws.shape[0], -1, -1, -1).contiguous(memory_format=torch.channels_last)
         for i, (name, layer) in enumerate(self.named_style_layers()):
             x = emit(name, layer(x, ws[:, i], None if noise is None else noise[i]))
         image = emit(self._torgb_name, self.torgb(x))
-        return SynthesisTrace(image.contiguous(), captured)
+        return SynthesisTrace(image.contiguous(), emit.captured)
 
 
 @torch.no_grad()

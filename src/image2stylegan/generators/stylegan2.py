@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Edit, NoiseInput, StyleGenerator, SynthesisTrace, apply_edit
+from .base import ActivationTap, Edit, NoiseInput, StyleGenerator, SynthesisTrace
 
 ARCHITECTURES = ("skip", "orig", "resnet")
 FIR_TAPS = (1.0, 3.0, 3.0, 1.0)  # NVIDIA's resample_filter; the only one supported
@@ -468,11 +468,6 @@ class StyleGAN2(StyleGenerator):
     def noise_strengths(self) -> list[float]:
         return [self.get_submodule(n.layer).noise_strength.item() for n in self._noise_inputs]
 
-    def mapping(self, z: torch.Tensor) -> torch.Tensor:
-        if z.ndim != 2 or z.shape[1] != self.z_dim:
-            raise ValueError(f"z must be [B, {self.z_dim}], got {list(z.shape)}")
-        return self.mapping_net(z)
-
     def _forward(
         self,
         ws: torch.Tensor,
@@ -480,15 +475,9 @@ class StyleGAN2(StyleGenerator):
         capture: Sequence[str],
         edits: Mapping[str, Edit],
     ) -> SynthesisTrace:
-        captured: dict[str, torch.Tensor] = {}
         noise_iter = iter(noise) if noise is not None else None
 
-        def emit(name: str, x: torch.Tensor) -> torch.Tensor:
-            if edits:
-                x = apply_edit(name, x, edits)
-            if name in capture:
-                captured[name] = x
-            return x
+        emit = ActivationTap(capture, edits)
 
         def next_noise() -> torch.Tensor | None:
             return next(noise_iter) if noise_iter is not None else None
@@ -508,4 +497,4 @@ class StyleGAN2(StyleGenerator):
             if hasattr(block, "torgb"):
                 y = emit(f"{p}.torgb", block.torgb(x, ws[:, 2 * k + 1]))
                 img = y if img is None else upsample2d(img) + y
-        return SynthesisTrace(img.contiguous(), captured)
+        return SynthesisTrace(img.contiguous(), emit.captured)
