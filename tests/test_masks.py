@@ -24,6 +24,7 @@ from image2stylegan.masks import (
     preset_mask,
     resize_for_layer,
     resolve_mask,
+    snap_unit_interval,
 )
 
 
@@ -221,7 +222,7 @@ def test_blur_rejects_negative_sigma_and_zero_is_identity():
 
 def test_feather_keeps_all_ones_and_edge_regions():
     ones = torch.ones(1, 1, 32, 32)
-    torch.testing.assert_close(feather(ones, 0.1), ones, atol=1e-6, rtol=0)
+    assert torch.equal(feather(ones, 0.1), ones)  # exact by design: every footprint is all ones
     left = feather(preset_mask("left-half", 64), 0.05)
     # Replicate padding: the half touching the border stays fully selected there; the edge is symmetric.
     assert left[..., 0].min() > 0.999 and left[..., -1].max() < 1e-3
@@ -231,6 +232,74 @@ def test_feather_keeps_all_ones_and_edge_regions():
 def test_feather_sigma_follows_the_side():
     mask = preset_mask("center", 100)
     torch.testing.assert_close(feather(mask, 0.03), gaussian_blur_mask(mask, 3.0))
+
+
+# --------------------------------------------------------------------------- exact 0 and 1 by design
+
+
+def test_snap_unit_interval_makes_near_zero_and_near_one_exact():
+    values = [-1e-7, 0.0, 6e-8, 1e-6, 2e-6, 0.5, 0.999998, 0.99999994, 1.0, 1.0000001]
+    expected = [0.0, 0.0, 0.0, 0.0, 2e-6, 0.5, 0.999998, 1.0, 1.0, 1.0]
+    mask = torch.tensor(values).view(1, 1, 1, -1)
+    snapped = snap_unit_interval(mask)
+    assert snapped.dtype == mask.dtype and mask[0, 0, 0, 2] > 0  # a new tensor; the input is left as it was
+    assert snapped.flatten().tolist() == torch.tensor(expected).tolist()
+    one = snapped == 1
+    assert torch.equal((1 - snapped)[one], torch.zeros(int(one.sum())))  # 1 - M is exactly 0 where M is 1
+
+
+def _off_by_rounding(monkeypatch, error: float) -> None:
+    """Make every F.conv2d in this test pull its result ``error`` towards 0.5 (1 -> 1 − error, 0 -> error): what
+    another CPU's summation order (or float32 taps not summing to 1) does, as large or larger, on every machine."""
+    conv2d = F.conv2d
+    monkeypatch.setattr(F, "conv2d", lambda *a, **k: conv2d(*a, **k) * (1 - 2 * error) + error)
+
+
+@pytest.mark.parametrize("error", [6e-8, 5e-7, 1e-5])
+def test_blur_is_exactly_one_inside_and_zero_far_outside_whatever_the_rounding(monkeypatch, error):
+    _off_by_rounding(monkeypatch, error)
+    mask = _square_mask(64, 16, 16, 32)
+    out = feather(mask, 0.03)  # σ = 1.92 px, footprint radius r = ceil(3σ) = 6
+    assert out.dtype == torch.float32 and out.min() >= 0 and out.max() <= 1
+    # Exactly 1 where the whole (2r+1)² footprint lies inside the square, exactly 0 where it lies outside; nothing
+    # else is exactly 1 (the next ring is about 0.998), so this is the mechanism, not the snap tolerance.
+    assert torch.equal(out == 1, _square_mask(64, 22, 22, 20).bool())
+    assert torch.equal(out == 0, ~_square_mask(64, 10, 10, 44).bool())
+    assert ((1 - out) == 0).sum() == 400
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_feather_is_exact_inside_and_outside_with_any_thread_count(threads):
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        # 1024 px and the default σ = 30.72 px: before the footprint rule the maximum was 0.99999988 on some CPUs.
+        out = feather(preset_mask("center", 1024))
+    finally:
+        torch.set_num_threads(before)
+    r = math.ceil(3 * 0.03 * 1024)  # 93
+    assert torch.equal(out == 1, _square_mask(1024, 256 + r, 256 + r, 512 - 2 * r).bool())
+    assert bool((out[..., : 256 - r, :] == 0).all()) and bool((out[..., 768 + r :] == 0).all())
+    assert bool((1 - out[..., 512, 512] == 0).all())
+
+
+def test_blur_of_a_soft_mask_and_sigma_zero_are_snapped():
+    nearly = torch.full((1, 1, 16, 16), 0.99999994)
+    assert torch.equal(gaussian_blur_mask(nearly, 0), torch.ones_like(nearly))
+    assert torch.equal(gaussian_blur_mask(nearly, 1.0), torch.ones_like(nearly))
+    assert torch.equal(gaussian_blur_mask(torch.full_like(nearly, 6e-8), 1.0), torch.zeros_like(nearly))
+
+
+def test_blend_mask_and_resized_masks_are_snapped():
+    hole = preset_mask("center", 64) * 0.99999994 + 6e-8  # a soft hole, a rounding away from binary
+    blended = blend_mask(hole)
+    assert blended.max() == 1 and blended[hole > 0.5].eq(1).all() and blended[..., 0, 0] == 0
+    # Area averages and bilinear weights of ones are 1 in exact arithmetic: exactly 1 after the snap.
+    ones = torch.full((1, 1, 24, 24), 0.99999994)
+    for size in (7, 5, 48, 37):
+        assert torch.equal(resize_mask(ones, size), torch.ones(1, 1, size, size)), size
+        assert torch.equal(resize_for_layer(preset_mask("left-half", 24), size, mode="area")[..., :, 0],
+                           torch.ones(1, 1, size)), size
 
 
 # --------------------------------------------------------------------------- dilation

@@ -48,6 +48,7 @@ __all__ = [
     "masked_perceptual",
     "masked_style_loss",
     "resize_mask",
+    "snap_unit_interval",
 ]
 
 I2SPP_PERCEPTUAL_LAYERS: tuple[str, ...] = ("relu1_1", "relu1_2", "relu2_2", "relu3_3")
@@ -113,12 +114,31 @@ def masked_mse(synth: Tensor, target: Tensor, mask: Tensor | None = None) -> Ten
 # Feature terms
 
 
+SNAP_TOLERANCE = 1e-6
+"""Mask values within this distance of 0 or 1 are made exactly 0 or 1 by :func:`snap_unit_interval`."""
+
+
+def snap_unit_interval(mask: Tensor, tolerance: float = SNAP_TOLERANCE) -> Tensor:
+    """Clamp a soft mask to [0, 1] and make values within ``tolerance`` of 0 or 1 exactly 0 or 1 (a new tensor).
+
+    Where the math says a mask is exactly 0 or 1 (a blurred mask far from an edge, an area average of ones), float
+    arithmetic gives values such as 0.99999994 or 6e-8, and which one depends on the CPU, the thread count and the
+    kernel's summation order. Every soft mask this package makes passes through here, so that "exactly 1" (and
+    ``1 − M`` exactly 0, a masked-out pixel with exactly zero weight and gradient) holds by construction on every
+    machine. The change is at most ``tolerance``, far below anything visible or measurable in a loss.
+    """
+    out = mask.clamp(0.0, 1.0)
+    return out.masked_fill(out <= tolerance, 0.0).masked_fill(out >= 1.0 - tolerance, 1.0)
+
+
 def resize_mask(mask: Tensor, size: int | Sequence[int]) -> Tensor:
     """Resample a mask [B, 1, H, W] to ``size`` (an int or (h, w)), keeping its values in [0, 1].
 
     Shrinking uses area averaging, so a feature cell gets the fraction of its footprint that is masked in (the
     paper "downsamples M_p to match the resolutions of the corresponding VGG-16 layers"); growing is bilinear.
-    Both are convex combinations of input values, hence stay in [0, 1].
+    Both are convex combinations of input values, hence stay in [0, 1]; the result is passed through
+    :func:`snap_unit_interval`, so cells covered only by ones (zeros) are exactly 1 (0) whatever the rounding of
+    the average. A mask already at ``size`` is returned as it is.
     """
     if mask.dim() != 4 or mask.shape[1] != 1:
         raise InputError(f"mask must be [B, 1, H, W], got {list(mask.shape)}")
@@ -128,8 +148,8 @@ def resize_mask(mask: Tensor, size: int | Sequence[int]) -> Tensor:
     if tuple(mask.shape[-2:]) == (h, w):
         return mask
     if h <= mask.shape[-2] and w <= mask.shape[-1]:
-        return F.interpolate(mask, size=(h, w), mode="area")
-    return F.interpolate(mask, size=(h, w), mode="bilinear", align_corners=False)
+        return snap_unit_interval(F.interpolate(mask, size=(h, w), mode="area"))
+    return snap_unit_interval(F.interpolate(mask, size=(h, w), mode="bilinear", align_corners=False))
 
 
 def masked_perceptual(

@@ -9,6 +9,10 @@ them into the soft masks the paper blends with (digest §5, §9 #11):
 * ``M_blur+`` = :func:`blend_mask` ``(M)``: "the slightly larger blurred mask used for blending" (inpainting);
 * activation-tensor edits (Eq. 5) downsample the hard mask by nearest neighbour: :func:`resize_for_layer`.
 
+Soft masks are exact where the math is: a pixel whose whole blur footprint is 1 (or 0) is exactly 1 (or 0), and
+every soft mask made here passes through :func:`snap_unit_interval` (values within 1e-6 of 0 or 1 become exactly 0
+or 1). So ``1 − M`` is exactly 0 wherever ``M`` is 1, whatever the CPU, thread count or convolution kernel.
+
 Every function works on whatever device and floating dtype the mask lives on; nothing here prints. Functions that
 make user-visible changes return ``(result, notices)`` with one-line notices for the caller to show.
 """
@@ -29,10 +33,11 @@ from torch import Tensor
 
 from .errors import InputError
 from .io import _apply_exif_orientation, _open_decoded
-from .losses import resize_mask
+from .losses import SNAP_TOLERANCE, resize_mask, snap_unit_interval
 
 __all__ = [
     "PRESETS",
+    "SNAP_TOLERANCE",
     "blend_mask",
     "check_mask_content",
     "difference_mask",
@@ -43,6 +48,7 @@ __all__ = [
     "preset_mask",
     "resize_for_layer",
     "resolve_mask",
+    "snap_unit_interval",
 ]
 
 PRESETS: tuple[str, ...] = ("left-half", "right-half", "top-half", "bottom-half", "center")
@@ -236,7 +242,10 @@ def gaussian_blur_mask(mask: Tensor, sigma: float) -> Tensor:
     Borders are padded by replication: a region touching the image edge (a half-image preset) continues past it
     instead of fading towards an imaginary zero, and an all-ones mask stays all ones. Replication also works for
     kernels wider than the image, where reflection would not. The kernel sums to one, so outputs are convex
-    combinations of inputs; the final clamp only removes float rounding. ``sigma == 0`` returns a copy.
+    combinations of inputs. Float rounding is removed by design, not left to the summation order of the
+    convolution: a pixel whose whole ``(2r + 1)²`` footprint (``r = ceil(3σ)``) is 1 is set to exactly 1, one whose
+    footprint is 0 to exactly 0, and the result goes through :func:`snap_unit_interval`. ``sigma == 0`` returns a
+    snapped copy.
 
     Raises:
         InputError: ``sigma`` is negative or not finite.
@@ -245,20 +254,28 @@ def gaussian_blur_mask(mask: Tensor, sigma: float) -> Tensor:
     if not math.isfinite(sigma) or sigma < 0:
         raise InputError(f"mask blur sigma must be a finite number of pixels >= 0, got {sigma!r}")
     if sigma == 0:
-        return mask.clone()
+        return snap_unit_interval(mask)
     taps = _gaussian_kernel(sigma, mask.device, mask.dtype)
     radius = taps.numel() // 2
     padded = F.pad(mask, (radius, radius, radius, radius), mode="replicate")
     blurred = F.conv2d(padded, taps.view(1, 1, 1, -1))  # along W
     blurred = F.conv2d(blurred, taps.view(1, 1, -1, 1))  # along H
-    return blurred.clamp_(0.0, 1.0)
+    # The float32 taps do not sum to exactly 1 and the convolution's summation order depends on the machine, so
+    # the interior of a mask comes out as 0.99999994 on some CPUs. Where every input under the kernel is 1 (0), the
+    # exact answer is 1 (0): find those pixels with a max filter over the kernel's square footprint (zero fill
+    # outside the image matches replicate padding, whose values are already inside the footprint).
+    batch = mask.shape[0]
+    off = dilate(torch.cat([(mask < 1), (mask > 0)]).to(mask.dtype), radius, shape="square") == 0
+    all_ones, all_zeros = off[:batch], off[batch:]
+    return snap_unit_interval(blurred.masked_fill(all_ones, 1.0).masked_fill(all_zeros, 0.0))
 
 
 def feather(mask: Tensor, fraction: float = DEFAULT_FEATHER_FRACTION) -> Tensor:
     """The paper's ``M_blur``: :func:`gaussian_blur_mask` with ``σ = fraction × side``.
 
     ``side`` is the larger of H and W (masks are square in practice). The default 0.03 is explained at
-    :data:`DEFAULT_FEATHER_FRACTION`; ``fraction = 0`` leaves the mask hard.
+    :data:`DEFAULT_FEATHER_FRACTION`; ``fraction = 0`` leaves the mask hard. Exactly 1 far inside the region and
+    exactly 0 far outside it (see :func:`gaussian_blur_mask`).
     """
     mask = _as_float_mask(mask)
     fraction = _check_fraction(fraction, "mask feather fraction")
@@ -351,7 +368,8 @@ def blend_mask(
     must come entirely from the generator's prediction. A mask that is only blurred is 0.5 on the hole's edge, so
     the defective pixels would leak in. Dilating by 2σ (the default, ``dilate_fraction = 2 × feather_fraction``)
     puts ≥ 0.977 on a straight edge, and the final maximum makes it exactly 1 everywhere inside a binary hole
-    (a jump of at most a few percent, invisible after blending).
+    (a jump of at most a few percent, invisible after blending). The result is snapped
+    (:func:`snap_unit_interval`) like every soft mask.
 
     Args:
         mask: ``[B, 1, H, W]`` region to blend in (the inpainting hole), usually binary.
@@ -365,7 +383,7 @@ def blend_mask(
     dilate_fraction = _check_fraction(dilate_fraction, "blend-mask dilation fraction")
     side = max(mask.shape[-2:])
     grown = dilate(mask, round(dilate_fraction * side))
-    return torch.maximum(feather(grown, feather_fraction), mask)
+    return snap_unit_interval(torch.maximum(feather(grown, feather_fraction), mask))
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -430,7 +448,8 @@ def resize_for_layer(mask: Tensor, size: int | Sequence[int], mode: Literal["nea
     ``"nearest"`` is Eq. 5's nearest-neighbour downsampling: a hard mask stays hard, so each "high-dimensional
     pixel" is copied whole or not at all. It samples each output cell at its centre (PyTorch's ``nearest-exact``;
     plain ``nearest`` takes the cell's top-left corner and shifts centred masks up-left). ``"area"`` gives soft
-    coverage fractions, via :func:`image2stylegan.losses.resize_mask` (the same resampling the masked losses use).
+    coverage fractions, via :func:`image2stylegan.losses.resize_mask` (the same resampling the masked losses use),
+    snapped like every soft mask: a cell covered only by ones is exactly 1.
     """
     mask = _as_float_mask(mask)
     if mode == "area":
