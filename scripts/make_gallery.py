@@ -34,8 +34,9 @@ SIZE = 1024
 TILE = 256  # gallery panels are shrunk to this many px per tile
 FACE_A, FACE_B, FACE_GLASSES = 1, 3, 11  # i2s sample seeds: a woman, a man, a woman with glasses
 
-# Step budgets: full (the gallery) and quick (a pipeline check). The paper's budgets (5000 + 3000 steps, 1000 + 1000
-# for edits by the digest's defaults) take hours per image on a CPU; these show each recipe working.
+# Step budgets: full (the gallery) and quick (a pipeline check). The default budgets (the paper's 5000 + 3000 steps
+# for reconstruction, our 1000 + 1000 for edits: docs/algorithm.md#iterations) take hours per image on a CPU; these
+# show each recipe working.
 BUDGETS = {
     "full": {"recon": (400, 100), "crossover": (200, 100), "inpaint": (300, 100), "style": (120, 60),
              "scribble": (100, 60)},

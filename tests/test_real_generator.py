@@ -48,7 +48,7 @@ def test_matches_openvino_cpu_f32_inference_of_the_same_ir(real_generator, ir_fi
 def test_noise_strengths_are_recovered_so_the_stored_maps_are_unit_scale(real_generator, graphs):
     strengths = real_generator.noise_strengths()
     assert len(strengths) == 15 and min(strengths) > 0
-    # The digest's table: 4 px .0050, 128 px .2513, 256 px 7.9e-5 (conv2).
+    # As listed in docs/algorithm.md#bundled-noise-strengths: 4 px .0049, 128 px .2512, 256 px 7.9e-5 (conv2).
     assert strengths[0] == pytest.approx(0.0049, rel=0.02)
     assert strengths[9] == pytest.approx(0.2513, rel=0.01)
     assert strengths[12] == pytest.approx(7.9e-5, rel=0.02)

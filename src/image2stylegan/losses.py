@@ -15,10 +15,10 @@ Conventions shared by every function here:
   An all-ones mask therefore reproduces the unmasked loss exactly, and a masked-out pixel contributes exactly zero
   (value and gradient) to the pixel terms.
 
-On the λ's: the paper's 1e-5 weights were tuned for its pixel range, which is unknown (digest §2, §9 #4). Adam's
-update is invariant to a constant rescaling of the loss (up to its ε), so only the *ratios* matter for Adam: the
-defaults λ_mse1 = λ_p = 1 reproduce the paper's 1e-5 : 1e-5. Absolute scale matters only for plain gradient descent
-and when gradients approach Adam's ε.
+On the λ's: the paper's 1e-5 weights were tuned for a pixel range it does not state. Adam's update is invariant to
+a constant rescaling of the loss (up to its ε), so only the *ratios* matter for Adam: the defaults λ_mse1 = λ_p = 1
+reproduce the paper's 1e-5 : 1e-5. Absolute scale matters only for plain gradient descent and when gradients
+approach Adam's ε (docs/algorithm.md#loss-scale).
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ __all__ = [
 ]
 
 I2SPP_PERCEPTUAL_LAYERS: tuple[str, ...] = ("relu1_1", "relu1_2", "relu2_2", "relu3_3")
-"""The I2S++ perceptual layers "conv1_1, conv1_2, conv2_2, conv3_3", taken after their ReLU (digest §2, §9 #1-2)."""
+"""The I2S++ perceptual layers "conv1_1, conv1_2, conv2_2, conv3_3", taken after their ReLU
+(docs/algorithm.md#vgg-taps)."""
 
 I2S_PERCEPTUAL_LAYERS: tuple[str, ...] = ("relu1_1", "relu1_2", "relu3_2", "relu4_2")
 """The predecessor Image2StyleGAN's layers (conv1_1, conv1_2, conv3_2, conv4_2), post-ReLU; for ablations."""
@@ -191,9 +192,9 @@ def masked_perceptual(
 def gram_matrix(features: Tensor, mask: Tensor | None = None, *, area_normalized: bool = False) -> Tensor:
     """Gatys et al.'s Gram matrix of (masked) features: ``G = F Fᵀ / (C·H·W)``, F = (M ⊙ features) as [B, C, H·W].
 
-    The paper leaves the normalisation and the way the mask enters open (digest §9 #5); this follows the digest's
-    recommendation: multiply the features by the mask (resized to the feature map) and divide by the full C·H·W,
-    in line with Eq. 1's other terms.
+    The paper leaves the normalisation and the way the mask enters open. Here the features are multiplied by the
+    mask (resized to the feature map) and divided by the full C·H·W, in line with Eq. 1's other terms
+    (docs/algorithm.md#gram-matrix).
 
     Caveat: with full-map normalisation a mask covering a fraction a of the map scales G by about a, so Grams of
     regions of *different* areas are not directly comparable. ``area_normalized=True`` divides by C·sum(M) instead
@@ -314,7 +315,8 @@ class PerceptualLoss(nn.Module):
 
 @dataclass(frozen=True)
 class LossWeights:
-    """The λ's of Eq. 1. Defaults: the masked W+ block W_l (λ_mse1 : λ_p = 1e-5 : 1e-5, rescaled; digest §2).
+    """The λ's of Eq. 1. Defaults: the masked W+ block W_l, Eq. 2 (λ_mse1 : λ_p = 1e-5 : 1e-5, rescaled to 1 : 1;
+    docs/algorithm.md#loss-scale).
 
     A zero weight skips its term entirely (no VGG pass at all when λ_p = λ_s = 0, as in noise optimization).
     """

@@ -2,7 +2,8 @@
 
 Convention: a mask is a float32 tensor ``[B, 1, H, W]`` (usually ``B = 1``) in [0, 1], where 1 marks the region a
 loss term or an edit applies to. Files and presets give *binary* masks; :func:`feather` and :func:`blend_mask` turn
-them into the soft masks the paper blends with (digest §5, §9 #11):
+them into the soft masks the paper blends with (Sec. 8.1-8.4; their sizes are our choice, see
+docs/algorithm.md#feather-width and docs/algorithm.md#blend-mask-size):
 
 * ``M_blur``  = :func:`feather` ``(M)``: "convolution of the binary mask with a Gaussian filter of suitable size"
   (crossover, local style transfer, scribble edits);
@@ -56,9 +57,8 @@ PRESETS: tuple[str, ...] = ("left-half", "right-half", "top-half", "bottom-half"
 crossover of Fig. 1d uses left/right); "center" is a centred square of half the side (an inpainting hole)."""
 
 DEFAULT_FEATHER_FRACTION = 0.03
-"""Gaussian σ of ``M_blur`` as a fraction of the image side. The paper only says "suitable size"; digest §9 #11
-recommends 2-5 % of the side, and 3 % (σ ≈ 31 px at 1024²) sits inside that range. For comparison, the public
-re-implementation's ``GaussianBlur(M, (401, 401), 0)`` at 1024² is σ ≈ 60 px, i.e. about 6 %."""
+"""Gaussian σ of ``M_blur`` as a fraction of the image side: 3 %, σ ≈ 31 px at 1024². The paper only says "a
+Gaussian filter of suitable size"; why 3 %, and that it is not tuned: docs/algorithm.md#feather-width."""
 
 _THRESHOLD = 0.5
 """Binarisation level for mask files; also what :func:`check_mask_content` counts as "selected"."""
