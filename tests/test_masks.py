@@ -89,6 +89,17 @@ def test_load_mask_downsizes_with_notice(tmp_path):
     assert notices == ["m.png: resized from 16x16 to 8x8"]
 
 
+@pytest.mark.parametrize("rounding", [0.0, -6e-8, 6e-8])
+def test_load_mask_selects_half_covered_pixels_whatever_the_rounding(tmp_path, monkeypatch, rounding):
+    gray = np.zeros((6, 6), dtype=np.uint8)
+    gray[:, :3] = 255  # resized to 3 px, the middle column is half covered: exactly 0.5 in exact arithmetic
+    _save_gray(tmp_path / "m.png", gray)
+    interpolate = F.interpolate
+    monkeypatch.setattr(F, "interpolate", lambda *a, **k: interpolate(*a, **k) + rounding)  # another CPU's rounding
+    mask, _ = load_mask(tmp_path / "m.png", 3)
+    assert mask[0, 0, 0].tolist() == [1.0, 1.0, 0.0]
+
+
 def test_load_mask_upsizes_a_pixel_into_a_block(tmp_path):
     gray = np.zeros((4, 4), dtype=np.uint8)
     gray[1, 1] = 255

@@ -167,7 +167,9 @@ def load_mask(path: PathLike, size: int) -> tuple[Tensor, list[str]]:
     if it varies, else luminance). Geometry follows :func:`image2stylegan.io.load_image` exactly (EXIF orientation,
     centre crop to the largest square), so a mask drawn over a photo stays aligned with that photo. The grey levels
     are resized with antialiased bilinear interpolation *before* thresholding at 0.5, which keeps the boundary where
-    the drawing put it instead of snapping it to the nearest source pixel.
+    the drawing put it instead of snapping it to the nearest source pixel. A pixel the resize puts exactly on 0.5
+    (half covered) is selected; the comparison allows :data:`SNAP_TOLERANCE` of rounding, so that decision does not
+    depend on the CPU's summation order.
 
     Returns:
         ``(mask, notices)``; notices name each change made (orientation, crop, resize, alpha, grey values).
@@ -205,7 +207,7 @@ def load_mask(path: PathLike, size: int) -> tuple[Tensor, list[str]]:
     if side != size:
         mask = F.interpolate(mask, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         notices.append(f"{name}: resized from {side}x{side} to {size}x{size}")
-    return (mask >= _THRESHOLD).float(), notices
+    return (mask >= _THRESHOLD - SNAP_TOLERANCE).float(), notices
 
 
 def resolve_mask(spec: str | PathLike, size: int) -> tuple[Tensor, list[str]]:
