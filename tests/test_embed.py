@@ -1,30 +1,41 @@
-"""The embedding engine on the tiny generator: sequential stages, determinism, masks on rows, batching."""
+"""The embedding engine on the tiny generator: sequential stages, determinism, masks on rows, batching, recipes
+with several embeddings and rendered targets, stopping."""
 
 import pytest
 import torch
 
-from image2stylegan.embed import (
-    NoiseStage,
-    WPlusStage,
-    embed,
-    initial_noise,
-    initial_ws,
-    to_noise_space,
-)
+from image2stylegan.embed import Embedding, embed, initial_noise, initial_ws, to_noise_space
+from image2stylegan.recipe import NoiseStage, Recipe, Rendered, TargetTerm, WPlusStage
 
 
-def _run(tiny, target, stages, perceptual=None, **kw):
-    return embed(tiny, target, stages, perceptual=perceptual, **kw)
+def W(target, *, mse_weight=1.0, perceptual_weight=1.0, mask=None, **kw):
+    """A W+ stage fitting one target (Eq. 1 with M_m = M_p = ``mask``)."""
+    term = TargetTerm(target, mse_weight, perceptual_weight, mse_mask=mask, perceptual_mask=mask)
+    return WPlusStage((term,), **kw)
+
+
+def _run(tiny, target, stages, perceptual=None, *, seed=0, ws=None, noise=None, noise_space=None, callback=None):
+    """Run ``stages``; stages given as callables get the target (``lambda t: W(t, steps=5)``)."""
+    built = []
+    for stage in stages:
+        stage = stage(target) if callable(stage) else stage
+        if noise_space is not None and isinstance(stage, NoiseStage):
+            from dataclasses import replace
+
+            stage = replace(stage, noise_space=noise_space)
+        built.append(stage)
+    start = None if ws is None and noise is None else Embedding(ws, noise)
+    return embed(tiny, Recipe(tuple(built), seed=seed), perceptual=perceptual, start=start, callback=callback)
 
 
 def test_w_plus_stage_leaves_noise_untouched_and_noise_stage_leaves_w_plus_untouched(tiny, tiny_target, tiny_perceptual):
     start_ws, start_noise = initial_ws(tiny, 1), initial_noise(tiny, 1, seed=0)
-    after_w = _run(tiny, tiny_target, [WPlusStage(steps=5, lr=0.05)], tiny_perceptual)
+    after_w = _run(tiny, tiny_target, [(lambda t: W(t, steps=5, lr=0.05))], tiny_perceptual)
     assert not torch.equal(after_w.ws, start_ws)
     for a, b in zip(after_w.noise, start_noise):
         assert torch.equal(a, b)
 
-    after_n = _run(tiny, tiny_target, [NoiseStage(steps=5, lr=0.5)], ws=after_w.ws, noise=after_w.noise)
+    after_n = _run(tiny, tiny_target, [(lambda t: NoiseStage(t, steps=5, lr=0.5))], ws=after_w.ws, noise=after_w.noise)
     assert torch.equal(after_n.ws, after_w.ws)
     assert any(not torch.equal(a, b) for a, b in zip(after_n.noise, after_w.noise))
 
@@ -32,7 +43,7 @@ def test_w_plus_stage_leaves_noise_untouched_and_noise_stage_leaves_w_plus_untou
 def test_reconstruction_improves_in_the_w_plus_stage_and_again_in_the_noise_stage(tiny, tiny_target, tiny_perceptual):
     history = []
     result = _run(
-        tiny, tiny_target, [WPlusStage(steps=60, lr=0.05), NoiseStage(steps=60, lr=0.3, lr_scaling="paper")], tiny_perceptual,
+        tiny, tiny_target, [(lambda t: W(t, steps=60, lr=0.05)), (lambda t: NoiseStage(t, steps=60, lr=0.3, lr_scaling="paper"))], tiny_perceptual,
         callback=history.append,
     )
     w_plus, noise = result.stages
@@ -45,7 +56,7 @@ def test_reconstruction_improves_in_the_w_plus_stage_and_again_in_the_noise_stag
 
 
 def test_same_seed_gives_identical_runs_and_another_seed_does_not(tiny, tiny_target, tiny_perceptual):
-    stages = [WPlusStage(steps=4, lr=0.05), NoiseStage(steps=4, lr=1.0)]
+    stages = [(lambda t: W(t, steps=4, lr=0.05)), (lambda t: NoiseStage(t, steps=4, lr=1.0))]
     a = _run(tiny, tiny_target, stages, tiny_perceptual, seed=7)
     b = _run(tiny, tiny_target, stages, tiny_perceptual, seed=7)
     c = _run(tiny, tiny_target, stages, tiny_perceptual, seed=8)
@@ -56,15 +67,15 @@ def test_same_seed_gives_identical_runs_and_another_seed_does_not(tiny, tiny_tar
 
 def test_row_mask_freezes_the_other_w_plus_rows_exactly(tiny, tiny_target):
     start = initial_ws(tiny, 1)
-    result = _run(tiny, tiny_target, [WPlusStage(steps=6, lr=0.1, perceptual_weight=0.0, rows=[0, 1, 7])])
+    result = _run(tiny, tiny_target, [(lambda t: W(t, perceptual_weight=0.0, steps=6, lr=0.1, rows=[0, 1, 7]))])
     moved = (result.ws - start).abs().sum(-1)[0]
     assert (moved[[0, 1, 7]] > 0).all()
-    assert torch.equal(moved[2:7], torch.zeros(5))
+    assert torch.equal(moved[2:7], torch.zeros(5))  # zero gradient every step: Adam's update is exactly 0
 
 
 def test_a_batch_optimises_each_image_as_if_alone(tiny, tiny_target, tiny_perceptual):
     other = torch.flip(tiny_target, dims=[-1])
-    stages = [WPlusStage(steps=5, lr=0.05), NoiseStage(steps=5, lr=1.0)]
+    stages = [(lambda t: W(t, steps=5, lr=0.05)), (lambda t: NoiseStage(t, steps=5, lr=1.0))]
     both = _run(tiny, torch.cat([tiny_target, other]), stages, tiny_perceptual, seed=3)
     # Same initial noise as the batch's second image: initial_noise draws per-image maps from one stream.
     noise = initial_noise(tiny, 2, seed=3)
@@ -80,7 +91,7 @@ def test_extended_noise_space_starts_from_the_same_image_and_has_per_channel_map
     assert [tuple(n.shape[1:]) for n in extended] == tiny.noise_shapes("extended")
     ws = tiny.mean_ws(1)
     torch.testing.assert_close(tiny.synthesis(ws, extended), tiny.synthesis(ws, noise), atol=1e-6, rtol=0)
-    result = _run(tiny, tiny_target, [NoiseStage(steps=3, lr=1.0)], noise_space="extended")
+    result = _run(tiny, tiny_target, [(lambda t: NoiseStage(t, steps=3, lr=1.0))], noise_space="extended")
     assert [tuple(n.shape[1:]) for n in result.noise] == tiny.noise_shapes("extended")
     assert not torch.allclose(result.noise[-1][:, 0], result.noise[-1][:, 1])  # channels move independently
 
@@ -90,8 +101,8 @@ def test_masked_noise_stage_ignores_the_target_outside_the_mask(tiny, tiny_targe
     mask[..., :16] = 1.0
     scrambled = tiny_target.clone()
     scrambled[..., 16:] = torch.rand_like(scrambled[..., 16:]) * 2 - 1
-    a = _run(tiny, tiny_target, [NoiseStage(steps=3, lr=1.0, mask=mask)])
-    b = _run(tiny, scrambled, [NoiseStage(steps=3, lr=1.0, mask=mask)])
+    a = _run(tiny, tiny_target, [(lambda t: NoiseStage(t, steps=3, lr=1.0, mask=mask))])
+    b = _run(tiny, scrambled, [(lambda t: NoiseStage(t, steps=3, lr=1.0, mask=mask))])
     for x, y in zip(a.noise, b.noise):
         assert torch.equal(x, y)
 
@@ -103,7 +114,7 @@ def test_strength_scaling_equalises_how_far_each_layer_moves(tiny, tiny_target):
         layer.act.noise_strength.fill_(s)
     start = initial_noise(tiny, 1)
     for scaling, expect_even in (("strength", True), ("paper", False)):
-        result = _run(tiny, tiny_target, [NoiseStage(steps=1, lr=0.1, lr_scaling=scaling, decay=False)], noise=start)
+        result = _run(tiny, tiny_target, [(lambda t: NoiseStage(t, steps=1, lr=0.1, lr_scaling=scaling, decay=False))], noise=start)
         # Adam's first step moves every element by ~lr; the activation moves by that times the strength.
         act_step = [((n - s0).abs().mean() * st).item() for n, s0, st in zip(result.noise, start, tiny.noise_strengths())]
         ratio = max(act_step) / min(act_step)

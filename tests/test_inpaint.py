@@ -36,6 +36,8 @@ def hole():
 
 
 def _same(r1, r2) -> bool:
+    # Bit for bit by design: the same computation in one process and thread count, and the hole's pixels are
+    # replaced (torch.where) or weighted by exactly 0.0 (1 - M_blur+ is 0 inside the hole), never merely small.
     same = torch.equal(r1.ws, r2.ws) and all(torch.equal(x, y) for x, y in zip(r1.noise, r2.noise))
     same &= [h.as_dict() | {"seconds": 0} for h in r1.history] == [h.as_dict() | {"seconds": 0} for h in r2.history]
     same &= all(torch.equal(t1, t2) for (_, t1), (_, t2) in zip(r1.panel, r2.panel))

@@ -47,7 +47,7 @@ def box_mask():
 # -- the operations ----------------------------------------------------------------------------------------------
 def test_morph_endpoints_are_exact():
     w1, w2 = torch.randn(2, 1, 8, 16).unbind(0)
-    assert torch.equal(morph(w1, w2, 1.0), w1)
+    assert torch.equal(morph(w1, w2, 1.0), w1)  # exact: products with exactly 1.0 and 0.0
     assert torch.equal(morph(w1, w2, 0.0), w2)
     assert torch.allclose(morph(w1, w2, 0.5), (w1 + w2) / 2)
 

@@ -150,7 +150,7 @@ def test_gradients_reach_ws_and_noise(G):
 def test_truncation():
     g = torch.Generator().manual_seed(0)
     ws, w_avg = torch.randn(2, 6, 4, generator=g), torch.randn(4, generator=g)
-    assert torch.equal(truncation(ws, w_avg, psi=1.0), ws)
+    assert torch.equal(truncation(ws, w_avg, psi=1.0), ws)  # torch.lerp is exact at both ends (weight 0 and 1)
     out = truncation(ws, w_avg, psi=0.0, cutoff=2)
     assert torch.equal(out[:, :2], w_avg.expand(2, 2, 4)) and torch.equal(out[:, 2:], ws[:, 2:])
     out = truncation(ws, w_avg, psi=0.7, cutoff=None)

@@ -45,6 +45,6 @@ def test_lpips_orders_distortions_on_astronaut():
     others = torch.cat([image, image.flip(-1), (image + noise).clamp(-1, 1)])
     with torch.no_grad():
         same, flipped, noisy = lpips(image.expand(3, -1, -1, -1), others).tolist()
-    assert same == 0.0
+    assert same == 0.0  # two LPIPS passes of the same shape: image 0 of each is the same computation, any threads
     assert 0.0 < noisy < flipped
     assert flipped > 0.3  # a mirrored face is far apart perceptually (about 0.7 in the weights notes)
