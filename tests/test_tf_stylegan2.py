@@ -15,13 +15,10 @@ import torch.nn.functional as F
 from tf_pickles import dump_official, v1_kwargs, v2_gs
 
 from image2stylegan.errors import WeightsFormatError
+from image2stylegan.generators.checkpoints import load_checkpoint
 from image2stylegan.generators.stylegan2 import StyleGAN2
-from image2stylegan.generators.tf_pickle import (
-    convert_tf_stylegan1,
-    load_tf_generator,
-    read_tf_generator,
-    tf_generator_kind,
-)
+from image2stylegan.generators.tf_pickle import read_tf_generator, tf_generator_kind
+from image2stylegan.generators.tf_stylegan1 import convert_tf_stylegan1
 from image2stylegan.generators.tf_stylegan2 import convert_tf_stylegan2, convert_tf_stylegan2_to_ada
 
 
@@ -115,7 +112,7 @@ def test_tf_stylegan2_matches_independent_reference(tmp_path, architecture):
     gs, own, mapping, syn = v2_gs(kwargs, seed=2)
     path = tmp_path / "sg2.pkl"
     path.write_bytes(dump_official((gs, gs, gs)))
-    G = load_tf_generator(path)
+    G = load_checkpoint(path)
     assert isinstance(G, StyleGAN2) and G.num_ws == 6 and G.config.architecture == architecture
     z = torch.randn(2, 16, generator=torch.Generator().manual_seed(0))
     w_ref, ws_ref, image_ref = ref_generator(own, mapping, syn, kwargs, z.double())

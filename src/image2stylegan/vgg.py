@@ -6,15 +6,14 @@ torchvision's names, so ``VGG16Features.features`` indexes exactly like ``torchv
 
 Layer names follow the usual VGG convention and mean what they say: ``convB_K`` is the *pre*-activation output of
 the K-th conv of block B, ``reluB_K`` the same tensor after its ReLU, ``poolB`` the block's max-pool. The paper's
-perceptual layers "conv1_1, conv1_2, conv2_2, conv3_3" and its style layer "conv3_3" are taken post-ReLU by the
-losses (``relu1_1``, ...), which is what the torchvision-slicing re-implementations effectively do (digest §2, §9 #2).
+perceptual layers "conv1_1, conv1_2, conv2_2, conv3_3" and its style layer "conv3_3" (the loss terms of the
+Image2StyleGAN++ paper's Eq. 1) are taken post-ReLU by the losses (``relu1_1``, ...): the paper does not say which,
+and post-ReLU is what re-implementations that slice torchvision's ``features`` effectively use (docs/algorithm.md).
 """
 
 from __future__ import annotations
 
-import collections
 import os
-import pickle
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import InputError, WeightsFormatError
+from .generators.safe_pickle import VGG16_CHECKPOINT, load_restricted_pickle
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -65,37 +65,6 @@ _CONV_INDICES: tuple[int, ...] = tuple(i for n, i in LAYER_INDEX.items() if n.st
 # Loading vgg16.ckpt
 
 
-def _numpy_reconstruct() -> Any:
-    # The array-rebuilding function lives in numpy.core (numpy 1) or numpy._core (numpy 2); asking an array how it
-    # pickles itself finds it under either version without importing the deprecated module path.
-    return np.empty(0).__reduce__()[0]
-
-
-_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct(),
-    ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct(),
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    ("collections", "OrderedDict"): collections.OrderedDict,
-}
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickler that can rebuild dicts of numpy arrays and nothing else.
-
-    A pickle can call any importable callable while loading; refusing every global except numpy's array
-    reconstruction means a tampered checkpoint fails loudly instead of running code.
-    """
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return _ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(
-                f"refusing to load {module}.{name}: only numpy arrays are allowed in a VGG16 checkpoint"
-            ) from None
-
-
 def _flatten(tree: Any, prefix: str = "") -> dict[str, np.ndarray]:
     if isinstance(tree, np.ndarray):
         return {prefix: tree}
@@ -134,12 +103,12 @@ def load_vgg16_state(path: str | os.PathLike[str]) -> dict[str, Tensor]:
         (0, 2, 5, ..., 28), and ``lin.{j}.weight`` [1, C_j, 1, 1] for the five LPIPS v0.1 heads.
 
     Raises:
-        pickle.UnpicklingError: the file references anything but numpy arrays (e.g. a booby-trapped pickle).
-        WeightsFormatError: keys, shapes or dtypes differ from the expected checkpoint (strict: nothing missing,
-            nothing extra).
+        WeightsNotFoundError: the file cannot be opened.
+        WeightsFormatError: the file references anything but numeric numpy arrays (e.g. a booby-trapped pickle;
+            it is refused by the package's restricted unpickler before anything is called), or keys, shapes or
+            dtypes differ from the expected checkpoint (strict: nothing missing, nothing extra).
     """
-    with open(path, "rb") as f:
-        tree = _NumpyOnlyUnpickler(f).load()
+    tree = load_restricted_pickle(path, VGG16_CHECKPOINT)
     flat = _flatten(tree)
     expected = _expected_shapes()
     missing = sorted(expected.keys() - flat.keys())
@@ -190,7 +159,8 @@ class VGG16Features(nn.Module):
     """Frozen VGG16 ``features`` returning named intermediate activations of [-1, 1] images.
 
     Preprocessing: optional resize to ``input_size`` x ``input_size`` (bilinear, antialiased, so a 1024 px image is
-    properly low-passed; default 256 as in the Image2StyleGAN lineage, digest §9 #3), then the per-channel affine map
+    properly low-passed; default 256: the paper does not state the VGG input size, 256 is what the public
+    Image2StyleGAN re-implementations use, see docs/algorithm.md), then the per-channel affine map
     ``(x - shift) / scale``. The default shift/scale are ImageNet's mean/std re-expressed for [-1, 1] input
     (``shift = 2 * mean - 1``, ``scale = 2 * std``), i.e. exactly torchvision's normalisation of (x + 1) / 2.
 

@@ -188,6 +188,23 @@ class StyleGenerator(nn.Module):
         return noise
 
 
+W_AVG_SAMPLES = 10_000  # as NVIDIA's projector (stylegan2-ada-pytorch projector.py, w_avg_samples)
+W_AVG_SEED = 0
+
+
+@torch.no_grad()
+def compute_w_avg(generator: StyleGenerator, samples: int = W_AVG_SAMPLES, seed: int = W_AVG_SEED) -> torch.Tensor:
+    """Mean of the mapping network over ``samples`` seeded draws of z ~ N(0, I): [w_dim]. Used for checkpoints that
+    do not store their mean latent."""
+    rng = torch.Generator().manual_seed(seed)
+    total = torch.zeros(generator.w_dim, dtype=torch.float64)
+    for start in range(0, samples, 1000):
+        z = torch.randn(min(1000, samples - start), generator.z_dim, generator=rng)
+        # Accumulate in float64 on the CPU (MPS has no float64).
+        total += generator.mapping(z.to(generator.w_avg.device)).cpu().double().sum(0)
+    return (total / samples).float()
+
+
 class ActivationTap:
     """What a forward calls on each named activation: applies its edit (if any) and records it if captured.
 

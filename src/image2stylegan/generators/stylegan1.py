@@ -33,7 +33,7 @@ weights, sqrt(mean_c weight_c^2), the standard deviation of what a unit map adds
 Layer names (``capture=`` / ``edits=``): ``b4.const``, ``b4.conv``, ``b8.conv0``, ``b8.conv1``, ...,
 ``b{R}.conv1``, ``b{R}.torgb``; each is the layer's output after its epilogue (the AdaIN'd activation), ``torgb`` the
 image before it is returned. Parameters keep the TF values (equalised-lr scales are applied at run time) so the
-converter is a pure transpose; see :mod:`image2stylegan.generators.tf_pickle`.
+converter is a pure transpose; see :mod:`image2stylegan.generators.tf_stylegan1`.
 """
 
 from __future__ import annotations
@@ -266,7 +266,7 @@ class ToRGB(nn.Module):
 
 class StyleGAN(StyleGenerator):
     """StyleGAN v1 generator. Build from a config, then ``load_state_dict`` (e.g. from
-    :func:`image2stylegan.generators.tf_pickle.convert_tf_stylegan1`).
+    :func:`image2stylegan.generators.tf_stylegan1.convert_tf_stylegan1`).
 
     State dict: ``mapping_net.fc{i}.{weight,bias}``, ``w_avg``, ``const`` [1, C4, 4, 4],
     ``layers.b{res}.{const|conv|conv0|conv1}.{weight,noise_weight,bias,style.weight,style.bias,noise_const}``,

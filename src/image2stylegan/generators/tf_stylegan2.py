@@ -37,22 +37,16 @@ Our :class:`~.stylegan2.StyleGAN2` keeps ADA's tensors and meanings under three 
 from __future__ import annotations
 
 import math
-import os
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..errors import WeightsFormatError
-from .stylegan2 import FIR_TAPS, StyleGAN2, StyleGAN2Config
-from .tf_pickle import (
-    TFNetwork,
-    VariableTable,
-    check_kwargs,
-    load_tf_generator,
-    merged_static_kwargs,
-    tf_generator_kind,
-)
+from .stylegan2 import FIR_TAPS, StyleGAN2Config
+from .tf_pickle import TFNetwork, VariableTable, check_kwargs, merged_static_kwargs, tf_generator_kind
+
+__all__ = ["ada_to_stylegan2_key", "convert_tf_stylegan2", "convert_tf_stylegan2_to_ada", "tf_stylegan2_hparams"]
 
 _V2_REQUIRED = {
     "label_size": 0,
@@ -169,7 +163,7 @@ def convert_tf_stylegan2_to_ada(gs: TFNetwork) -> tuple[dict[str, torch.Tensor],
         if hp["architecture"] == "skip" or res == last:
             conv(f"{dst}.torgb", f"{scope}/ToRGB", ch, img_channels, 1, noise=None)
     # The targets are enumerated above from the hyper-parameters; finish() checks the source side (every TF variable
-    # used or ignored), load_state_strict the target side once a module is built.
+    # used or ignored), the strict load_state_dict of checkpoints.load_checkpoint the target side.
     return table.finish(), hp
 
 
@@ -185,8 +179,8 @@ def ada_to_stylegan2_key(key: str) -> str:
 
 
 def convert_tf_stylegan2(gs: TFNetwork) -> tuple[dict[str, torch.Tensor], StyleGAN2Config]:
-    """NVIDIA TF StyleGAN2 ``Gs`` -> (state dict for ``StyleGAN2(config)``, config); strict on the source side
-    (load with :func:`.tf_pickle.load_state_strict` for the target side).
+    """NVIDIA TF StyleGAN2 ``Gs`` -> (state dict for ``StyleGAN2(config)``, config); strict on the source side (the
+    target side is checked by the strict ``load_state_dict`` of :func:`.checkpoints.load_checkpoint`).
 
     ``w_avg`` is TF's ``dlatent_avg``; the stored noise maps become the model's ``noise_const`` (unit scale, as TF
     multiplies them by ``noise_strength`` at run time).
@@ -210,11 +204,7 @@ def convert_tf_stylegan2(gs: TFNetwork) -> tuple[dict[str, torch.Tensor], StyleG
         )
     except (TypeError, ValueError) as exc:
         raise WeightsFormatError(f"{what}: unsupported settings: {exc}") from None
-    # The target side (every tensor of StyleGAN2(config), shapes) is checked by load_state_strict when the module
-    # is built (load_tf_stylegan2 / load_tf_generator).
+    # The target side (every tensor of StyleGAN2(config), shapes) is checked by checkpoints.load_checkpoint's strict
+    # load_state_dict when the module is built.
     return {ada_to_stylegan2_key(k): v for k, v in ada.items()}, config
 
-
-def load_tf_stylegan2(source: str | os.PathLike[str] | BinaryIO, device: str | torch.device = "cpu") -> StyleGAN2:
-    """Read a TF StyleGAN2 pickle into a frozen, eval-mode :class:`StyleGAN2` (``w_avg`` = TF ``dlatent_avg``)."""
-    return load_tf_generator(source, device, kind="stylegan2")  # type: ignore[return-value]
