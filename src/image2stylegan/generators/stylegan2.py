@@ -12,8 +12,8 @@ Each conv is a modulated 3x3 conv: style s = A(w) scales the input channels, the
 channel renormalised to unit expected scale), then + noise_strength * noise + bias -> leaky ReLU(0.2) * sqrt 2
 (clamped to +-conv_clamp when the checkpoint sets one). ``torgb`` is a modulated 1x1 conv without demodulation.
 
-Parameter names follow NVIDIA's (lesson 4 of the style anchors) with two prefixes changed because ``mapping`` and
-``synthesis`` are methods of :class:`StyleGenerator`: ``mapping.fc{i}`` -> ``mapping_net.fc{i}``,
+Parameter names follow NVIDIA's, so that their checkpoints convert by renaming, with prefixes changed because
+``mapping`` and ``synthesis`` are methods of :class:`StyleGenerator`: ``mapping.fc{i}`` -> ``mapping_net.fc{i}``,
 ``mapping.w_avg`` -> ``w_avg`` and ``synthesis.b{res}.*`` -> ``b{res}.*``. Tensors keep NVIDIA's shapes and
 meaning (raw weights; the equalised-lr gains are applied in forward), so a converted checkpoint is a renamed copy.
 
