@@ -32,7 +32,7 @@ from PIL import Image
 from image2stylegan.apps.batch_plan import plan
 from image2stylegan.apps.batch_results import ResultsTable
 from image2stylegan.apps.batch_run import FolderJob, run_folder
-from image2stylegan.apps.reconstruct import ReconstructionSettings
+from image2stylegan.apps.reconstruct import STAGE_NAMES, ReconstructionSettings
 from image2stylegan.cli import resolve_device
 from image2stylegan.generators.registry import load_generator
 from image2stylegan.io import atomic_write_json
@@ -61,7 +61,7 @@ def throughput(job_args: dict, folder: Path, batch_size: int) -> dict:
     embed_seconds: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         outdir = Path(tmp)
-        table = ResultsTable(outdir, items, [s.name for s in job.settings.stages()])
+        table = ResultsTable(outdir, items, STAGE_NAMES)
 
         def on_step(info) -> None:
             embed_seconds.append(info.seconds)

@@ -20,9 +20,10 @@ from pathlib import Path
 import torch
 from machine import machine_info  # bench/machine.py (scripts run from bench/)
 
-from image2stylegan.apps.demo import DemoBudget, embed_both_noise_spaces, write_demo_photo
+from image2stylegan.apps.demo import DemoBudget, write_demo_photo
+from image2stylegan.apps.reconstruct import ReconstructionSettings, demo_recipe
 from image2stylegan.cli import resolve_device
-from image2stylegan.embed import NoiseStage, WPlusStage
+from image2stylegan.embed import embed
 from image2stylegan.generators.registry import load_generator
 from image2stylegan.io import atomic_write_json, load_image
 from image2stylegan.losses import PerceptualLoss
@@ -54,16 +55,13 @@ def main(argv: list[str] | None = None) -> dict:
     def on_step(info) -> None:
         step_seconds.setdefault(info.stage, []).append(info.seconds)
 
-    def on_stage(outcome) -> None:
+    start = time.perf_counter()
+    recipe = demo_recipe(target, ReconstructionSettings(w_steps=args.w_steps, noise_steps=args.noise_steps))
+    result = embed(generator, recipe, perceptual=perceptual, callback=on_step)
+    total = time.perf_counter() - start
+    for outcome in result.stages:
         psnr_after[outcome.name] = float(outcome.psnr[0])
         print(f"{outcome.name}: {psnr_after[outcome.name]:.2f} dB after {outcome.steps} steps", flush=True)
-
-    start = time.perf_counter()
-    embed_both_noise_spaces(
-        generator, target, perceptual, w_stage=WPlusStage(steps=args.w_steps),
-        noise_stage=NoiseStage(steps=args.noise_steps), callback=on_step, on_stage_end=on_stage,
-    )
-    total = time.perf_counter() - start
 
     def median(xs: list[float]) -> float | None:
         xs = xs[WARMUP_STEPS:] or xs

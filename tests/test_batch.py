@@ -23,7 +23,7 @@ from image2stylegan.apps.batch_plan import (
 )
 from image2stylegan.apps.batch_results import RESULTS_FILE, ResultsTable
 from image2stylegan.apps.batch_run import FolderJob, run_folder, seeded_start
-from image2stylegan.apps.reconstruct import OUTPUT_FILES, ReconstructionSettings, reconstruct
+from image2stylegan.apps.reconstruct import OUTPUT_FILES, STAGE_NAMES, ReconstructionSettings, reconstruct
 from image2stylegan.errors import InputError
 from image2stylegan.io import load_image
 
@@ -139,7 +139,7 @@ def _job(tiny, tiny_perceptual, batch_size):
 def _run(job, folder, outdir, kill_after=None):
     items, _ = plan([folder])
     outdir.mkdir(parents=True, exist_ok=True)
-    table = ResultsTable(outdir, items, [s.name for s in job.settings.stages()])
+    table = ResultsTable(outdir, items, STAGE_NAMES)
     table.load_finished()
     written = []
 

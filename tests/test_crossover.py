@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 import image2stylegan.cli.crossover as cli_module
-from image2stylegan.apps.crossover import CrossoverSettings, crossover, naive_copy_paste
+from image2stylegan.apps.crossover import CrossoverSettings, crossover
+from image2stylegan.apps.outputs import copy_paste
 from image2stylegan.apps.outputs import EDIT_OUTPUT_FILES
 from image2stylegan.cli.common import cli
 from image2stylegan.errors import InputError
@@ -107,7 +108,7 @@ def test_result_moves_towards_both_images_and_reports_the_panel(tiny, tiny_perce
     assert m["stages"]["noise"]["psnr_a_inside_db"] == pytest.approx(m["psnr_a_inside_db"])
     assert [label for label, _ in result.panel][2] == "naive copy-paste"
     assert all(tile.shape == (3, 32, 32) for _, tile in result.panel)
-    assert torch.equal(result.panel[2][1], naive_copy_paste(tiny_target, image_b, mask)[0])
+    assert torch.equal(result.panel[2][1], copy_paste(tiny_target, image_b, mask)[0])
     assert [s.name for s in result.stages] == ["w_plus", "noise"]
 
 
@@ -164,7 +165,9 @@ def test_cli_writes_every_output_and_reuses_a_saved_embedding(tiny_cli, tmp_path
     res = tiny_cli.invoke(cli, ["crossover", str(b), "--from-a", str(out / "latent.npz"), "--mask", "right-half", *args])
     assert res.exit_code == 0, res.output
     inputs = json.loads((again / "metrics.json").read_text())["inputs"]
-    assert inputs["a"].startswith("render of") and inputs["b"] == str(b)
+    # Inputs are recorded by file and sha256 (a --from latent is the input, not its render).
+    assert inputs["a"]["file"] == str(out / "latent.npz") and inputs["b"]["file"] == str(b)
+    assert len(inputs["b"]["sha256"]) == 64
 
 
 def test_cli_counts_its_images(tiny_cli, tmp_path):

@@ -121,30 +121,41 @@ def test_strength_scaling_equalises_how_far_each_layer_moves(tiny, tiny_target):
         assert (ratio < 1.5) if expect_even else (ratio > 100), (scaling, act_step)
 
 
-def test_invalid_settings_are_refused():
+def test_invalid_settings_are_refused(tiny_target):
     with pytest.raises(ValueError, match="steps"):
-        WPlusStage(steps=-1)
+        W(tiny_target, steps=-1)
     with pytest.raises(ValueError, match="learning rate"):
-        NoiseStage(lr=0.0)
+        NoiseStage(tiny_target, lr=0.0)
+    with pytest.raises(ValueError, match="learning rate"):
+        W(tiny_target, lr=float("nan"))
     with pytest.raises(ValueError, match="second_target"):
-        NoiseStage(second_weight=1.0)
-    with pytest.raises(ValueError, match="positive MSE or perceptual"):
-        WPlusStage(mse_weight=0.0, perceptual_weight=0.0)
+        NoiseStage(tiny_target, second_weight=1.0)
+    with pytest.raises(ValueError, match="positive MSE, perceptual or style"):
+        W(tiny_target, mse_weight=0.0, perceptual_weight=0.0)
+    with pytest.raises(ValueError, match="noise_space"):
+        NoiseStage(tiny_target, noise_space="other")
+
+
+def test_recipes_check_stage_names_and_references(tiny_target):
+    with pytest.raises(ValueError, match="unique"):
+        Recipe((W(tiny_target, name="a"), W(tiny_target, name="a")))
+    with pytest.raises(ValueError, match="does not run before it"):
+        Recipe((NoiseStage(tiny_target, second_target=Rendered("w_plus"), second_weight=1.0), W(tiny_target)))
+    with pytest.raises(ValueError, match="does not run before it"):
+        Recipe((W(tiny_target, start="later"),))
 
 
 def test_engine_checks_its_inputs(tiny, tiny_target):
     with pytest.raises(ValueError, match="target must be"):
-        embed(tiny, torch.zeros(1, 3, 16, 16), [NoiseStage(steps=1)])
+        embed(tiny, Recipe((NoiseStage(torch.zeros(1, 3, 16, 16), steps=1),)))
     with pytest.raises(ValueError, match="perceptual"):
-        embed(tiny, tiny_target, [WPlusStage(steps=1)])
+        embed(tiny, Recipe((W(tiny_target, steps=1),)))
     with pytest.raises(ValueError, match="W\\+ rows"):
-        embed(tiny, tiny_target, [WPlusStage(steps=1, perceptual_weight=0.0, rows=[99])])
+        embed(tiny, Recipe((W(tiny_target, steps=1, perceptual_weight=0.0, rows=[99]),)))
 
 
 def test_summed_target_terms_only_see_their_own_regions(tiny, tiny_target, tiny_perceptual):
     # Crossover-shaped objective: image A inside the mask, image B outside (Alg. 3, line 2).
-    from image2stylegan.embed import TargetTerm
-
     mask = torch.zeros(1, 1, 32, 32)
     mask[..., :16] = 1.0
     other = torch.flip(tiny_target, dims=[-1])
@@ -152,7 +163,7 @@ def test_summed_target_terms_only_see_their_own_regions(tiny, tiny_target, tiny_
     def run(b):
         terms = (TargetTerm(tiny_target, perceptual_weight=0.0, mse_mask=mask, name="a"),
                  TargetTerm(b, perceptual_weight=0.0, mse_mask=1 - mask, name="b"))
-        return _run(tiny, tiny_target, [WPlusStage(steps=4, lr=0.05, terms=terms)])
+        return _run(tiny, tiny_target, [WPlusStage(terms, steps=4, lr=0.05)])
 
     base = run(other)
     scrambled = other.clone()
@@ -164,7 +175,6 @@ def test_summed_target_terms_only_see_their_own_regions(tiny, tiny_target, tiny_
 
 
 def test_style_term_matches_the_gram_statistics_of_the_style_image(tiny, tiny_target, tiny_perceptual):
-    from image2stylegan.embed import TargetTerm
     from image2stylegan.losses import PerceptualLoss
     from image2stylegan.vgg import VGG16Features
 
@@ -172,16 +182,12 @@ def test_style_term_matches_the_gram_statistics_of_the_style_image(tiny, tiny_ta
     style = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(9)) * 2 - 1
     term = TargetTerm(style, mse_weight=0.0, perceptual_weight=0.0, style_weight=1.0)
     history = []
-    _run(tiny, tiny_target, [WPlusStage(steps=30, lr=0.05, terms=(term,))], perceptual, callback=history.append)
+    _run(tiny, tiny_target, [WPlusStage((term,), steps=30, lr=0.05)], perceptual, callback=history.append)
     assert history[-1].terms["style"] < 0.7 * history[0].terms["style"]
 
 
-def test_terms_and_single_term_fields_are_exclusive(tiny_target):
-    from image2stylegan.embed import TargetTerm
-
-    with pytest.raises(ValueError, match="not both"):
-        WPlusStage(terms=(TargetTerm(tiny_target),), mse_mask=torch.ones(1, 1, 32, 32))
-    with pytest.raises(ValueError, match="must not be empty"):
+def test_a_w_plus_stage_needs_valid_terms(tiny_target):
+    with pytest.raises(ValueError, match="at least one target term"):
         WPlusStage(terms=())
     with pytest.raises(ValueError, match="target term"):
         TargetTerm(tiny_target, mse_weight=0.0, perceptual_weight=0.0)
@@ -196,3 +202,69 @@ def test_starting_noise_is_brought_into_the_requested_space(tiny, tiny_target):
     per_channel = [torch.randn_like(n) for n in broadcast]
     with pytest.raises(InputError, match="extended"):
         to_noise_space(tiny, per_channel, "paper")
+
+
+def test_a_callback_can_stop_the_run_and_the_result_keeps_what_was_reached(tiny, tiny_target, tiny_perceptual):
+    stages = [(lambda t: W(t, steps=6, lr=0.05)), (lambda t: NoiseStage(t, steps=6, lr=1.0))]
+    full = _run(tiny, tiny_target, stages, tiny_perceptual)
+    seen = []
+
+    def stop_at_third(info):
+        seen.append((info.stage, info.step, info.image is not None))
+        return info.step == 3
+
+    stopped = _run(tiny, tiny_target, stages, tiny_perceptual, callback=stop_at_third)
+    assert stopped.stopped and not full.stopped
+    assert seen == [("w_plus", 1, True), ("w_plus", 2, True), ("w_plus", 3, True)]
+    assert [(s.name, s.steps, s.stopped) for s in stopped.stages] == [("w_plus", 3, True)]
+    assert stopped.outcome("noise") is None
+    # The embedding reached after 3 steps is the one an uninterrupted 3-step run reaches (same computation).
+    three = _run(tiny, tiny_target, [(lambda t: W(t, steps=3, lr=0.05))], tiny_perceptual)
+    torch.testing.assert_close(stopped.ws, three.ws, rtol=0, atol=1e-6)
+    assert all(h.image is None for h in stopped.history)  # previews are not kept alive by the history
+
+
+def test_step_values_are_read_lazily_and_cached(tiny, tiny_target):
+    history = []
+    _run(tiny, tiny_target, [(lambda t: NoiseStage(t, steps=2, lr=1.0))], callback=history.append)
+    info = history[0]
+    assert isinstance(info._loss, torch.Tensor)  # nothing was copied to the host until asked
+    assert isinstance(info.loss, float) and info.loss == info.loss and isinstance(info._loss, float)
+    assert set(info.as_dict()) == {"stage", "step", "loss", "psnr", "terms", "seconds"}
+
+
+def test_a_recipe_holds_several_embeddings_and_rendered_targets(tiny, tiny_target):
+    other = torch.flip(tiny_target, dims=[-1])
+    w_a = W(tiny_target, perceptual_weight=0.0, steps=3, lr=0.05, name="a w", embedding="a")
+    w_b = W(other, perceptual_weight=0.0, steps=3, lr=0.05, name="b w", embedding="b")
+    # Keep what "a w" rendered inside the mask while matching B outside it, starting from A's embedding.
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., :16] = 1.0
+    noise_a = NoiseStage(other, steps=2, lr=1.0, mask=1 - mask, second_target=Rendered("a w"), second_weight=1.0,
+                         name="a noise", embedding="a")
+    branch = NoiseStage(tiny_target, steps=2, lr=1.0, name="from a w", embedding="c", start="a w")
+    result = embed(tiny, Recipe((w_a, w_b, noise_a, branch)))
+    assert sorted(result.embeddings) == ["a", "b", "c"]
+    alone_a = embed(tiny, Recipe((W(tiny_target, perceptual_weight=0.0, steps=3, lr=0.05),)))
+    alone_b = embed(tiny, Recipe((W(other, perceptual_weight=0.0, steps=3, lr=0.05),)))
+    # Each embedding starts from the recipe's seeded start, whatever ran before it.
+    torch.testing.assert_close(result.outcome("a w").image, alone_a.image, rtol=0, atol=1e-6)
+    torch.testing.assert_close(result.outcome("b w").image, alone_b.image, rtol=0, atol=1e-6)
+    # The branch starts from the end of "a w", not from where embedding "a" went afterwards.
+    torch.testing.assert_close(result.embeddings["c"].ws, alone_a.ws, rtol=0, atol=0)  # W+ is not touched by noise
+    torch.testing.assert_close(result.embeddings["a"].ws, alone_a.ws, rtol=0, atol=0)
+    # ws / noise of the result are the last stage's embedding.
+    assert result.ws is result.embeddings["c"].ws or torch.equal(result.ws, result.embeddings["c"].ws)
+
+
+def test_a_recipe_summary_is_json_and_names_every_stage(tiny_target):
+    import json
+
+    recipe = Recipe((W(tiny_target, steps=2, rows=[0, 1]),
+                     NoiseStage(tiny_target, steps=3, second_target=Rendered("w_plus"), second_weight=1.0,
+                                mask=torch.ones(1, 1, 32, 32))), seed=4, application="test")
+    summary = json.loads(json.dumps(recipe.summary()))
+    assert summary["seed"] == 4 and summary["application"] == "test"
+    assert [s["name"] for s in summary["stages"]] == ["w_plus", "noise"]
+    assert summary["stages"][0]["rows"] == [0, 1] and summary["stages"][0]["terms"][0]["target"] == "tensor[1, 3, 32, 32]"
+    assert summary["stages"][1]["second_target"] == "rendered after w_plus"

@@ -74,16 +74,19 @@ def run_reconstruct(G, P, *, target, settings) -> Outcome:
 
 
 def run_demo(G, P, *, target, w_steps, noise_steps, seed) -> Outcome:
-    """``apps.demo.embed_both_noise_spaces(G, target, P, w_stage=WPlusStage(steps=w_steps),
-    noise_stage=NoiseStage(steps=noise_steps), seed=seed)``; one result per space, prefixed "paper." / "extended."."""
-    from image2stylegan.apps.demo import embed_both_noise_spaces
-    from image2stylegan.embed import NoiseStage, WPlusStage
+    """The demo's recipe (``apps.reconstruct.demo_recipe``: one W+ stage, then the noise stage in each noise space
+    from its result) run by ``embed``; one result per space (``reconstruction_result(..., embedding=space)``),
+    prefixed "paper." / "extended."."""
+    from image2stylegan.apps.reconstruct import ReconstructionSettings, demo_recipe, reconstruction_result
+    from image2stylegan.embed import embed
 
-    results = embed_both_noise_spaces(G, target, P, w_stage=WPlusStage(steps=w_steps),
-                                      noise_stage=NoiseStage(steps=noise_steps), seed=seed)
+    recipe = demo_recipe(target, ReconstructionSettings(w_steps=w_steps, noise_steps=noise_steps, seed=seed))
+    run = embed(G, recipe, perceptual=P)
     out = new_outcome()
-    for space, result in results.items():
-        add_embedding(out, f"{space}.", result.ws, result.noise, result.image, result.stages, result.history)
+    for space in ("paper", "extended"):
+        result = reconstruction_result(run, target, None, recipe, embedding=space, noise_space=space)
+        add_embedding(out, f"{space}.", result.ws, result.noise, result.stages[-1].image, result.stages,
+                      result.history)
     return out
 
 
@@ -130,23 +133,29 @@ def run_attribute(G, P, *, a, b, mask, settings) -> Outcome:
 
 
 def run_attribute_photos(G, P, *, photo_a, photo_b, mask, settings) -> Outcome:
-    """What ``i2s transfer-attribute A.png B.png`` does: ``apps.activations.embed_photo(G, photo, P, s)`` for each
-    photo (s = ``AttributeTransferSettings(**settings)``), stage and step names prefixed "A " / "B ", then
-    ``transfer_attribute(G, a, b, mask, s, photo_a=, photo_b=, history=, stages=)``. The two embeddings are
-    recorded too (prefixes "a." / "b.")."""
-    from image2stylegan.apps.activations import AttributeTransferSettings, embed_photo, transfer_attribute
+    """What ``i2s transfer-attribute A.png B.png`` does: ``apps.activations.attribute_transfer(G, mask, s,
+    photos={"a": photo_a, "b": photo_b}, perceptual=P)`` (s = ``AttributeTransferSettings(**settings)``): one recipe
+    embedding both photos (stages "A w_plus", "A noise", "B w_plus", "B noise"), then the edit. The two embeddings
+    are recorded too (prefixes "a." / "b.")."""
+    from image2stylegan.apps.activations import AttributeTransferSettings, attribute_transfer
 
     s = AttributeTransferSettings(**settings)
-    out, embeddings, history, stages = new_outcome(), {}, [], []
-    for role, photo in (("a", photo_a), ("b", photo_b)):
-        emb = embed_photo(G, photo, P, s)
-        add_embedding(out, f"{role}.", emb.ws, emb.noise, emb.image, emb.stages, emb.history)
-        embeddings[role] = (emb.ws, emb.noise)
-        history += [dataclasses.replace(h, stage=f"{role.upper()} {h.stage}") for h in emb.history]
-        stages += [dataclasses.replace(st, name=f"{role.upper()} {st.name}") for st in emb.stages]
-    result = transfer_attribute(G, embeddings["a"], embeddings["b"], mask, s, photo_a=photo_a, photo_b=photo_b,
-                                history=history, stages=stages)
+    result = attribute_transfer(G, mask, s, photos={"a": photo_a, "b": photo_b}, perceptual=P)
+    out = new_outcome()
+    for role in ("a", "b"):
+        tag = role.upper()
+        stages = [st for st in result.stages if st.name.startswith(tag + " ")]
+        history = [h for h in result.history if h.stage.startswith(tag + " ")]
+        ws, noise = result.embeddings[role]
+        stripped = [dataclasses.replace(st, name=st.name[2:]) for st in stages]
+        add_embedding(out, f"{role}.", ws, noise, stages[-1].image, stripped, _renamed(history))
     return edit_outcome(G, result, out)
+
+
+def _renamed(history):
+    """The step log with the role prefix ("A ") taken off the stage names, as one photo's own run logs them."""
+    return [type("Step", (), {"stage": h.stage[2:], "step": h.step, "steps": h.steps, "loss": h.loss, "psnr": h.psnr,
+                              "terms": h.terms}) for h in history]
 
 
 def run_activation_edit(G, P, *, a, b, mask, layer, op) -> Outcome:

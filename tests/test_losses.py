@@ -7,8 +7,6 @@ import torch
 
 from image2stylegan.errors import InputError
 from image2stylegan.losses import (
-    EmbeddingLoss,
-    LossWeights,
     PerceptualLoss,
     gram_matrix,
     masked_mse,
@@ -152,70 +150,3 @@ def test_style_loss_zero_for_identical_positive_otherwise():
     assert torch.all(masked_style_loss(a, b, mask_synth=_left_half(12)) != loss)
     with pytest.raises(InputError):
         masked_style_loss(a, {"relu2_2": b["relu3_3"]})
-
-
-# -- Eq. 1 ------------------------------------------------------------------------------------------------------------
-
-
-def test_embedding_loss_default_is_mse_plus_perceptual(perceptual):
-    x, synth = _images(seed=1), _images(seed=2)
-    total, terms = EmbeddingLoss(x, perceptual=perceptual)(synth)
-    assert set(terms) == {"mse1", "percept"}
-    torch.testing.assert_close(terms["mse1"], masked_mse(synth, x))
-    torch.testing.assert_close(terms["percept"], perceptual(synth, x))
-    torch.testing.assert_close(total, terms["mse1"] + terms["percept"])
-    assert not any(t.requires_grad for t in terms.values())
-
-
-def test_embedding_loss_mse_pair_uses_mask_and_its_complement():
-    x, y, mask = _images(seed=1), _images(seed=2), _left_half()
-    loss = EmbeddingLoss(x, y, weights=LossWeights(mse1=1.0, mse2=2.0, percept=0.0), mask_mse=mask)
-    two_face = x * mask + y * (1 - mask)  # x inside M_m, y outside: both terms vanish exactly
-    total, terms = loss(two_face)
-    assert torch.equal(total, torch.zeros(2)) and set(terms) == {"mse1", "mse2"}
-    total, terms = loss(x)
-    torch.testing.assert_close(total, 2.0 * masked_mse(x, y, 1 - mask))
-
-
-def test_embedding_loss_skips_the_vgg_when_feature_weights_are_zero(perceptual):
-    calls = []
-    hook = perceptual.vgg.register_forward_hook(lambda *args: calls.append(1))
-    try:
-        x = _images(seed=1)
-        loss = EmbeddingLoss(x, perceptual=perceptual, weights=LossWeights(mse1=1.0, percept=0.0))
-        loss(_images(seed=2))
-        assert calls == []
-    finally:
-        hook.remove()
-    # And no VGG is needed at all for the pixel-only noise stage.
-    EmbeddingLoss(x, _images(seed=3), weights=LossWeights(mse1=1.0, mse2=1.0, percept=0.0), mask_mse=_left_half())
-
-
-def test_embedding_loss_style_term(perceptual):
-    x, y = _images(seed=1), _images(seed=2)
-    loss = EmbeddingLoss(x, y, perceptual=perceptual, weights=LossWeights(style=5.0, mse1=0.0, percept=0.0))
-    total, terms = loss(y)
-    assert set(terms) == {"style"} and torch.equal(total, torch.zeros(2))
-    total, terms = loss(x)
-    assert torch.all(terms["style"] > 0)
-    torch.testing.assert_close(total, 5.0 * terms["style"])
-
-
-def test_embedding_loss_gradient_is_zero_outside_the_mse_mask():
-    x, mask = _images(seed=1), _left_half()
-    synth = _images(seed=2).requires_grad_()
-    total, _ = EmbeddingLoss(x, weights=LossWeights(mse1=1.0, percept=0.0), mask_mse=mask)(synth)
-    total.sum().backward()
-    assert torch.all(synth.grad[..., 16:] == 0) and torch.all(synth.grad[..., :16] != 0)
-
-
-def test_embedding_loss_validates_its_configuration(perceptual):
-    x = _images()
-    with pytest.raises(InputError, match="PerceptualLoss"):
-        EmbeddingLoss(x)  # default λ_p = 1 needs the VGG
-    with pytest.raises(InputError, match="y"):
-        EmbeddingLoss(x, perceptual=perceptual, weights=LossWeights(style=1.0))
-    with pytest.raises(InputError, match="mask_mse"):
-        EmbeddingLoss(x, x, weights=LossWeights(mse2=1.0, percept=0.0))
-    with pytest.raises(InputError):
-        LossWeights(mse1=-1.0)

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from image2stylegan import weights
-from image2stylegan.embed import NoiseStage, WPlusStage, embed
+from image2stylegan.apps.reconstruct import ReconstructionSettings, reconstruction_recipe
+from image2stylegan.embed import embed
 from image2stylegan.generators.convert_ir import ConversionError, convert_mobilestylegan_ir
 from image2stylegan.ir import read_ir
 
@@ -82,9 +83,8 @@ def test_short_embedding_of_a_generated_face_gains_in_both_stages(real_generator
         w = G.w_avg + 0.7 * (G.mapping(torch.randn(1, G.z_dim, generator=rng)) - G.w_avg)  # truncation 0.7
         target = G.synthesis(w[:, None].repeat(1, G.num_ws, 1), G.make_noise(1, generator=rng)).clamp(-1, 1)
     history = []
-    result = embed(
-        G, target, [WPlusStage(steps=12), NoiseStage(steps=12)], perceptual=real_perceptual, callback=history.append
-    )
+    recipe = reconstruction_recipe(target, ReconstructionSettings(w_steps=12, noise_steps=12))
+    result = embed(G, recipe, perceptual=real_perceptual, callback=history.append)
     w_plus, noise = result.stages
     assert w_plus.image.shape == (1, 3, 1024, 1024) and torch.isfinite(noise.image).all()
     assert w_plus.psnr.item() > history[0].psnr + 1.0  # the W+ stage improves on the mean face

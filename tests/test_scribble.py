@@ -130,7 +130,7 @@ def test_cli_writes_every_output_with_explicit_rows(monkeypatch, tiny64, tiny_pe
 
     monkeypatch.setattr("image2stylegan.generators.registry.load_generator", lambda *a, **k: tiny64)
     monkeypatch.setattr("image2stylegan.generators.registry.weights_sha256", lambda *a, **k: None)
-    monkeypatch.setattr(module, "_perceptual", lambda device: tiny_perceptual)
+    monkeypatch.setattr(module, "perceptual_loss", lambda device: tiny_perceptual)
     ws, noise, photo, scribbled, _ = scene
     save_image(tmp_path / "photo.png", photo[0])
     save_image(tmp_path / "scribbled.png", scribbled[0])

@@ -123,7 +123,7 @@ def tiny_cli(monkeypatch, tiny, tiny_perceptual):
 
     monkeypatch.setattr("image2stylegan.generators.registry.load_generator", lambda *a, **k: tiny)
     monkeypatch.setattr("image2stylegan.generators.registry.weights_sha256", lambda *a, **k: None)
-    monkeypatch.setattr(module, "_perceptual", lambda device: tiny_perceptual)
+    monkeypatch.setattr(module, "perceptual_loss", lambda device: tiny_perceptual)
     return lambda *args: CliRunner().invoke(cli, [str(a) for a in args])
 
 

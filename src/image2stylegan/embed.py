@@ -1,26 +1,28 @@
-"""The embedding engine: Image2StyleGAN++'s Algorithm 1 run as sequential optimisation stages.
+"""The embedding engine: one function, :func:`embed`, runs any :class:`~image2stylegan.recipe.Recipe`.
 
-An embedding is a pair (w, n): W+ latents [B, num_ws, w_dim] and one noise map per noise input. :func:`embed`
-runs a list of stages one after another, never jointly (the paper's key finding: noise optimisation is stable only
-after, not together with, W+ optimisation):
+An embedding is a pair (w, n): W+ latents [B, num_ws, w_dim] and one noise map per noise input. The engine runs a
+recipe's stages one after another, never jointly (Algorithm 1: noise optimisation is stable only after, not
+together with, W+ optimisation), and returns one :class:`EmbeddingResult`: the final (w, n) of every embedding the
+recipe optimises, every stage's outcome and the whole per-step history.
 
-* :class:`WPlusStage` -- Eq. 2, ``W_l``: W+ rows (optionally a subset, the row mask w_m) under pixel MSE with mask
-  M_m plus the VGG16 perceptual loss with mask M_p; noise fixed.
-* :class:`NoiseStage` -- Eq. 3, ``Mk_n``: the noise maps under pixel MSE only, to x inside a mask M and to a second
-  target y outside it; W+ fixed.
+Every step reports a :class:`StepInfo` to one callback: the CLI's progress bar, the recorded curves, the browser
+editor and the cluster runner all use it. The callback can look at the image the step rendered (``info.image``,
+no extra forward pass) and stop the run by returning ``True``: the stage ends after that step, later stages are
+skipped, and the result holds the embedding reached so far with ``stopped=True``. Nothing is copied to the host
+per step unless the callback asks (``info.loss`` and ``info.psnr`` are read lazily), so a GPU is not synchronised
+every step.
 
-Every step reports to an optional callback (the CLI's progress bar, the recorded curves and a future web UI all use
-it). Several images optimise together as a batch: losses are per image and summed, and Adam is element-wise, so
-each image's trajectory is the one it would have alone.
+Several images optimise together as a batch: losses are per image and summed, and Adam is element-wise, so each
+image's trajectory is the one it would have alone.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal, Union
+from typing import Literal, NamedTuple
 
 import torch
 
@@ -28,130 +30,74 @@ from .errors import InputError
 from .generators.base import StyleGenerator
 from .losses import STYLE_LAYER, PerceptualLoss, gram_distance, gram_matrix, masked_mse, masked_perceptual
 from .metrics import psnr
+from .recipe import MAIN, NoiseStage, Recipe, Rendered, Stage, Target, TargetTerm, WPlusStage
+
+__all__ = [
+    "Callback",
+    "Embedding",
+    "EmbeddingResult",
+    "StageOutcome",
+    "StepInfo",
+    "embed",
+    "fit_noise_space",
+    "initial_noise",
+    "initial_ws",
+    "to_noise_space",
+]
 
 
-@dataclass(frozen=True)
-class TargetTerm:
-    """One target image's share of a W+ objective (Eq. 1):
+class Embedding(NamedTuple):
+    """(ws [B, num_ws, w_dim], noise maps [B, C, H, W] in synthesis order). As a start, ``ws`` None means the
+    recipe's initial W+ and ``noise`` None its seeded N(0, 1) maps."""
 
-        λ_mse · MSE(M_m; G, target) + λ_p · L_percept(M_p; G, target) + λ_s · L_style(M_s; G, target)
-
-    The applications sum several of these in one optimisation (the paper's "+" between two blocks in one line of
-    an algorithm): crossover takes image 1 inside M_blur and image 2 outside it; local style transfer takes the
-    content image's MSE + perceptual terms inside the mask and the style image's Gram term outside.
-    """
-
-    target: torch.Tensor  # [B or 1, 3, H, W] in [-1, 1]
-    mse_weight: float = 1.0
-    perceptual_weight: float = 1.0
-    style_weight: float = 0.0
-    mse_mask: torch.Tensor | None = None  # M_m
-    perceptual_mask: torch.Tensor | None = None  # M_p
-    style_mask: torch.Tensor | None = None  # M_s: region of G(w, n) whose Gram matrix is matched
-    style_target_mask: torch.Tensor | None = None  # region of the target the style statistics come from
-    name: str = ""  # prefix of this term's entries in the step log
-
-    def __post_init__(self) -> None:
-        weights = (self.mse_weight, self.perceptual_weight, self.style_weight)
-        if min(weights) < 0 or sum(weights) == 0:
-            raise ValueError("a W+ target term needs a positive MSE, perceptual or style weight (and none negative)")
+    ws: torch.Tensor | None
+    noise: list[torch.Tensor] | None
 
 
-@dataclass(frozen=True)
-class WPlusStage:
-    """Eq. 2 (``W_l``): optimise W+ with λ_mse·MSE(M_m) + λ_p·L_percept(M_p); noise fixed.
-
-    Defaults follow the paper's reconstruction (Alg. 2): Adam lr 0.01, 5000 steps, λ_mse : λ_p = 1 : 1 (the
-    paper's 1e-5 : 1e-5; Adam is invariant to the overall loss scale, so only the ratio matters).
-
-    With ``terms`` the objective is their sum instead of the single term built from ``embed()``'s target and
-    the weight and mask fields here (which must then keep their defaults).
-    """
-
-    steps: int = 5000
-    lr: float = 0.01
-    mse_weight: float = 1.0  # λ_mse1
-    perceptual_weight: float = 1.0  # λ_p
-    mse_mask: torch.Tensor | None = None  # M_m, [B or 1, 1, H, W]
-    perceptual_mask: torch.Tensor | None = None  # M_p
-    rows: Sequence[int] | None = None  # w_m: the W+ rows to optimise (None = all)
-    terms: tuple[TargetTerm, ...] | None = None
-    name: str = "w_plus"
-
-    def __post_init__(self) -> None:
-        _check_common(self.steps, self.lr, self.name)
-        if self.terms is not None:
-            if not self.terms:
-                raise ValueError("W+ stage: terms, when given, must not be empty")
-            if (self.mse_weight, self.perceptual_weight, self.mse_mask, self.perceptual_mask) != (1.0, 1.0, None, None):
-                raise ValueError("W+ stage: give either terms or the single-term weights and masks, not both")
-        elif self.mse_weight < 0 or self.perceptual_weight < 0 or self.mse_weight + self.perceptual_weight == 0:
-            raise ValueError("W+ stage needs a positive MSE or perceptual weight (and none negative)")
-
-    def objective(self, target: torch.Tensor) -> tuple[TargetTerm, ...]:
-        """The terms this stage minimises, given ``embed()``'s target."""
-        if self.terms is not None:
-            return self.terms
-        return (TargetTerm(target, self.mse_weight, self.perceptual_weight, 0.0, self.mse_mask, self.perceptual_mask),)
-
-
-@dataclass(frozen=True)
-class NoiseStage:
-    """Eq. 3 (``Mk_n``): optimise the noise maps with λ_1·MSE(M; G, x) + λ_2·MSE(1 - M; G, y); W+ fixed.
-
-    ``lr`` is the paper's Adam learning rate (5) for unit-scale N(0, 1) maps. ``lr_scaling`` says how each map's
-    rate is adapted to its layer's noise strength s_i (which spans 8e-5 ... 0.25 in the bundled generator):
-
-    * ``"paper"``: every map uses ``lr`` (one step moves the activations by lr * s_i: 1.25 at the strongest
-      layer, 4e-4 at the weakest -- the uneven steps the faithful setting suffers from);
-    * ``"strength"`` (default): map i uses ``lr * reference_strength / s_i``, so one step moves every layer's
-      activations by the same ``lr * reference_strength`` (a layer of strength 0.05 keeps the paper's lr).
-      Tuned on the demo photo from a 200-step W+ embedding (17.5 dB), 80 noise steps: reference 0.002 / 0.01 /
-      0.03 / 0.1 gave 24.4 / 31.9 / 34.2 / 33.4 dB in the paper's space and 26.5 / 34.8 / 37.1 / 38.3 dB in the
-      extended one (0.3: 35.0 dB); one lr for all maps ("paper") gave 31.1 dB.
-
-    ``decay`` lowers the rate along a cosine to ``lr * final_lr_fraction`` at the last step, which lets Adam settle
-    instead of oscillating at lr 5.
-    """
-
-    steps: int = 3000
-    lr: float = 5.0
-    mse_weight: float = 1.0  # λ on the x-term, inside ``mask``
-    mask: torch.Tensor | None = None  # M (None = everywhere)
-    second_target: torch.Tensor | None = None  # y, matched outside ``mask``
-    second_weight: float = 0.0  # λ on the y-term
-    lr_scaling: Literal["paper", "strength"] = "strength"
-    reference_strength: float = 0.05
-    decay: bool = True
-    final_lr_fraction: float = 0.05
-    name: str = "noise"
-
-    def __post_init__(self) -> None:
-        _check_common(self.steps, self.lr, self.name)
-        if self.lr_scaling not in ("paper", "strength"):
-            raise ValueError(f"lr_scaling must be 'paper' or 'strength', got {self.lr_scaling!r}")
-        if self.second_weight > 0 and self.second_target is None:
-            raise ValueError("noise stage: second_weight > 0 needs a second_target")
-
-
-Stage = Union[WPlusStage, NoiseStage]
-
-
-@dataclass(frozen=True)
 class StepInfo:
-    """What a stage reports after each optimisation step (values averaged over the batch)."""
+    """What a stage reports after each optimisation step (values averaged over the batch).
 
-    stage: str
-    step: int  # 1-based within the stage
-    steps: int
-    loss: float
-    psnr: float  # dB, of the image this step's loss was computed on
-    terms: dict[str, float]
-    seconds: float  # wall time of this step
+    ``loss``, ``psnr`` and ``terms`` are kept as device tensors and turned into floats when first read, so a run
+    whose callback reads them only every k steps synchronises a GPU only then. ``image`` is the image this step
+    rendered, [B, 3, H, W] (detached, not clamped); it is available only while the callback runs.
+    """
+
+    __slots__ = ("stage", "step", "steps", "embedding", "seconds", "_loss", "_psnr", "_terms", "_image")
+
+    def __init__(self, stage: str, step: int, steps: int, loss, psnr, terms: Mapping, seconds: float,
+                 embedding: str = MAIN, image: torch.Tensor | None = None):
+        self.stage, self.step, self.steps, self.embedding, self.seconds = stage, step, steps, embedding, seconds
+        self._loss, self._psnr, self._terms, self._image = loss, psnr, dict(terms), image
+
+    @property
+    def loss(self) -> float:
+        if isinstance(self._loss, torch.Tensor):
+            self._loss = self._loss.item()
+        return self._loss
+
+    @property
+    def psnr(self) -> float:
+        """dB, of the image this step's loss was computed on, against the stage's main target."""
+        if isinstance(self._psnr, torch.Tensor):
+            self._psnr = self._psnr.item()
+        return self._psnr
+
+    @property
+    def terms(self) -> dict[str, float]:
+        if any(isinstance(v, torch.Tensor) for v in self._terms.values()):
+            self._terms = {k: float(v) for k, v in self._terms.items()}
+        return self._terms
+
+    @property
+    def image(self) -> torch.Tensor | None:
+        return self._image
 
     def as_dict(self) -> dict:
         return {"stage": self.stage, "step": self.step, "loss": self.loss, "psnr": self.psnr, "terms": self.terms,
                 "seconds": self.seconds}
+
+    def __repr__(self) -> str:
+        return f"StepInfo({self.stage!r}, step {self.step}/{self.steps})"
 
 
 @dataclass(frozen=True)
@@ -160,24 +106,37 @@ class StageOutcome:
     image: torch.Tensor  # [B, 3, H, W] rendered from the embedding at the end of the stage
     psnr: torch.Tensor  # [B] dB against the stage's main target
     seconds: float
-    steps: int
+    steps: int  # steps run (fewer than planned when stopped)
+    embedding: str = MAIN
+    stopped: bool = False
 
 
 @dataclass(frozen=True)
 class EmbeddingResult:
-    """The embedding (w, n), the per-step history and what each stage ended with."""
+    """What :func:`embed` returns.
+
+    ``ws`` / ``noise`` are the final embedding of the last stage that ran (the start when none did);
+    ``embeddings`` holds the final state of every embedding the recipe optimised (and of every given start).
+    """
 
     ws: torch.Tensor  # [B, num_ws, w_dim]
     noise: list[torch.Tensor]  # one [B, C, H, W] per noise input
     history: list[StepInfo] = field(repr=False)
     stages: list[StageOutcome] = field(repr=False)
+    embeddings: dict[str, Embedding] = field(default_factory=dict, repr=False)
+    stopped: bool = False
 
     @property
-    def image(self) -> torch.Tensor:
+    def image(self) -> torch.Tensor | None:
         return self.stages[-1].image if self.stages else None
 
+    def outcome(self, stage: str) -> StageOutcome | None:
+        """The outcome of stage ``stage``, or None when it did not run (the run was stopped before it)."""
+        return next((s for s in self.stages if s.name == stage), None)
 
-Callback = Callable[[StepInfo], None]
+
+Callback = Callable[[StepInfo], "bool | None"]
+"""Called after every step; returning True stops the run (see :func:`embed`)."""
 
 
 def initial_ws(
@@ -246,87 +205,144 @@ def fit_noise_space(
 
 def embed(
     generator: StyleGenerator,
-    target: torch.Tensor,
-    stages: Sequence[Stage],
+    recipe: Recipe,
     *,
     perceptual: PerceptualLoss | None = None,
-    ws: torch.Tensor | None = None,
-    noise: Sequence[torch.Tensor] | None = None,
-    noise_space: str = "paper",
-    init: Literal["mean", "uniform"] = "mean",
-    seed: int = 0,
+    start: Embedding | tuple | Mapping[str, Embedding | tuple] | None = None,
     callback: Callback | None = None,
-    on_stage_end: Callable[[StageOutcome], None] | None = None,
 ) -> EmbeddingResult:
-    """Embed ``target`` by running ``stages`` in order (Algorithm 1 with the paper's sequential schedule).
+    """Run ``recipe``'s stages in order (Algorithm 1's sequential schedule) and return the result.
 
     Args:
-        generator: a frozen :class:`StyleGenerator`.
-        target: [B, 3, H, W] images in [-1, 1] at the generator's resolution (x of Eq. 1).
-        stages: e.g. ``[WPlusStage(), NoiseStage()]`` for the paper's reconstruction (Alg. 2).
+        generator: a frozen :class:`StyleGenerator`; everything runs on its device.
+        recipe: the stages; see :mod:`image2stylegan.recipe`.
         perceptual: the VGG16 loss (:class:`PerceptualLoss`), needed by W+ stages with perceptual or style terms.
-        ws, noise: a starting embedding (e.g. from ``latent.npz``); default the paper's initialisation:
-            ``init`` ('mean' latent or 'uniform' U[-1, 1]) and seeded N(0, 1) noise.
-        noise_space: 'paper' (one map per noise input) or 'extended' (per-channel maps at the finest blocks).
-        seed: makes the initialisation, hence the whole run, reproducible.
-        callback: called with a :class:`StepInfo` after every step.
-        on_stage_end: called with each :class:`StageOutcome` as its stage finishes.
+        start: the starting embedding (e.g. from ``latent.npz``) of the recipe's main embedding, or a mapping from
+            embedding names to starts. Embeddings without one start from the recipe's initialisation: ``init``
+            ('mean' latent or 'uniform' U[-1, 1]) and N(0, 1) noise, both seeded by ``recipe.seed``.
+        callback: called with a :class:`StepInfo` after every step; returning True stops the run after that step.
 
     Returns:
-        :class:`EmbeddingResult` with the final (w, n) and the history.
+        :class:`EmbeddingResult`, with ``stopped=True`` when the callback stopped the run.
     """
-    batch = target.shape[0]
-    expected = (3, generator.resolution, generator.resolution)
-    if target.ndim != 4 or tuple(target.shape[1:]) != expected:
-        raise ValueError(f"target must be [B, {', '.join(map(str, expected))}], got {list(target.shape)}")
-    target = target.to(generator.w_avg)
-    ws = (initial_ws(generator, batch, init, seed) if ws is None else ws.to(target)).detach().clone()
-    noise = initial_noise(generator, batch, seed) if noise is None else [n.to(target) for n in noise]
-    noise = to_noise_space(generator, noise, noise_space)
-    if ws.shape[0] != batch:
-        raise ValueError(f"starting ws has batch {ws.shape[0]}, target has {batch}")
-
+    like = generator.w_avg
+    starts = _starts(start, like)
+    batch = _batch_size(recipe, starts)
+    states: dict[str, Embedding] = dict(starts)
+    ends: dict[str, Embedding] = {}
+    renders: dict[str, torch.Tensor] = {}
     history: list[StepInfo] = []
     outcomes: list[StageOutcome] = []
+    stop = False
+    current = next(iter(states.values()), None)
 
     def report(info: StepInfo) -> None:
+        nonlocal stop
         history.append(info)
-        if callback is not None:
-            callback(info)
+        if callback is not None and callback(info):
+            stop = True
+        info._image = None  # previews are for the callback only; the history must not keep every image alive
 
-    for stage in stages:
-        start = time.perf_counter()
+    def resolve(target: Target | None) -> torch.Tensor | None:
+        if isinstance(target, Rendered):
+            return renders[target.stage]
+        return None if target is None else _check_target(target, generator, batch).to(like)
+
+    for stage in recipe.stages:
+        if stop:
+            break
+        if stage.start is not None:
+            ws, noise = ends[stage.start]
+        elif stage.embedding in states:
+            ws, noise = states[stage.embedding]
+        else:
+            ws, noise = None, None
+        if ws is None:
+            ws = initial_ws(generator, batch, recipe.init, recipe.seed)
+        if noise is None:
+            noise = initial_noise(generator, batch, recipe.seed)
+        if ws.shape[0] != batch:
+            raise ValueError(f"starting ws has batch {ws.shape[0]}, the recipe's targets have {batch}")
+        began = time.perf_counter()
+        done = 0
+
+        def step_report(info: StepInfo) -> bool:
+            nonlocal done
+            done = info.step
+            report(info)
+            return stop
+
         if isinstance(stage, WPlusStage):
-            ws = _run_w_plus(generator, target, ws, noise, stage, perceptual, report)
+            ws = _run_w_plus(generator, stage, resolve, ws, noise, perceptual, step_report)
         elif isinstance(stage, NoiseStage):
-            noise = _run_noise(generator, target, ws, noise, stage, report)
+            noise = _run_noise(generator, stage, resolve, ws, to_noise_space(generator, noise, stage.noise_space),
+                               step_report)
         else:
             raise TypeError(f"unknown stage {stage!r}")
-        seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - began
         with torch.no_grad():
             image = generator.synthesis(ws, noise)
-        outcomes.append(StageOutcome(stage.name, image, psnr(image.clamp(-1, 1), target), seconds, stage.steps))
-        if on_stage_end is not None:
-            on_stage_end(outcomes[-1])
-    return EmbeddingResult(ws.detach(), [n.detach() for n in noise], history, outcomes)
+        reference = resolve(stage.report_target)
+        outcomes.append(StageOutcome(stage.name, image, psnr(image.clamp(-1, 1), reference), seconds, done,
+                                     stage.embedding, stopped=stop and done < stage.steps))
+        current = ends[stage.name] = states[stage.embedding] = Embedding(ws, noise)
+        renders[stage.name] = image
+    if current is None:
+        raise ValueError("the recipe has no stage and no start embedding: nothing to return")
+    if current.ws is None or current.noise is None:  # a start that no stage ran from
+        current = Embedding(initial_ws(generator, batch, recipe.init, recipe.seed) if current.ws is None else current.ws,
+                            initial_noise(generator, batch, recipe.seed) if current.noise is None else current.noise)
+    return EmbeddingResult(current.ws.detach(), [n.detach() for n in current.noise], history, outcomes,
+                           {k: v for k, v in states.items()}, stopped=stop)
 
 
-def _run_w_plus(generator, target, ws, noise, stage: WPlusStage, perceptual, report) -> torch.Tensor:
-    objective = stage.objective(target)
-    needs_vgg = any(t.perceptual_weight > 0 or t.style_weight > 0 for t in objective)
-    if needs_vgg and perceptual is None:
-        raise ValueError("this W+ stage has a perceptual or style term but embed() got no perceptual loss")
-    ws = ws.clone().requires_grad_(True)
+def _starts(start, like: torch.Tensor) -> dict[str, Embedding]:
+    if start is None:
+        return {}
+    if isinstance(start, Mapping):
+        items = start.items()
+    else:
+        items = [(MAIN, start)]
+    out = {}
+    for name, (ws, noise) in items:
+        out[name] = Embedding(None if ws is None else ws.to(like).detach().clone(),
+                              None if noise is None else [n.to(like) for n in noise])
+    return out
+
+
+def _batch_size(recipe: Recipe, starts: Mapping[str, Embedding]) -> int:
+    for stage in recipe.stages:
+        targets = [t.target for t in stage.terms] if isinstance(stage, WPlusStage) else [stage.target]
+        for t in targets:
+            if isinstance(t, torch.Tensor):
+                return t.shape[0]
+    for ws, noise in starts.values():
+        return ws.shape[0] if ws is not None else noise[0].shape[0]
+    return 1
+
+
+def _check_target(target: torch.Tensor, generator: StyleGenerator, batch: int) -> torch.Tensor:
+    expected = (3, generator.resolution, generator.resolution)
+    if target.ndim != 4 or tuple(target.shape[1:]) != expected or target.shape[0] not in (1, batch):
+        raise ValueError(f"a target must be [B, {', '.join(map(str, expected))}], got {list(target.shape)}")
+    return target
+
+
+def _run_w_plus(generator, stage: WPlusStage, resolve, ws, noise, perceptual, report) -> torch.Tensor:
+    if stage.uses_vgg and perceptual is None:
+        raise ValueError(f"W+ stage {stage.name!r} has a perceptual or style term but embed() got no perceptual loss")
+    ws = ws.detach().clone().requires_grad_(True)
     noise = [n.detach() for n in noise]
     row_mask = _row_mask(generator.num_ws, stage.rows, ws)
     optimizer = torch.optim.Adam([ws], lr=stage.lr, betas=(0.9, 0.999), eps=1e-8)
     # Target features and Gram matrices are fixed: compute them once, not every step.
-    prepared = [_prepare_term(term, target, perceptual) for term in objective]
-    style_layers = {STYLE_LAYER} if any(t.style_weight > 0 for t in objective) else set()
-    vgg_layers = tuple(dict.fromkeys([*(perceptual.layers if needs_vgg else ()), *style_layers]))
-    report_mask = objective[0].mse_mask if stage.terms is None else None
+    prepared = [_prepare_term(term, resolve(term.target), perceptual) for term in stage.terms]
+    style_layers = {STYLE_LAYER} if any(t.style_weight > 0 for t in stage.terms) else set()
+    needs_perceptual = any(t.perceptual_weight > 0 for t in stage.terms) or stage.uses_vgg
+    vgg_layers = tuple(dict.fromkeys([*(perceptual.layers if needs_perceptual else ()), *style_layers]))
+    reference, report_mask = resolve(stage.report_target), _binary(stage.report_mask)
     for step in range(1, stage.steps + 1):
-        start = time.perf_counter()
+        began = time.perf_counter()
         image = generator.synthesis(ws, noise)
         features = perceptual.vgg(image, vgg_layers) if vgg_layers else {}
         loss, terms = 0.0, {}
@@ -347,34 +363,36 @@ def _run_w_plus(generator, target, ws, noise, stage: WPlusStage, perceptual, rep
         if row_mask is not None:
             ws.grad.mul_(row_mask)  # w_m: frozen rows get zero gradient, hence exactly zero Adam updates
         optimizer.step()
-        report(_step_info(stage, step, loss, terms, image, target, report_mask, start))
+        if report(_step_info(stage, step, loss, terms, image, reference, report_mask, began)):
+            break
     return ws.detach()
 
 
 def _prepare_term(term: TargetTerm, target: torch.Tensor, perceptual):
-    """(term with its target on the right device, target features for the perceptual term, target Gram)."""
-    term = replace(term, target=term.target.to(target))
-    features = perceptual.precompute(term.target) if term.perceptual_weight > 0 else None
+    """(term with its target resolved and on the right device, target features for the perceptual term, Gram)."""
+    term = replace(term, target=target)
+    features = perceptual.precompute(target) if term.perceptual_weight > 0 else None
     gram = None
     if term.style_weight > 0:
         with torch.no_grad():
-            style_features = perceptual.vgg(term.target, (STYLE_LAYER,))[STYLE_LAYER]
+            style_features = perceptual.vgg(target, (STYLE_LAYER,))[STYLE_LAYER]
             gram = gram_matrix(style_features, term.style_target_mask)
     return term, features, gram
 
 
-def _run_noise(generator, target, ws, noise, stage: NoiseStage, report) -> list[torch.Tensor]:
+def _run_noise(generator, stage: NoiseStage, resolve, ws, noise, report) -> list[torch.Tensor]:
     ws = ws.detach()
+    target, second = resolve(stage.target), resolve(stage.second_target)
     maps = [n.detach().clone().requires_grad_(True) for n in noise]
-    strengths = generator.noise_strengths()
     groups = []
-    for m, s in zip(maps, strengths):
+    for m, s in zip(maps, generator.noise_strengths()):
         scale = 1.0 if stage.lr_scaling == "paper" else stage.reference_strength / max(abs(s), 1e-12)
         groups.append({"params": [m], "lr": stage.lr * scale, "base_lr": stage.lr * scale})
     optimizer = torch.optim.Adam(groups, betas=(0.9, 0.999), eps=1e-8)
     outside = None if stage.mask is None else 1.0 - stage.mask
+    report_mask = _binary(stage.mask)
     for step in range(1, stage.steps + 1):
-        start = time.perf_counter()
+        began = time.perf_counter()
         if stage.decay:
             factor = _cosine(step - 1, stage.steps, stage.final_lr_fraction)
             for group in optimizer.param_groups:
@@ -383,27 +401,23 @@ def _run_noise(generator, target, ws, noise, stage: NoiseStage, report) -> list[
         terms = {"mse": masked_mse(image, target, stage.mask)}
         loss = stage.mse_weight * terms["mse"]
         if stage.second_weight > 0:
-            terms["mse_outside"] = masked_mse(image, stage.second_target.to(image), outside)
+            terms["mse_outside"] = masked_mse(image, second, outside)
             loss = loss + stage.second_weight * terms["mse_outside"]
         optimizer.zero_grad(set_to_none=True)
         loss.sum().backward()
         optimizer.step()
-        report(_step_info(stage, step, loss, terms, image, target, stage.mask, start))
+        if report(_step_info(stage, step, loss, terms, image, target, report_mask, began)):
+            break
     return [m.detach() for m in maps]
 
 
-def _step_info(stage, step, loss, terms, image, target, mask, start) -> StepInfo:
+def _step_info(stage: Stage, step, loss, terms, image, target, mask, began) -> StepInfo:
     with torch.no_grad():
-        quality = psnr(image.detach().clamp(-1, 1), target, mask=_binary(mask)).mean().item()
-    return StepInfo(
-        stage=stage.name,
-        step=step,
-        steps=stage.steps,
-        loss=loss.detach().mean().item(),
-        psnr=quality,
-        terms={k: v.detach().mean().item() for k, v in terms.items()},
-        seconds=time.perf_counter() - start,
-    )
+        image = image.detach()
+        quality = psnr(image.clamp(-1, 1), target, mask=mask).mean()
+    return StepInfo(stage.name, step, stage.steps, loss.detach().mean(), quality,
+                    {k: v.detach().mean() for k, v in terms.items()}, time.perf_counter() - began,
+                    embedding=stage.embedding, image=image)
 
 
 def _binary(mask: torch.Tensor | None) -> torch.Tensor | None:
@@ -426,10 +440,3 @@ def _cosine(step: int, steps: int, floor: float) -> float:
     if steps <= 1:
         return 1.0
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * step / (steps - 1)))
-
-
-def _check_common(steps: int, lr: float, name: str) -> None:
-    if not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"{name}: steps must be a non-negative integer, got {steps!r}")
-    if not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"{name}: learning rate must be positive and finite, got {lr!r}")

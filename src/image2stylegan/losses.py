@@ -1,4 +1,5 @@
-"""The terms of Image2StyleGAN++'s masked embedding objective (Eq. 1) and the objective itself.
+"""The terms of Image2StyleGAN++'s masked embedding objective (Eq. 1); the engine (:mod:`image2stylegan.embed`) sums
+them as each recipe stage says (:class:`image2stylegan.recipe.TargetTerm`).
 
     L = λ_s · L_style(M_s, G(w, n), y)
       + λ_mse1 / N · ‖M_m ⊙ (G(w, n) − x)‖²
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -39,8 +39,6 @@ __all__ = [
     "I2SPP_PERCEPTUAL_LAYERS",
     "I2S_PERCEPTUAL_LAYERS",
     "STYLE_LAYER",
-    "EmbeddingLoss",
-    "LossWeights",
     "PerceptualLoss",
     "gram_distance",
     "gram_matrix",
@@ -311,142 +309,3 @@ class PerceptualLoss(nn.Module):
         :meth:`precompute`-d features; mask [B or 1, 1, h, w] at any resolution."""
         target_feats = self.precompute(target) if isinstance(target, Tensor) else target
         return masked_perceptual(self.features(synth), target_feats, mask, self.layer_weights)
-
-
-@dataclass(frozen=True)
-class LossWeights:
-    """The λ's of Eq. 1. Defaults: the masked W+ block W_l, Eq. 2 (λ_mse1 : λ_p = 1e-5 : 1e-5, rescaled to 1 : 1;
-    docs/algorithm.md#loss-scale).
-
-    A zero weight skips its term entirely (no VGG pass at all when λ_p = λ_s = 0, as in noise optimization).
-    """
-
-    style: float = 0.0
-    mse1: float = 1.0
-    mse2: float = 0.0
-    percept: float = 1.0
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            if getattr(self, f.name) < 0:
-                raise InputError(f"loss weight {f.name} must be >= 0, got {getattr(self, f.name)}")
-
-
-class EmbeddingLoss(nn.Module):
-    """Eq. 1 bound to fixed targets and masks: ``loss(G(w, n)) -> (total [B], {term: [B]})``.
-
-    Everything that does not depend on the synthesized image is prepared once at construction: the perceptual
-    features of x and the Gram matrix of y. Targets and masks are (non-persistent) buffers, so ``.to(device)``
-    moves them with the VGG.
-
-    Args:
-        x: [B or 1, 3, H, W] target of the M_m pixel term and of the perceptual term.
-        y: [B or 1, 3, H, W] target of the (1 − M_m) pixel term and style image; needed if λ_mse2 or λ_s > 0.
-        perceptual: supplies the VGG and perceptual layers; needed if λ_p or λ_s > 0.
-        weights: the λ's.
-        mask_mse: M_m [B or 1, 1, H, W]; None means all ones (then the (1 − M_m) term would vanish, so λ_mse2 > 0
-            requires a mask).
-        mask_percept: M_p, any resolution; None means all ones.
-        mask_style: M_s on the synthesized image, any resolution; None means all ones.
-        mask_style_target: region of y providing the style; None means all of y.
-        style_layer: VGG layer of the Gram matrices.
-        style_area_normalized: see :func:`gram_matrix`.
-    """
-
-    def __init__(
-        self,
-        x: Tensor,
-        y: Tensor | None = None,
-        *,
-        perceptual: PerceptualLoss | None = None,
-        weights: LossWeights = LossWeights(),
-        mask_mse: Tensor | None = None,
-        mask_percept: Tensor | None = None,
-        mask_style: Tensor | None = None,
-        mask_style_target: Tensor | None = None,
-        style_layer: str = STYLE_LAYER,
-        style_area_normalized: bool = False,
-    ) -> None:
-        super().__init__()
-        if (weights.percept > 0 or weights.style > 0) and perceptual is None:
-            raise InputError("λ_p > 0 or λ_s > 0 needs a PerceptualLoss (the VGG16 features)")
-        if (weights.mse2 > 0 or weights.style > 0) and y is None:
-            raise InputError("λ_mse2 > 0 or λ_s > 0 needs the second target image y")
-        if weights.mse2 > 0 and mask_mse is None:
-            raise InputError("λ_mse2 > 0 needs mask_mse: the y-term covers 1 − M_m, which is empty without a mask")
-        if x.dim() != 4:
-            raise InputError(f"x must be [B, C, H, W], got {list(x.shape)}")
-        if y is not None:
-            _check_images(x, y)
-        self.weights = weights
-        self.perceptual = perceptual
-        self.style_layer = style_layer
-        self.style_area_normalized = style_area_normalized
-        self.register_buffer("x", x.detach(), persistent=False)
-        self.register_buffer("y", None if y is None else y.detach(), persistent=False)
-        self.register_buffer("mask_mse", None if mask_mse is None else _check_mask(mask_mse, x), persistent=False)
-        for name, m in (("mask_percept", mask_percept), ("mask_style", mask_style)):
-            self.register_buffer(name, None if m is None else _check_mask(m, x, same_size=False), persistent=False)
-
-        self._x_feat_names: tuple[str, ...] = ()
-        if weights.percept > 0:
-            assert perceptual is not None
-            feats = perceptual.precompute(x)
-            self._x_feat_names = tuple(feats)
-            for name, t in feats.items():
-                self.register_buffer(f"x_feat_{name}", t, persistent=False)
-        self.register_buffer("y_gram", None, persistent=False)
-        if weights.style > 0:
-            assert perceptual is not None and y is not None
-            perceptual.vgg.layer_index(style_layer)
-            with torch.no_grad():
-                y_feat = perceptual.vgg(y, [style_layer])[style_layer]
-                self.y_gram = gram_matrix(y_feat, mask_style_target, area_normalized=style_area_normalized)
-
-    def _vgg_layers(self) -> tuple[str, ...]:
-        assert self.perceptual is not None
-        layers = list(self.perceptual.layers) if self.weights.percept > 0 else []
-        if self.weights.style > 0 and self.style_layer not in layers:
-            layers.append(self.style_layer)
-        return tuple(layers)
-
-    def forward(self, synth: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """Evaluate Eq. 1 on synthesized images.
-
-        Args:
-            synth: [B, 3, H, W] in [-1, 1], same size as x.
-
-        Returns:
-            ``(total, terms)``: total [B] = Σ λ · term (backpropagate ``total.sum()``); ``terms`` maps "mse1",
-            "mse2", "percept", "style" to their *unweighted* [B] values, detached, for logging. Terms with λ = 0
-            are neither computed nor listed.
-        """
-        _check_images(synth, self.x)
-        w = self.weights
-        terms: dict[str, Tensor] = {}
-        if w.mse1 > 0:
-            terms["mse1"] = masked_mse(synth, self.x, self.mask_mse)
-        if w.mse2 > 0:
-            terms["mse2"] = masked_mse(synth, self.y, 1.0 - self.mask_mse)
-        if w.percept > 0 or w.style > 0:
-            assert self.perceptual is not None
-            # One VGG pass serves both feature terms; it stops at the deepest layer either needs.
-            feats = self.perceptual.vgg(synth, self._vgg_layers())
-            if w.percept > 0:
-                x_feats = {name: getattr(self, f"x_feat_{name}") for name in self._x_feat_names}
-                terms["percept"] = masked_perceptual(
-                    {name: feats[name] for name in self._x_feat_names},
-                    x_feats,
-                    self.mask_percept,
-                    self.perceptual.layer_weights,
-                )
-            if w.style > 0:
-                g_synth = gram_matrix(
-                    feats[self.style_layer], self.mask_style, area_normalized=self.style_area_normalized
-                )
-                terms["style"] = gram_distance(g_synth, self.y_gram)
-        lambdas = {"mse1": w.mse1, "mse2": w.mse2, "percept": w.percept, "style": w.style}
-        total = synth.new_zeros(synth.shape[0])
-        for name, value in terms.items():
-            total = total + lambdas[name] * value
-        return total, {name: value.detach() for name, value in terms.items()}

@@ -1,8 +1,12 @@
-"""Per-step callbacks for :func:`image2stylegan.embed.embed`: a tqdm progress bar, and a fan-out helper."""
+"""Per-step callbacks for :func:`image2stylegan.embed.embed`: a tqdm progress bar, a fan-out helper, and
+:class:`StopControl`, which stops a run cleanly on request or on SIGINT / SIGTERM."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from tqdm.auto import tqdm
 
@@ -42,15 +46,68 @@ class TqdmProgress:
         self.close()
 
 
-def fan_out(callbacks: Sequence[Callable[[StepInfo], None] | None]) -> Callable[[StepInfo], None]:
-    """One callback that calls each of ``callbacks`` (``None`` entries skipped) in order."""
+def fan_out(callbacks: Sequence[Callable[[StepInfo], bool | None] | None]) -> Callable[[StepInfo], bool]:
+    """One callback that calls each of ``callbacks`` (``None`` entries skipped) in order; it asks the engine to
+    stop when any of them does."""
     active = [c for c in callbacks if c is not None]
 
-    def call(info: StepInfo) -> None:
+    def call(info: StepInfo) -> bool:
+        stop = False
         for callback in active:
-            callback(info)
+            stop = bool(callback(info)) or stop
+        return stop
 
     return call
+
+
+class StopControl:
+    """A step callback that stops a run once :meth:`request` was called (from any thread: a Stop button, a
+    cluster driver) or, inside :meth:`on_signals`, once the process got SIGINT (Ctrl-C) or SIGTERM (what
+    ``timeout``, schedulers and Ray send). The engine then ends the stage after the current step and returns the
+    embedding reached so far, marked stopped.
+
+    ``reason`` says why ("SIGINT", "SIGTERM", or the text given to :meth:`request`); ``where`` the stage and step
+    the run had reached when the request arrived.
+    """
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self.where: str | None = None
+        self._last: StepInfo | None = None
+
+    def request(self, reason: str = "stop requested") -> None:
+        if self.reason is None:
+            self.reason = reason
+
+    @property
+    def requested(self) -> bool:
+        return self.reason is not None
+
+    def __call__(self, info: StepInfo) -> bool:
+        if self.reason is not None and self.where is None:
+            self.where = f"{info.stage} step {info.step}/{info.steps}"
+        return self.reason is not None
+
+    @contextmanager
+    def on_signals(self) -> Iterator[StopControl]:
+        """Turn the first SIGINT / SIGTERM into a stop request while the block runs; a second SIGINT aborts at
+        once (KeyboardInterrupt). Outside the main thread, signals cannot be caught and nothing is installed."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+
+        def handle(signum, frame) -> None:
+            name = signal.Signals(signum).name
+            if self.reason is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.request(name)
+
+        previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 class FolderProgress:

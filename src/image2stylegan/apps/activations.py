@@ -31,19 +31,17 @@ Which layer is the paper's "fourth layer" is ambiguous (digest §5(f), §9 #14);
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
-from ..embed import EmbeddingResult, StageOutcome, StepInfo
+from ..embed import Callback, Embedding, StageOutcome, StepInfo, embed, initial_noise, initial_ws
 from ..errors import InputError
 from ..generators.base import StyleGenerator
 from ..masks import check_mask_content, resize_for_layer
 from ..metrics import psnr
-from .outputs import EditResult
-
-Embedding = tuple[torch.Tensor, list[torch.Tensor]]
-"""An embedding (ws [1, num_ws, w_dim], noise maps [1, C, H, W] in synthesis order), e.g. from ``load_embedding``."""
+from ..recipe import NoiseStage, Recipe, WPlusStage, image_term
+from .outputs import EditResult, copy_paste, noise_space_of
 
 OPS = ("spatial", "channel", "average")
 
@@ -381,32 +379,56 @@ class AttributeTransferSettings:
         return ActivationOp(self.op, self.channels, self.alpha)
 
 
-def embed_photo(
+def photo_embedding_recipe(photos: dict[str, torch.Tensor], settings: AttributeTransferSettings) -> Recipe:
+    """Alg. 2 for each photo ([1, 3, H, W] in [-1, 1]) at the application's budget, one embedding per role
+    (stages ``"A w_plus"``, ``"A noise"``, ...), each from the same seeded start."""
+    stages: list = []
+    for role, photo in photos.items():
+        tag = role.upper()
+        stages += [
+            WPlusStage((image_term(photo),), steps=settings.w_steps, name=f"{tag} w_plus", embedding=role),
+            NoiseStage(photo, steps=settings.noise_steps, noise_space=settings.noise_space, name=f"{tag} noise",
+                       embedding=role),
+        ]
+    return Recipe(tuple(stages), seed=settings.seed, application="transfer-attribute")
+
+
+def attribute_transfer(
     generator: StyleGenerator,
-    photo: torch.Tensor,
-    perceptual,
-    settings: AttributeTransferSettings,
-    callback=None,
-    on_stage_end=None,
-) -> EmbeddingResult:
-    """Embed a photo [1, 3, H, W] in [-1, 1] with Alg. 2 at the application's budget (W+ stage, then noise)."""
-    from .reconstruct import ReconstructionSettings, reconstruct
+    mask: torch.Tensor | None,
+    settings: AttributeTransferSettings = AttributeTransferSettings(),
+    *,
+    photos: dict[str, torch.Tensor] | None = None,
+    embeddings: dict[str, Embedding] | None = None,
+    perceptual=None,
+    callback: Callback | None = None,
+) -> EditResult:
+    """``I_att`` from photos or embeddings: each of A and B is either a photo (embedded first, W+ then noise, in
+    one recipe with an embedding per photo) or a given embedding; then :func:`transfer_attribute`.
 
-    recon = ReconstructionSettings(
-        w_steps=settings.w_steps, noise_steps=settings.noise_steps, noise_space=settings.noise_space, seed=settings.seed
-    )
-    return reconstruct(generator, photo, perceptual, recon, callback=callback, on_stage_end=on_stage_end)
+    Args:
+        photos: role ('a' / 'b') -> photo [1, 3, H, W]; embeddings: role -> (ws, noise). Each role appears in
+            exactly one of them.
+        perceptual: the VGG16 loss, needed when a photo is embedded.
 
-
-def noise_space_of(noise: Sequence[torch.Tensor]) -> str:
-    """"extended" if any noise map has more than one channel (per-channel maps), else "paper"."""
-    return "extended" if any(n.shape[1] > 1 for n in noise) else "paper"
-
-
-def naive_paste(image_a: torch.Tensor, image_b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The pixel-space baseline of the paper's figures: ``(1 − M) · A + M · B`` on [1, 3, H, W] images."""
-    mask = mask.to(image_a.device, image_a.dtype)
-    return (1.0 - mask) * image_a + mask * image_b
+    Returns:
+        :class:`EditResult` as :func:`transfer_attribute`, with ``embeddings`` holding both roles' embeddings
+        (``stopped`` when the embedding run was stopped: the edit then uses the embeddings reached so far).
+    """
+    photos, given = dict(photos or {}), dict(embeddings or {})
+    if sorted([*photos, *given]) != ["a", "b"]:
+        raise InputError("attribute transfer needs A and B, each as a photo or as an embedding")
+    recipe = photo_embedding_recipe(photos, settings)
+    run = embed(generator, recipe, perceptual=perceptual, callback=callback) if photos else None
+    found = {**given, **(run.embeddings if run is not None else {})}
+    for role in photos:  # a run stopped before this photo's embedding began: its starting point
+        found.setdefault(role, Embedding(initial_ws(generator, 1, "mean", settings.seed),
+                                         initial_noise(generator, 1, settings.seed)))
+    result = transfer_attribute(generator, found["a"], found["b"], mask, settings, photo_a=photos.get("a"),
+                                photo_b=photos.get("b"), history=run.history if run else None,
+                                stages=run.stages if run else None)
+    return replace(result, embeddings={role: Embedding(*found[role]) for role in ("a", "b")},
+                   recipe=recipe.summary(), stopped=bool(run and run.stopped))
 
 
 def masked_psnr(x: torch.Tensor, y: torch.Tensor, region: torch.Tensor) -> float | None:
@@ -479,7 +501,7 @@ def transfer_attribute(
         if photo_a is not None:
             metrics["psnr_outside_mask_vs_a_photo_db"] = masked_psnr(result, shown_a, 1.0 - m)
         pasted_b = shown_b if op.op != "average" else op.alpha * shown_a + (1.0 - op.alpha) * shown_b
-        panel.append(("naive copy-paste", naive_paste(shown_a, pasted_b, m)[0]))
+        panel.append(("naive copy-paste", copy_paste(pasted_b, shown_a, m)[0]))
     else:
         metrics["psnr_vs_a_render_db"] = masked_psnr(result, render_a, torch.ones_like(result[:, :1]))
     panel.append((f"{op.op} at {layer}", result[0]))
@@ -504,14 +526,13 @@ __all__ = [
     "channel_copy",
     "check_edit",
     "combine",
-    "embed_photo",
+    "attribute_transfer",
     "layer_mask",
     "layer_rows",
     "layer_table",
     "make_edit",
     "masked_psnr",
-    "naive_paste",
-    "noise_space_of",
+    "photo_embedding_recipe",
     "parse_index_ranges",
     "resolve_layer",
     "spatial_copy",

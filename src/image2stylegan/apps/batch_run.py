@@ -22,14 +22,15 @@ from typing import Any
 
 import torch
 
-from ..embed import StepInfo, embed, initial_noise, initial_ws
+from ..embed import Callback, Embedding, initial_noise, initial_ws
 from ..errors import InputError
 from ..generators.base import StyleGenerator
 from ..io import ensure_outdir
 from .batch_plan import BatchItem, chunks, is_finished, remove_stale_temporaries
 from .batch_results import ResultsTable
 from .photos import ALIGNMENT_FILE, PASTED_FILE, PhotoInput, alignment_outputs, load_photo_input
-from .reconstruct import OUTPUT_FILES, ReconstructionSettings, save_outputs
+from .outputs import save
+from .reconstruct import OUTPUT_FILES, SAVE_NAMES, ReconstructionSettings, reconstruct, reconstruction_recipe, reconstruction_result
 
 __all__ = ["FolderJob", "run_folder", "seeded_start", "write_reconstruction"]
 
@@ -67,7 +68,7 @@ def write_reconstruction(
     photo: PhotoInput,
     batch_info: dict[str, Any] | None = None,
 ) -> dict:
-    """Write image ``index`` of a (batched) result into ``outdir``: save_outputs' files, plus with an aligned photo
+    """Write image ``index`` of a (batched) result into ``outdir``: the reconstruction's files (:func:`.outputs.save`), plus with an aligned photo
     ``aligned.png``, ``alignment.json`` and (``job.paste_back``) ``pasted.png``; ``metrics.json`` last."""
     remove_stale_temporaries(outdir, [*OUTPUT_FILES, "aligned.png", ALIGNMENT_FILE, PASTED_FILE])
     extra, before_metrics = alignment_outputs(outdir, {"photo": (photo, "aligned.png")}, paste_into="photo",
@@ -75,10 +76,12 @@ def write_reconstruction(
     if batch_info is not None:
         extra["batch"] = batch_info
 
-    return save_outputs(
-        outdir, generator=job.generator, target=target, result=result, settings=job.settings,
-        weights_sha256=job.weights_sha256, lpips=job.lpips, index=index, source=str(photo.path), device=job.device,
-        extra=extra, before_metrics=before_metrics,
+    recipe = reconstruction_recipe(target, job.settings)
+    edit = reconstruction_result(result, target, job.lpips, recipe, index=index, noise_space=job.settings.noise_space)
+    return save(
+        outdir, edit, generator=job.generator, command="reconstruct", settings=job.settings,
+        weights_sha256=job.weights_sha256, inputs={"photo": photo.path}, extra={"source": str(photo.path), **extra},
+        before_metrics=before_metrics, extra_images={"target.png": target[index]}, device=job.device, **SAVE_NAMES,
     )
 
 
@@ -93,7 +96,7 @@ def run_folder(
     outdir: Path,
     table: ResultsTable,
     *,
-    step_callback: Callable[[StepInfo], None] | None = None,
+    step_callback: Callback | None = None,
     on_image: Callable[[BatchItem, str, str], None] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> ResultsTable:
@@ -130,10 +133,10 @@ def run_folder(
         target = torch.cat([photo.image for _, photo in loaded]).to(device)
         ws, noise = seeded_start(job.generator, len(loaded), job.settings)
         started = time.perf_counter()
-        result = embed(
-            job.generator, target, job.settings.stages(), perceptual=job.perceptual, ws=ws, noise=noise,
-            noise_space=job.settings.noise_space, callback=step_callback,
-        )
+        result = reconstruct(job.generator, target, job.perceptual, job.settings, step_callback,
+                             start=Embedding(ws, noise))
+        if result.stopped:  # interrupted: nothing of this chunk is written, so a rerun redoes it whole
+            return table
         seconds = time.perf_counter() - started
         for index, (it, photo) in enumerate(loaded):
             if it.index not in todo:

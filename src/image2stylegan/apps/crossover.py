@@ -24,20 +24,20 @@ at lr 5 (paper-digest §9 #12), λ_mse : λ_p = 1 : 1 as in reconstruction, feat
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
-from ..embed import NoiseStage, StageOutcome, StepInfo, TargetTerm, WPlusStage, embed
+from ..embed import Callback, Embedding, embed
 from ..errors import InputError
 from ..generators.base import StyleGenerator
 from ..losses import PerceptualLoss
 from ..masks import DEFAULT_FEATHER_FRACTION, check_mask_content, feather
-from ..metrics import psnr
-from .outputs import EditResult
+from ..recipe import NoiseStage, Recipe, WPlusStage, image_term
+from .outputs import EditResult, copy_paste, db
 
-__all__ = ["CrossoverSettings", "crossover", "naive_copy_paste"]
+__all__ = ["CrossoverSettings", "crossover", "crossover_recipe"]
 
 
 @dataclass(frozen=True)
@@ -68,25 +68,27 @@ class CrossoverSettings:
     noise_lr_scaling: str = "strength"
     seed: int = 0
 
-    def stages(self, image_a: torch.Tensor, image_b: torch.Tensor, soft_mask: torch.Tensor) -> list:
-        """[W+ stage over both images, noise stage]; ``soft_mask`` is M_blur [1, 1, H, W] (1 = take A)."""
-        outside = 1.0 - soft_mask
-        terms = (
-            TargetTerm(image_a, self.mse_weight, self.perceptual_weight, mse_mask=soft_mask,
-                       perceptual_mask=soft_mask, name="a"),
-            TargetTerm(image_b, self.mse_weight, self.perceptual_weight, mse_mask=outside,
-                       perceptual_mask=outside, name="b"),
-        )
-        return [
-            WPlusStage(steps=self.w_steps, lr=self.w_lr, terms=terms),
-            NoiseStage(steps=self.noise_steps, lr=self.noise_lr, mask=soft_mask, second_target=image_b,
-                       second_weight=self.noise_second_weight, lr_scaling=self.noise_lr_scaling),
-        ]
 
-
-def naive_copy_paste(image_a: torch.Tensor, image_b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The baseline of the paper's figures: M ⊙ A + (1 - M) ⊙ B with the hard mask. [B, 3, H, W]"""
-    return mask * image_a + (1.0 - mask) * image_b
+def crossover_recipe(image_a: torch.Tensor, image_b: torch.Tensor, soft_mask: torch.Tensor,
+                     settings: CrossoverSettings = CrossoverSettings()) -> Recipe:
+    """Alg. 3 as a recipe: one W+ stage over both images, then the noise stage. ``soft_mask`` is M_blur
+    [1, 1, H, W] (1 = take A)."""
+    outside = 1.0 - soft_mask
+    terms = (
+        image_term(image_a, soft_mask, mse_weight=settings.mse_weight,
+                   perceptual_weight=settings.perceptual_weight, name="a"),
+        image_term(image_b, outside, mse_weight=settings.mse_weight,
+                   perceptual_weight=settings.perceptual_weight, name="b"),
+    )
+    return Recipe(
+        (
+            WPlusStage(terms, steps=settings.w_steps, lr=settings.w_lr),
+            NoiseStage(image_a, steps=settings.noise_steps, lr=settings.noise_lr, mask=soft_mask,
+                       second_target=image_b, second_weight=settings.noise_second_weight,
+                       lr_scaling=settings.noise_lr_scaling, noise_space=settings.noise_space),
+        ),
+        seed=settings.seed, application="crossover",
+    )
 
 
 def crossover(
@@ -99,8 +101,7 @@ def crossover(
     *,
     ws: torch.Tensor | None = None,
     noise: Sequence[torch.Tensor] | None = None,
-    callback: Callable[[StepInfo], None] | None = None,
-    on_stage_end: Callable[[StageOutcome], None] | None = None,
+    callback: Callback | None = None,
 ) -> EditResult:
     """Run Alg. 3: the region ``mask`` of ``image_a`` over ``image_b``, blended by the generator.
 
@@ -112,7 +113,7 @@ def crossover(
         perceptual: the VGG16 loss (may be None only if ``settings.perceptual_weight`` is 0).
         ws: starting W+ [1, num_ws, w_dim], e.g. an embedding of A (the paper's w*); default the mean latent.
         noise: starting noise maps; default seeded N(0, 1) (the paper's n_ini).
-        callback, on_stage_end: progress hooks passed to :func:`embed`.
+        callback: the engine's per-step callback (returning True stops the run).
 
     Returns:
         :class:`EditResult` whose panel is A | B | naive copy-paste | crossover and whose metrics give the PSNR of
@@ -127,19 +128,18 @@ def crossover(
     hard = (mask.to(device=device, dtype=image_a.dtype) >= 0.5).to(image_a.dtype)
     soft = feather(hard, settings.feather)
 
-    result = embed(
-        generator, image_a, settings.stages(image_a, image_b, soft), perceptual=perceptual, ws=ws, noise=noise,
-        noise_space=settings.noise_space, seed=settings.seed, callback=callback, on_stage_end=on_stage_end,
-    )
+    recipe = crossover_recipe(image_a, image_b, soft, settings)
+    start = Embedding(ws, None if noise is None else list(noise))
+    result = embed(generator, recipe, perceptual=perceptual, start=start, callback=callback)
     with torch.no_grad():
         final = generator.synthesis(result.ws, result.noise).clamp(-1, 1)
         start_ws = generator.mean_ws(1) if ws is None else ws.to(device)
         metrics = {
-            "psnr_a_inside_db": _db(final, image_a, hard),
-            "psnr_b_outside_db": _db(final, image_b, 1.0 - hard),
+            "psnr_a_inside_db": db(final, image_a, hard),
+            "psnr_b_outside_db": db(final, image_b, 1.0 - hard),
             "stages": {
-                s.name: {"psnr_a_inside_db": _db(s.image.clamp(-1, 1), image_a, hard),
-                         "psnr_b_outside_db": _db(s.image.clamp(-1, 1), image_b, 1.0 - hard)}
+                s.name: {"psnr_a_inside_db": db(s.image.clamp(-1, 1), image_a, hard),
+                         "psnr_b_outside_db": db(s.image.clamp(-1, 1), image_b, 1.0 - hard)}
                 for s in result.stages
             },
             "mask_fraction_a": float(hard.mean()),
@@ -150,11 +150,11 @@ def crossover(
     panel = [
         ("A (inside mask)", image_a[0]),
         ("B (outside mask)", image_b[0]),
-        ("naive copy-paste", naive_copy_paste(image_a, image_b, hard)[0]),
+        ("naive copy-paste", copy_paste(image_a, image_b, hard)[0]),
         ("crossover (Alg. 3)", final[0]),
     ]
     return EditResult(result.ws, result.noise, panel, metrics, result.history, result.stages,
-                      noise_space=settings.noise_space)
+                      noise_space=settings.noise_space, recipe=recipe.summary(), stopped=result.stopped)
 
 
 def _check_image(image: torch.Tensor, size: int, name: str) -> torch.Tensor:
@@ -162,7 +162,3 @@ def _check_image(image: torch.Tensor, size: int, name: str) -> torch.Tensor:
         shape = list(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
         raise InputError(f"crossover image {name} must be [1, 3, {size}, {size}], got {shape}")
     return image
-
-
-def _db(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> float:
-    return float(psnr(x, y, mask=mask)[0])

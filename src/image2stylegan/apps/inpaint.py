@@ -35,15 +35,15 @@ from dataclasses import dataclass
 
 import torch
 
-from ..embed import NoiseStage, StageOutcome, StepInfo, WPlusStage, embed
+from ..embed import Callback, Embedding, embed
 from ..errors import InputError
 from ..generators.base import StyleGenerator
 from ..losses import PerceptualLoss
 from ..masks import DEFAULT_FEATHER_FRACTION, blend_mask, check_mask_content
-from ..metrics import psnr
-from .outputs import EditResult
+from ..recipe import NoiseStage, Recipe, Rendered, WPlusStage, image_term
+from .outputs import EditResult, db
 
-__all__ = ["InpaintSettings", "defective_view", "inpaint", "inpainting_rows"]
+__all__ = ["InpaintSettings", "defective_view", "inpaint", "inpainting_recipe", "inpainting_rows"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,23 @@ def defective_view(image: torch.Tensor, hole: torch.Tensor, fill: torch.Tensor |
     return torch.where(hole > 0.5, torch.as_tensor(fill, dtype=image.dtype, device=image.device), image)
 
 
+def inpainting_recipe(defective: torch.Tensor, hole: torch.Tensor, rows: Sequence[int],
+                      settings: InpaintSettings = InpaintSettings()) -> Recipe:
+    """Alg. 4 as a recipe for the defective image (hole already filled, never read) and the binary ``hole``:
+    W+ rows ``rows`` on the known pixels, then the noise stage matching the known region outside M_blur+ and
+    keeping the W+ prediction G(w_out, n_ini) inside it."""
+    known = 1.0 - hole
+    blend = blend_mask(hole, settings.dilate, settings.feather)  # M_blur+, exactly 1 inside the hole
+    w_stage = WPlusStage((image_term(defective, known, mse_weight=settings.mse_weight,
+                                     perceptual_weight=settings.perceptual_weight),),
+                         steps=settings.w_steps, lr=settings.w_lr, rows=tuple(rows))
+    noise_stage = NoiseStage(defective, steps=settings.noise_steps, lr=settings.noise_lr,
+                             mse_weight=settings.known_weight, mask=1.0 - blend,
+                             second_target=Rendered(w_stage.name), second_weight=settings.hole_weight,
+                             lr_scaling=settings.noise_lr_scaling, noise_space=settings.noise_space)
+    return Recipe((w_stage, noise_stage), seed=settings.seed, init="mean", application="inpaint")
+
+
 def inpaint(
     generator: StyleGenerator,
     image: torch.Tensor,
@@ -112,8 +129,7 @@ def inpaint(
     reference: torch.Tensor | None = None,
     lpips: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     noise: Sequence[torch.Tensor] | None = None,
-    callback: Callable[[StepInfo], None] | None = None,
-    on_stage_end: Callable[[StageOutcome], None] | None = None,
+    callback: Callback | None = None,
 ) -> EditResult:
     """Run Alg. 4 on ``image`` with the missing region ``hole``.
 
@@ -125,7 +141,7 @@ def inpaint(
         reference: the intact image [1, 3, H, W], only for metrics (PSNR inside the hole and overall) and the panel.
         lpips: optional LPIPS metric ``(x, y) -> [B]``, measured against ``reference`` over the whole image.
         noise: starting noise maps; default seeded N(0, 1) (n_ini). W+ always starts at the mean latent.
-        callback, on_stage_end: progress hooks passed to :func:`embed`.
+        callback: the engine's per-step callback (returning True stops the run).
 
     Returns:
         :class:`EditResult` with panel defective input (hole grey) | naive fill | inpainted [| reference] and
@@ -150,26 +166,15 @@ def inpaint(
     # I_def as the algorithm sees it: the hole holds the mean known colour, computed from known pixels only.
     fill = (defective_view(image, hole, 0.0) * known).sum(dim=(2, 3), keepdim=True) / known.sum(dim=(2, 3), keepdim=True)
     defective = defective_view(image, hole, fill)
-
-    w_stage = WPlusStage(steps=settings.w_steps, lr=settings.w_lr, mse_weight=settings.mse_weight,
-                         perceptual_weight=settings.perceptual_weight, mse_mask=known, perceptual_mask=known, rows=rows)
-    first = embed(generator, defective, [w_stage], perceptual=perceptual, noise=noise, noise_space=settings.noise_space,
-                  init="mean", seed=settings.seed, callback=callback, on_stage_end=on_stage_end)
-    with torch.no_grad():
-        prediction = generator.synthesis(first.ws, first.noise)  # G(w_out, n_ini): what the hole keeps
-    blend = blend_mask(hole, settings.dilate, settings.feather)  # M_blur+, exactly 1 inside the hole
-    noise_stage = NoiseStage(steps=settings.noise_steps, lr=settings.noise_lr, mse_weight=settings.known_weight,
-                             mask=1.0 - blend, second_target=prediction, second_weight=settings.hole_weight,
-                             lr_scaling=settings.noise_lr_scaling)
-    second = embed(generator, defective, [noise_stage], ws=first.ws, noise=first.noise,
-                   noise_space=settings.noise_space, callback=callback, on_stage_end=on_stage_end)
-    stages = first.stages + second.stages
+    recipe = inpainting_recipe(defective, hole, rows, settings)
+    start = None if noise is None else Embedding(None, list(noise))
+    result = embed(generator, recipe, perceptual=perceptual, start=start, callback=callback)
 
     with torch.no_grad():
-        final = generator.synthesis(second.ws, second.noise).clamp(-1, 1)
+        final = generator.synthesis(result.ws, result.noise).clamp(-1, 1)
         metrics = {
-            "psnr_known_db": _db(final, defective, known),
-            "stages": {s.name: {"psnr_known_db": _db(s.image.clamp(-1, 1), defective, known)} for s in stages},
+            "psnr_known_db": db(final, defective, known),
+            "stages": {s.name: {"psnr_known_db": db(s.image.clamp(-1, 1), defective, known)} for s in result.stages},
             "hole_fraction": float(hole.mean()),
             "rows_optimised": rows,
             "fill_colour": [float(c) for c in fill.flatten()],
@@ -182,19 +187,15 @@ def inpaint(
         if reference is not None:
             reference = reference.to(device)
             metrics["reference"] = {
-                "psnr_hole_db": _db(final, reference, hole),
-                "psnr_full_db": _db(final, reference, None),
-                "naive_fill_psnr_hole_db": _db(defective, reference, hole),
+                "psnr_hole_db": db(final, reference, hole),
+                "psnr_full_db": db(final, reference, None),
+                "naive_fill_psnr_hole_db": db(defective, reference, hole),
             }
             if lpips is not None:
                 metrics["reference"]["lpips_full"] = float(lpips(final, reference)[0])
             panel.append(("reference", reference[0]))
-    return EditResult(second.ws, second.noise, panel, metrics, first.history + second.history, stages,
-                      noise_space=settings.noise_space)
-
-
-def _db(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> float:
-    return float(psnr(x, y, mask=mask)[0])
+    return EditResult(result.ws, result.noise, panel, metrics, result.history, result.stages,
+                      noise_space=settings.noise_space, recipe=recipe.summary(), stopped=result.stopped)
 
 
 def _shape(x) -> object:

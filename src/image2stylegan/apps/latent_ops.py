@@ -23,20 +23,18 @@ import torch
 from ..errors import InputError
 from ..generators.base import StyleGenerator
 from ..masks import check_mask_content
+from ..embed import Embedding
 from .activations import (
     ActivationOp,
-    Embedding,
     LayerInfo,
     layer_rows,
     layer_table,
     make_edit,
     masked_psnr,
-    naive_paste,
-    noise_space_of,
     parse_index_ranges,
     resolve_layer,
 )
-from .outputs import EditResult
+from .outputs import EditResult, copy_paste, noise_space_of
 
 OPS = ("morph", "mix", "expression")
 NOISE_MODES = ("a", "b", "follow")
@@ -239,7 +237,7 @@ def latent_edit(
             m = mask.to(result_image.device, result_image.dtype)
             metrics["psnr_outside_mask_vs_global_edit_db"] = masked_psnr(result_image, global_image, 1.0 - m)
             metrics["psnr_inside_mask_vs_source_db"] = masked_psnr(result_image, source_image, m)
-            panel.append(("naive copy-paste", naive_paste(global_image, source_image, m)[0]))
+            panel.append(("naive copy-paste", copy_paste(source_image, global_image, m)[0]))
         label = f"{label} + {op.op} at {layer}"
     panel.append((label, result_image[0]))
     return EditResult(ws=ws, noise=noise, panel=panel, metrics=metrics, edits=edits, noise_space=noise_space_of(noise))

@@ -1,26 +1,31 @@
-"""What every editing application shares: its result type, reusing saved embeddings, and the files it writes.
+"""What every application shares: its result type, reusing saved embeddings, the baselines and metrics helpers,
+and the one function that writes a result's files.
 
-Each application (crossover, inpainting, style transfer, ...) returns an :class:`EditResult`; :func:`save_edit`
-writes ``result.png``, ``panel.png`` (inputs | naive copy-paste | result, as in the paper's figures),
-``latent.npz``, ``metrics.json`` and ``curves.png``, each atomically. The result is rendered again from the saved
-(w, n), so ``i2s render latent.npz`` reproduces ``result.png`` bit for bit on the same device.
+Each application (reconstruction, crossover, inpainting, style transfer, ...) builds a recipe, runs it through
+:func:`image2stylegan.embed.embed` and returns an :class:`EditResult`; :func:`save` writes its image, its panel
+(inputs | naive baseline | result, as in the paper's figures), ``latent.npz``, ``curves.png`` and, last,
+``metrics.json``, each atomically. The image is rendered again from the saved (w, n), so ``i2s render latent.npz``
+reproduces it bit for bit on the same device.
 """
 
 from __future__ import annotations
 
+import hashlib
+import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..embed import StageOutcome, StepInfo
+from ..embed import Embedding, EmbeddingResult, StageOutcome, StepInfo
 from ..errors import InputError
 from ..generators.base import Edit, StyleGenerator
 from ..io import atomic_save_png, atomic_write_json, save_image
 from ..latents import complete_noise, load_latent, save_latent
+from ..metrics import psnr
 from ..report import plot_curves, side_by_side
 
 EDIT_OUTPUT_FILES = ("result.png", "panel.png", "latent.npz", "metrics.json", "curves.png")
@@ -32,6 +37,8 @@ class EditResult:
 
     ``edits`` are activation edits (layer -> replacement tensor) applied when rendering; empty for the pure
     embedding applications. They are saved in ``latent.npz`` so ``i2s render`` reproduces the result.
+    ``stage_metrics`` adds per-stage entries (e.g. PSNR after each stage) to the stage table of ``metrics.json``;
+    ``recipe`` is the summary of the recipe that ran; ``stopped`` says the run was stopped before its end.
     """
 
     ws: torch.Tensor  # [1, num_ws, w_dim]
@@ -42,6 +49,10 @@ class EditResult:
     stages: list[StageOutcome] = field(default_factory=list, repr=False)
     edits: dict[str, Edit] = field(default_factory=dict, repr=False)
     noise_space: str = "paper"
+    stage_metrics: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    recipe: dict[str, Any] | None = field(default=None, repr=False)
+    stopped: bool = False
+    embeddings: dict[str, Embedding] = field(default_factory=dict, repr=False)  # named embeddings the run made
 
 
 def render(generator: StyleGenerator, result: EditResult) -> torch.Tensor:
@@ -51,10 +62,35 @@ def render(generator: StyleGenerator, result: EditResult) -> torch.Tensor:
 
 
 def load_embedding(generator: StyleGenerator, path: Path) -> tuple[torch.Tensor, list[torch.Tensor], list[str]]:
-    """(ws [1, num_ws, w_dim], noise maps, notices) from a ``latent.npz`` made for ``generator`` (``--from``)."""
+    """(ws [1, num_ws, w_dim], noise maps, notices) from a ``latent.npz`` made for ``generator`` (``--from``).
+
+    Noise maps the file lacks are zeros (:func:`image2stylegan.latents.complete_noise` says which)."""
     data = load_latent(path)
     if data.generator_name is not None and data.generator_name != generator.name:
         raise InputError(f"{path} was made with generator {data.generator_name!r}, not {generator.name!r}")
+    ws, noise, _, notices = _embedding_of(generator, data, path)
+    return ws, noise, notices
+
+
+def load_for_render(
+    generator: StyleGenerator, path: Path, weights_sha256: str | None = None
+) -> tuple[torch.Tensor, list[torch.Tensor], dict[str, torch.Tensor], list[str]]:
+    """(ws, noise, activation edits, notices) to render a ``latent.npz`` with ``generator`` (``i2s render``):
+    a file made with another generator or other weights renders with a notice, not an error."""
+    data = load_latent(path)
+    notices = []
+    if data.generator_name is not None and data.generator_name != generator.name:
+        notices.append(f"{path} was made with generator {data.generator_name!r}; rendering it with {generator.name!r}")
+    elif None not in (data.weights_sha256, weights_sha256) and data.weights_sha256 != weights_sha256:
+        notices.append(f"{path} was made with different {generator.name} weights (sha256 {data.weights_sha256[:12]}...)")
+    ws, noise, edits, more = _embedding_of(generator, data, path)
+    unknown = set(edits) - set(generator.layer_names())
+    if unknown:
+        raise InputError(f"{path} edits layer(s) {sorted(unknown)} that {generator.name} does not have")
+    return ws, noise, edits, notices + more
+
+
+def _embedding_of(generator: StyleGenerator, data, path: Path):
     if tuple(data.w.shape[1:]) != (generator.num_ws, generator.w_dim):
         raise InputError(
             f"{path}: w has shape {list(data.w.shape)}, {generator.name} needs [1, {generator.num_ws}, {generator.w_dim}]"
@@ -62,10 +98,75 @@ def load_embedding(generator: StyleGenerator, path: Path) -> tuple[torch.Tensor,
     expected = [(1, spec.channels, spec.height, spec.width) for spec in generator.noise_inputs]
     noise, notices = complete_noise(data.noise, expected, source=str(path))
     device = generator.w_avg.device
-    return data.w.to(device), [n.to(device) for n in noise], notices
+    edits = {layer: t.to(device) for layer, t in data.edits.items()}
+    return data.w.to(device), [n.to(device) for n in noise], edits, notices
 
 
-def save_edit(
+# -- baselines and measurements shared by the applications ----------------------------------------------------
+
+
+def copy_paste(inside: torch.Tensor, outside: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The naive baseline of the paper's figures: ``M ⊙ inside + (1 − M) ⊙ outside`` ([B, 3, H, W] images)."""
+    mask = mask.to(inside.device, inside.dtype)
+    return mask * inside + (1.0 - mask) * outside
+
+
+def db(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None) -> float | None:
+    """PSNR (dB) of image 0 of ``x`` against ``y`` over ``mask``; None where it is infinite (identical images),
+    which strict JSON cannot hold, or where the mask selects nothing."""
+    if mask is not None and not bool((mask > 0).any()):
+        return None
+    value = psnr(x, y, mask=mask)[0]
+    return float(value) if torch.isfinite(value) else None
+
+
+def by_stage(result: EmbeddingResult, measure: Callable[[torch.Tensor], float | None],
+             points: Mapping[str, str | torch.Tensor]) -> dict[str, float | None]:
+    """``measure`` at named points of a run: each point is a stage name (its end image, None when the stage did
+    not run because the run was stopped) or an image tensor (e.g. the start embedding's render)."""
+    out = {}
+    for point, where in points.items():
+        if isinstance(where, str):
+            outcome = result.outcome(where)
+            out[point] = None if outcome is None else measure(outcome.image.clamp(-1, 1))
+        else:
+            out[point] = measure(where.clamp(-1, 1))
+    return out
+
+
+def final_embedding(result: EmbeddingResult, embedding: str | None = None) -> Embedding:
+    """The final (ws, noise) of ``embedding`` (default: the last stage's), image 0 of the batch."""
+    ws, noise = (result.ws, result.noise) if embedding is None else result.embeddings[embedding]
+    return Embedding(ws[:1], [n[:1] for n in noise])
+
+
+# -- writing ------------------------------------------------------------------------------------------------------
+
+
+def input_record(inputs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The inputs as ``metrics.json`` records them: files by path and sha256, anything else (mask presets,
+    parameters) as given."""
+    out: dict[str, Any] = {}
+    for role, value in (inputs or {}).items():
+        if value is None or value == "":
+            continue
+        path = Path(str(value))
+        if isinstance(value, (str, Path)) and path.is_file():
+            out[role] = {"file": str(value), "sha256": _sha256(path)}
+        else:
+            out[role] = str(value) if isinstance(value, Path) else value
+    return out
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save(
     outdir: Path,
     result: EditResult,
     *,
@@ -73,27 +174,41 @@ def save_edit(
     command: str,
     settings: Any,
     weights_sha256: str | None,
-    inputs: dict[str, str] | None = None,
+    inputs: Mapping[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
     before_metrics: Callable[[torch.Tensor], None] | None = None,
+    image_name: str = "result.png",
+    panel_name: str = "panel.png",
+    extra_images: Mapping[str, torch.Tensor] | None = None,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Write an application's outputs into ``outdir`` (which must exist) and return the metrics written.
 
-    ``extra`` entries are added to ``metrics.json``; ``before_metrics(result [1, 3, H, W])`` runs after the other
-    files and before ``metrics.json``, which is written last (e.g. to paste the result back into the photo).
+    Files: ``image_name`` (the result rendered from the saved latent), ``panel_name``, ``latent.npz``,
+    ``curves.png``, each of ``extra_images`` (name -> [3, H, W]), then ``metrics.json`` last: a folder with a
+    ``metrics.json`` is complete. ``before_metrics(result [1, 3, H, W])`` runs after the other files and before
+    ``metrics.json`` (e.g. to paste the result back into the photo). ``extra`` entries are added to the metrics.
     """
     image = render(generator, result)
     metrics = {
         "command": command,
         "generator": generator.name,
         "weights_sha256": weights_sha256,
-        "inputs": inputs or {},
+        "device": device if device is not None else str(image.device),
+        "machine": f"{platform.machine()} {platform.system()}, torch {torch.__version__}, "
+                   f"{torch.get_num_threads()} threads",
+        "inputs": input_record(inputs),
         "settings": _plain(settings),
+        "recipe": result.recipe,
+        "stopped": result.stopped,
         "metrics": result.metrics,
         "stages": {
-            s.name: {"steps": s.steps, "seconds": s.seconds, "seconds_per_step": s.seconds / s.steps if s.steps else None}
+            s.name: {**result.stage_metrics.get(s.name, {}), "steps": s.steps, "seconds": s.seconds,
+                     "seconds_per_step": s.seconds / s.steps if s.steps else None,
+                     **({"stopped": True} if s.stopped else {})}
             for s in result.stages
         },
+        "total_seconds": sum(s.seconds for s in result.stages),
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **(extra or {}),
     }
@@ -106,9 +221,11 @@ def save_edit(
         extra={"noise_space": result.noise_space, "command": command},
         edits={layer: t.detach().cpu() for layer, t in result.edits.items()},
     )
-    save_image(outdir / "result.png", image[0])
+    save_image(outdir / image_name, image[0])
+    for name, extra_image in (extra_images or {}).items():
+        save_image(outdir / name, extra_image)
     labels, tiles = zip(*result.panel) if result.panel else ((), ())
-    atomic_save_png(outdir / "panel.png", side_by_side(list(tiles), list(labels)))
+    atomic_save_png(outdir / panel_name, side_by_side(list(tiles), list(labels)))
     plot_curves([h.as_dict() for h in result.history], outdir / "curves.png")
     if before_metrics is not None:
         before_metrics(image)
@@ -129,3 +246,8 @@ def _plain(settings: Any) -> Any:
     if isinstance(settings, Path):
         return str(settings)
     return settings
+
+
+def noise_space_of(noise: Sequence[torch.Tensor]) -> str:
+    """"extended" if any noise map has more than one channel (per-channel maps), else "paper"."""
+    return "extended" if any(n.shape[1] > 1 for n in noise) else "paper"

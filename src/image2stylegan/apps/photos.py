@@ -250,7 +250,7 @@ def alignment_outputs(
     paste_back: bool = False,
 ) -> tuple[dict[str, Any], Callable[[torch.Tensor], None] | None]:
     """What an aligned run adds to its outputs: (``{"alignment": record}`` for metrics.json, a hook for
-    ``save_outputs`` / ``save_edit``'s ``before_metrics`` that writes the aligned PNGs, ``alignment.json`` and,
+    :func:`.outputs.save`'s ``before_metrics`` that writes the aligned PNGs, ``alignment.json`` and,
     with ``paste_back``, ``pasted.png``). ``({}, None)`` when no photo was aligned."""
     record = alignment_record(photos, paste_into=paste_into, result=result)
     if record is None:

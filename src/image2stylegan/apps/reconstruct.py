@@ -1,25 +1,29 @@
-"""Application 1: improved reconstruction (the paper's Alg. 2): W+ stage, then noise stage, and the files a run
-writes (reconstruction, side-by-side, latent.npz, metrics.json, curves)."""
+"""Application 1: improved reconstruction (the paper's Alg. 2): a W+ stage, then a noise stage, and its result
+(the reconstruction, the side-by-side of each stage, PSNR / SSIM / LPIPS after each stage).
+
+The demo's variant runs the noise stage twice from the same W+ embedding, once in each noise space, as one recipe
+with two embeddings (:func:`demo_recipe`).
+"""
 
 from __future__ import annotations
 
-import platform
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
 
 import torch
 
-from ..embed import EmbeddingResult, NoiseStage, StageOutcome, StepInfo, WPlusStage, embed
+from ..embed import Callback, Embedding, EmbeddingResult, embed
 from ..generators.base import StyleGenerator
-from ..io import atomic_save_png, atomic_write_json, save_image
-from ..latents import save_latent
 from ..losses import PerceptualLoss
 from ..metrics import psnr, ssim
-from ..report import plot_curves, side_by_side
+from ..recipe import MAIN, NoiseStage, Recipe, WPlusStage, image_term
+from .outputs import EditResult, final_embedding
 
 OUTPUT_FILES = ("reconstruction.png", "comparison.png", "target.png", "latent.npz", "metrics.json", "curves.png")
+STAGE_NAMES = ("w_plus", "noise")
+"""The reconstruction recipe's stages, in order (the per-stage columns of a folder run's results.csv)."""
+SAVE_NAMES = {"image_name": "reconstruction.png", "panel_name": "comparison.png"}
+"""Reconstruction's file names for :func:`.outputs.save` (the target is saved too, as ``target.png``)."""
 
 
 @dataclass(frozen=True)
@@ -28,18 +32,36 @@ class ReconstructionSettings:
 
     w_steps: int = 5000
     noise_steps: int = 3000
-    noise_space: str = "paper"  # 'paper' or 'extended' (beyond the paper; see NoiseStage / the README)
+    noise_space: str = "paper"  # 'paper' or 'extended' (beyond the paper; see NoiseStage / docs/algorithm.md)
     seed: int = 0
     init: str = "mean"  # 'mean' latent (faces) or 'uniform' U[-1, 1] (other images)
     w_lr: float = 0.01
     noise_lr: float = 5.0
     noise_lr_scaling: str = "strength"  # 'paper' (one lr for all maps) or 'strength' (see NoiseStage)
 
-    def stages(self) -> list[WPlusStage | NoiseStage]:
-        return [
-            WPlusStage(steps=self.w_steps, lr=self.w_lr),
-            NoiseStage(steps=self.noise_steps, lr=self.noise_lr, lr_scaling=self.noise_lr_scaling),
-        ]
+
+def reconstruction_recipe(target: torch.Tensor, settings: ReconstructionSettings = ReconstructionSettings()) -> Recipe:
+    """Alg. 2 for ``target`` [B, 3, H, W]: W+ under MSE + perceptual, then the noise maps under MSE."""
+    return Recipe(
+        (
+            WPlusStage((image_term(target),), steps=settings.w_steps, lr=settings.w_lr, name=STAGE_NAMES[0]),
+            NoiseStage(target, steps=settings.noise_steps, lr=settings.noise_lr, lr_scaling=settings.noise_lr_scaling,
+                       noise_space=settings.noise_space, name=STAGE_NAMES[1]),
+        ),
+        seed=settings.seed, init=settings.init, application="reconstruct",
+    )
+
+
+def demo_recipe(target: torch.Tensor, settings: ReconstructionSettings) -> Recipe:
+    """One W+ stage, then the noise stage once in each noise space, both starting from the W+ result: the
+    embeddings 'paper' and 'extended' (stages ``noise (paper)`` and ``noise (extended)``)."""
+    w_stage = WPlusStage((image_term(target),), steps=settings.w_steps, lr=settings.w_lr)
+    noise = [
+        NoiseStage(target, steps=settings.noise_steps, lr=settings.noise_lr, lr_scaling=settings.noise_lr_scaling,
+                   noise_space=space, name=f"noise ({space})", embedding=space, start=w_stage.name)
+        for space in ("paper", "extended")
+    ]
+    return Recipe((w_stage, *noise), seed=settings.seed, init=settings.init, application="demo")
 
 
 def reconstruct(
@@ -47,36 +69,26 @@ def reconstruct(
     target: torch.Tensor,
     perceptual: PerceptualLoss,
     settings: ReconstructionSettings = ReconstructionSettings(),
-    callback: Callable[[StepInfo], None] | None = None,
-    on_stage_end: Callable[[StageOutcome], None] | None = None,
+    callback: Callback | None = None,
+    *,
+    start=None,
 ) -> EmbeddingResult:
     """Embed ``target`` [B, 3, H, W] in [-1, 1]: W+ (MSE + perceptual), then noise (MSE only)."""
-    return embed(
-        generator,
-        target,
-        settings.stages(),
-        perceptual=perceptual,
-        noise_space=settings.noise_space,
-        init=settings.init,
-        seed=settings.seed,
-        callback=callback,
-        on_stage_end=on_stage_end,
-    )
+    return embed(generator, reconstruction_recipe(target, settings), perceptual=perceptual, start=start,
+                 callback=callback)
 
 
-def stage_metrics(result: EmbeddingResult, target: torch.Tensor, lpips: Callable | None, index: int = 0) -> dict:
-    """PSNR / SSIM / LPIPS of image ``index`` after each stage, plus timings."""
+def stage_metrics(result: EmbeddingResult, target: torch.Tensor, lpips: Callable | None, index: int = 0,
+                  embedding: str | None = None) -> dict:
+    """PSNR / SSIM (/ LPIPS) of image ``index`` after each stage (of ``embedding``'s stages, or all), with timings."""
     out = {}
     x = target[index : index + 1]
     for stage in result.stages:
+        if embedding is not None and stage.embedding not in (embedding, MAIN):
+            continue
         y = stage.image[index : index + 1].clamp(-1, 1)
-        entry = {
-            "psnr_db": float(psnr(y, x)[0]),
-            "ssim": float(ssim(y, x)[0]),
-            "steps": stage.steps,
-            "seconds": stage.seconds,
-            "seconds_per_step": stage.seconds / stage.steps if stage.steps else None,
-        }
+        entry = {"psnr_db": float(psnr(y, x)[0]), "ssim": float(ssim(y, x)[0]), "steps": stage.steps,
+                 "seconds": stage.seconds, "seconds_per_step": stage.seconds / stage.steps if stage.steps else None}
         if lpips is not None:
             with torch.no_grad():
                 entry["lpips"] = float(lpips(y, x)[0])
@@ -84,64 +96,26 @@ def stage_metrics(result: EmbeddingResult, target: torch.Tensor, lpips: Callable
     return out
 
 
-def save_outputs(
-    outdir: Path,
-    *,
-    generator: StyleGenerator,
-    target: torch.Tensor,
-    result: EmbeddingResult,
-    settings: ReconstructionSettings,
-    weights_sha256: str | None,
-    lpips: Callable | None = None,
-    index: int = 0,
-    source: str | None = None,
-    device: str | None = None,
-    extra: dict | None = None,
-    before_metrics: Callable[[torch.Tensor], None] | None = None,
-) -> dict:
-    """Write one image's outputs into ``outdir`` (each file atomically) and return its metrics.
+def reconstruction_result(
+    result: EmbeddingResult, target: torch.Tensor, lpips: Callable | None, recipe: Recipe, *, index: int = 0,
+    embedding: str | None = None, noise_space: str = "paper",
+) -> EditResult:
+    """Image ``index`` of a (batched) run as an :class:`EditResult`: panel target | after each stage, per-stage
+    PSNR / SSIM / LPIPS. ``embedding`` picks one embedding of a multi-embedding recipe (the demo's noise spaces)."""
+    ws, noise = final_embedding(_pick(result, index), embedding)
+    stages = [s for s in result.stages if embedding is None or s.embedding in (embedding, MAIN)]
+    per_stage = stage_metrics(result, target, lpips, index, embedding)
+    labels = ["target"] + [f"after {name} ({m['psnr_db']:.1f} dB)" for name, m in per_stage.items()]
+    panel = list(zip(labels, [target[index]] + [s.image[index] for s in stages]))
+    final = list(per_stage.values())[-1] if per_stage else {}
+    history = [h for h in result.history if embedding is None or h.embedding in (embedding, MAIN)]
+    return EditResult(ws, noise, panel, {"final": final}, history, stages, noise_space=noise_space,
+                      stage_metrics=per_stage, recipe=recipe.summary(), stopped=result.stopped)
 
-    The reconstruction is rendered again from exactly the (w, n) saved in ``latent.npz``, one image at a time, so
-    ``i2s render latent.npz`` reproduces ``reconstruction.png`` bit for bit on the same device.
 
-    ``extra`` entries are added to ``metrics.json``. ``before_metrics(reconstruction [1, 3, H, W])`` runs after
-    every other file is written and before ``metrics.json``, which is always written last: a folder with a
-    ``metrics.json`` is complete (folder runs resume on that), so files derived from the result (the paste-back)
-    must be written through this hook.
-    """
-    ws = result.ws[index : index + 1].contiguous()
-    noise = [n[index : index + 1].contiguous() for n in result.noise]
-    with torch.no_grad():
-        final = generator.synthesis(ws, noise)
-    metrics = {
-        "source": source,
-        "generator": generator.name,
-        "weights_sha256": weights_sha256,
-        "device": device,
-        "machine": f"{platform.machine()} {platform.system()}, torch {torch.__version__}, {torch.get_num_threads()} threads",
-        "settings": asdict(settings),
-        "stages": stage_metrics(result, target, lpips, index),
-        "total_seconds": sum(s.seconds for s in result.stages),
-        "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        **(extra or {}),
-    }
-    labels = ["target"] + [f"after {name} ({m['psnr_db']:.1f} dB)" for name, m in metrics["stages"].items()]
-    panel = side_by_side([target[index]] + [s.image[index] for s in result.stages], labels)
-
-    save_latent(
-        outdir / "latent.npz",
-        ws.cpu(),
-        [n.cpu() for n in noise],
-        generator_name=generator.name,
-        weights_sha256=weights_sha256,
-        extra={"noise_space": settings.noise_space},
-    )
-    save_image(outdir / "reconstruction.png", final[0])
-    save_image(outdir / "target.png", target[index])
-    atomic_save_png(outdir / "comparison.png", panel)
-    plot_curves([h.as_dict() for h in result.history], outdir / "curves.png")
-    if before_metrics is not None:
-        before_metrics(final)
-    atomic_write_json(outdir / "metrics.json", metrics)
-    return metrics
-
+def _pick(result: EmbeddingResult, index: int) -> EmbeddingResult:
+    """The result restricted to image ``index`` of the batch (embeddings only; stage images are indexed later)."""
+    embeddings = {k: Embedding(w[index : index + 1], [n[index : index + 1] for n in ns])
+                  for k, (w, ns) in result.embeddings.items()}
+    return replace(result, ws=result.ws[index : index + 1], noise=[n[index : index + 1] for n in result.noise],
+                   embeddings=embeddings)

@@ -17,20 +17,20 @@ generator from the resolution of each layer's output (rows 0-6 of the bundled ge
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
-from ..embed import NoiseStage, StageOutcome, StepInfo, WPlusStage, embed, fit_noise_space, initial_noise
+from ..embed import Callback, Embedding, embed, fit_noise_space, initial_noise
 from ..errors import InputError
 from ..generators.base import StyleGenerator
 from ..losses import PerceptualLoss
 from ..masks import DEFAULT_FEATHER_FRACTION, check_mask_content, difference_mask, feather
-from ..metrics import psnr
-from .outputs import EditResult
+from ..recipe import NoiseStage, Recipe, Rendered, WPlusStage, image_term
+from .outputs import EditResult, by_stage, db
 
-__all__ = ["ScribbleSettings", "coarse_rows", "scribble_blend_mask", "scribble_edit", "scribble_mask"]
+__all__ = ["ScribbleSettings", "coarse_rows", "scribble_blend_mask", "scribble_edit", "scribble_mask", "scribble_recipe"]
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,31 @@ def scribble_blend_mask(mask: torch.Tensor, settings: ScribbleSettings = Scribbl
     return feather(mask, settings.feather)
 
 
+def scribble_recipe(
+    photo: torch.Tensor, scribbled: torch.Tensor, m_blur: torch.Tensor, rows: Sequence[int],
+    settings: ScribbleSettings = ScribbleSettings(), *, embed_photo: bool = True, noise_space: str | None = None,
+) -> Recipe:
+    """Alg. 5 as a recipe: [embed the photo (W+, then noise),] the coarse rows to the scribbled image, then the
+    noise maps to the photo outside M_blur and to the edited render G(w_out, n*) inside it."""
+    space = settings.noise_space if noise_space is None else noise_space
+    stages: list = []
+    if embed_photo:  # line 1: (w*, n*) = the paper's reconstruction (Alg. 2) of the unscribbled photo
+        stages += [
+            WPlusStage((image_term(photo),), steps=settings.embed_w_steps, lr=settings.w_lr, name="photo_w_plus"),
+            NoiseStage(photo, steps=settings.embed_noise_steps, lr=settings.noise_lr,
+                       lr_scaling=settings.noise_lr_scaling, noise_space=space, name="photo_noise"),
+        ]
+    # Line 2: the coarse rows only, MSE + perceptual to the scribbled image, no spatial masks (the colours guide).
+    stages.append(WPlusStage((image_term(scribbled, mse_weight=settings.mse_weight,
+                                         perceptual_weight=settings.perceptual_weight),),
+                             steps=settings.w_steps, lr=settings.w_lr, rows=tuple(rows), name="scribble_w_plus"))
+    # Line 3: noise to the ORIGINAL photo outside M_blur and to the edited rendering inside it.
+    stages.append(NoiseStage(photo, steps=settings.noise_steps, lr=settings.noise_lr, mask=1.0 - m_blur,
+                             second_target=Rendered("scribble_w_plus"), second_weight=1.0,
+                             lr_scaling=settings.noise_lr_scaling, noise_space=space, name="restore_noise"))
+    return Recipe(tuple(stages), seed=settings.seed, init=settings.init, application="scribble")
+
+
 def scribble_edit(
     generator: StyleGenerator,
     photo: torch.Tensor,
@@ -113,8 +138,7 @@ def scribble_edit(
     mask: torch.Tensor | None = None,
     ws: torch.Tensor | None = None,
     noise: Sequence[torch.Tensor] | None = None,
-    callback: Callable[[StepInfo], None] | None = None,
-    on_stage_end: Callable[[StageOutcome], None] | None = None,
+    callback: Callback | None = None,
 ) -> EditResult:
     """Alg. 5: turn the scribbles of ``scribbled`` into a realistic edit of ``photo``.
 
@@ -127,7 +151,7 @@ def scribble_edit(
             (``settings.threshold``).
         ws, noise: the photo's embedding (w*, n*), e.g. from ``latent.npz``; None embeds ``photo`` first
             (``embed_w_steps`` W+ steps, then ``embed_noise_steps`` noise steps).
-        callback, on_stage_end: progress hooks, as for :func:`embed`.
+        callback: the engine's per-step callback (returning True stops the run).
 
     Returns:
         :class:`EditResult`; panel original | scribbled | result; metrics: PSNR against the photo outside the edit
@@ -154,63 +178,27 @@ def scribble_edit(
     rows = list(settings.rows) if settings.rows is not None else coarse_rows(generator, settings.max_resolution)
     if not rows or min(rows) < 0 or max(rows) >= generator.num_ws:
         raise InputError(f"scribble rows must be a non-empty subset of 0..{generator.num_ws - 1}, got {rows}")
-    history: list[StepInfo] = []
-    stages: list[StageOutcome] = []
-
-    def log(info: StepInfo) -> None:
-        history.append(info)
-        if callback is not None:
-            callback(info)
-
-    def run(target, stage_list, start_ws, start_noise, space):
-        result = embed(generator, target, stage_list, perceptual=perceptual, ws=start_ws, noise=start_noise,
-                       noise_space=space, init=settings.init, seed=settings.seed, callback=log,
-                       on_stage_end=on_stage_end)
-        stages.extend(result.stages)
-        return result
-
     if noise is None:
-        noise = initial_noise(generator, 1, settings.seed)
+        noise = initial_noise(generator, 1, settings.seed)  # the paper's n_ini, as the engine would draw it
     noise, space = fit_noise_space(generator, [n.to(like) for n in noise], settings.noise_space)
+    recipe = scribble_recipe(photo, scribbled, m_blur, rows, settings, embed_photo=ws is None, noise_space=space)
+    result = embed(generator, recipe, perceptual=perceptual, start=Embedding(ws, noise), callback=callback)
     if ws is None:
-        # Line 1: (w*, n*) = the paper's reconstruction (Alg. 2) of the unscribbled photo.
-        first = run(photo, [WPlusStage(steps=settings.embed_w_steps, lr=settings.w_lr, name="photo_w_plus"),
-                            NoiseStage(steps=settings.embed_noise_steps, lr=settings.noise_lr,
-                                       lr_scaling=settings.noise_lr_scaling, name="photo_noise")],
-                    None, noise, space)
-        ws, noise = first.ws, first.noise
-    ws = ws.to(like)
-    with torch.no_grad():
-        start_image = generator.synthesis(ws, noise)
-    # Line 2: the coarse rows only, MSE + perceptual to the scribbled image, no spatial masks (the colours guide).
-    edited = run(scribbled, [WPlusStage(steps=settings.w_steps, lr=settings.w_lr, mse_weight=settings.mse_weight,
-                                        perceptual_weight=settings.perceptual_weight, rows=rows,
-                                        name="scribble_w_plus")],
-                 ws, noise, space)
-    with torch.no_grad():
-        edited_image = generator.synthesis(edited.ws, edited.noise)
-    # Line 3: noise to the ORIGINAL photo outside M_blur and to the edited rendering inside it.
-    final = run(photo, [NoiseStage(steps=settings.noise_steps, lr=settings.noise_lr, mask=outside,
-                                   second_target=edited_image, second_weight=1.0,
-                                   lr_scaling=settings.noise_lr_scaling, name="restore_noise")],
-                edited.ws, edited.noise, space)
-    with torch.no_grad():
-        result_image = generator.synthesis(final.ws, final.noise)
-
-    images = torch.cat([start_image, edited_image, result_image]).clamp(-1, 1)
+        start: str | torch.Tensor = "photo_noise"
+    else:
+        with torch.no_grad():
+            start = generator.synthesis(ws.to(like), noise)
+    points = {"start": start, "after_w_plus": "scribble_w_plus", "final": "restore_noise"}
     metrics = {
-        "psnr_outside_edit_db": _by_point(psnr(images, photo, mask=outside)),
-        "psnr_inside_edit_vs_photo_db": _by_point(psnr(images, photo, mask=mask)),
-        "psnr_inside_edit_vs_scribbled_db": _by_point(psnr(images, scribbled, mask=mask)),
+        "psnr_outside_edit_db": by_stage(result, lambda x: db(x, photo, outside), points),
+        "psnr_inside_edit_vs_photo_db": by_stage(result, lambda x: db(x, photo, mask), points),
+        "psnr_inside_edit_vs_scribbled_db": by_stage(result, lambda x: db(x, scribbled, mask), points),
         "rows": rows,
         "mask_fraction": float(mask.mean()),
         "noise_space": space,
     }
-    panel = [("original", photo[0]), ("scribbled", scribbled[0]), ("result", result_image[0].clamp(-1, 1))]
-    return EditResult(final.ws, final.noise, panel, metrics, history, stages, noise_space=space)
-
-
-def _by_point(values: torch.Tensor) -> dict[str, float]:
-    """[3] values at the start embedding, after the W+ stage and at the end."""
-    # None for identical images (infinite PSNR), which strict JSON cannot hold.
-    return {point: float(v) if torch.isfinite(v) else None for point, v in zip(("start", "after_w_plus", "final"), values)}
+    with torch.no_grad():
+        final = generator.synthesis(result.ws, result.noise)
+    panel = [("original", photo[0]), ("scribbled", scribbled[0]), ("result", final[0].clamp(-1, 1))]
+    return EditResult(result.ws, result.noise, panel, metrics, result.history, result.stages, noise_space=space,
+                      recipe=recipe.summary(), stopped=result.stopped)

@@ -17,33 +17,24 @@ for our normalisation, not copied from the paper.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
-from ..embed import (
-    EmbeddingResult,
-    NoiseStage,
-    StageOutcome,
-    StepInfo,
-    TargetTerm,
-    WPlusStage,
-    embed,
-    fit_noise_space,
-    initial_noise,
-)
+from ..embed import Callback, Embedding, embed, fit_noise_space, initial_noise
 from ..errors import InputError
 from ..generators.base import StyleGenerator
 from ..losses import STYLE_LAYER, PerceptualLoss, gram_distance, gram_matrix
 from ..masks import DEFAULT_FEATHER_FRACTION, check_mask_content, feather
-from ..metrics import psnr
-from .outputs import EditResult
+from ..recipe import NoiseStage, Recipe, Rendered, TargetTerm, WPlusStage, image_term
+from .outputs import EditResult, by_stage, copy_paste, db
 
 __all__ = [
     "DEFAULT_STYLE_WEIGHT",
     "StyleTransferSettings",
     "local_style_transfer",
+    "style_transfer_recipe",
     "outside_style_distance",
     "style_transfer_terms",
 ]
@@ -129,6 +120,27 @@ def outside_style_distance(
     return gram_distance(grams[:-1], grams[-1:])
 
 
+def style_transfer_recipe(
+    content: torch.Tensor, style: torch.Tensor, m_blur: torch.Tensor,
+    settings: StyleTransferSettings = StyleTransferSettings(), *, embed_content: bool = True,
+    noise_space: str | None = None,
+) -> Recipe:
+    """Alg. 6 as a recipe: [embed the content's W+,] one W+ stage over the content and style terms, then the noise
+    maps to the content inside M_blur and to the styled render G(w_out, n) outside it."""
+    space = settings.noise_space if noise_space is None else noise_space
+    stages: list = []
+    if embed_content:  # line 1: w* = embedding of the content image (all rows, MSE + perceptual, no masks)
+        stages.append(WPlusStage((image_term(content),), steps=settings.embed_steps, lr=settings.w_lr,
+                                 name="content_w_plus"))
+    stages.append(WPlusStage(style_transfer_terms(content, style, m_blur, settings), steps=settings.w_steps,
+                             lr=settings.w_lr, name="style_w_plus"))
+    # Line 3: noise to I1 inside M_blur, to G(w_out, n) outside (what line 2 made of the outside is kept).
+    stages.append(NoiseStage(content, steps=settings.noise_steps, lr=settings.noise_lr, mask=m_blur,
+                             second_target=Rendered("style_w_plus"), second_weight=1.0,
+                             lr_scaling=settings.noise_lr_scaling, noise_space=space, name="noise"))
+    return Recipe(tuple(stages), seed=settings.seed, init=settings.init, application="style-transfer")
+
+
 def local_style_transfer(
     generator: StyleGenerator,
     content: torch.Tensor,
@@ -139,8 +151,7 @@ def local_style_transfer(
     *,
     ws: torch.Tensor | None = None,
     noise: Sequence[torch.Tensor] | None = None,
-    callback: Callable[[StepInfo], None] | None = None,
-    on_stage_end: Callable[[StageOutcome], None] | None = None,
+    callback: Callback | None = None,
 ) -> EditResult:
     """Alg. 6: content of ``content`` inside ``mask``, style of ``style`` outside it.
 
@@ -152,7 +163,7 @@ def local_style_transfer(
         perceptual: the VGG16 loss; its VGG also supplies the relu3_3 features of the style term.
         ws, noise: the content image's embedding (w*, n), e.g. from ``latent.npz``; None embeds ``content``
             first with ``settings.embed_steps`` W+ steps (noise: seeded N(0, 1)).
-        callback, on_stage_end: progress hooks, as for :func:`embed`.
+        callback: the engine's per-step callback (returning True stops the run).
 
     Returns:
         :class:`EditResult`; panel content | style | naive copy-paste | result; metrics: PSNR against the content
@@ -172,66 +183,37 @@ def local_style_transfer(
     like = generator.w_avg
     content, style, mask = content.to(like), style.to(like), mask.to(like)
     m_blur = feather(mask, settings.feather)
-    history: list[StepInfo] = []
-    stages: list[StageOutcome] = []
-
-    def log(info: StepInfo) -> None:
-        history.append(info)
-        if callback is not None:
-            callback(info)
-
-    def run(target, stage, start_ws, start_noise, space) -> EmbeddingResult:
-        result = embed(generator, target, [stage], perceptual=perceptual, ws=start_ws, noise=start_noise,
-                       noise_space=space, init=settings.init, seed=settings.seed, callback=log,
-                       on_stage_end=on_stage_end)
-        stages.extend(result.stages)
-        return result
-
     if noise is None:
-        noise = initial_noise(generator, 1, settings.seed)  # the paper's n_ini, as embed() would draw it
+        noise = initial_noise(generator, 1, settings.seed)  # the paper's n_ini, as the engine would draw it
     noise, space = fit_noise_space(generator, [n.to(like) for n in noise], settings.noise_space)
+    recipe = style_transfer_recipe(content, style, m_blur, settings, embed_content=ws is None, noise_space=space)
+    result = embed(generator, recipe, perceptual=perceptual, start=Embedding(ws, noise), callback=callback)
     if ws is None:
-        # Line 1: w* = embedding of the content image (all rows, MSE + perceptual, no masks).
-        first = run(content, WPlusStage(steps=settings.embed_steps, lr=settings.w_lr, name="content_w_plus"),
-                    None, noise, space)
-        ws, noise = first.ws, first.noise
-    with torch.no_grad():
-        start_image = generator.synthesis(ws.to(like), noise)
-    # Line 2: one W+ optimisation over the sum of the content and style terms.
-    terms = style_transfer_terms(content, style, m_blur, settings)
-    styled = run(content, WPlusStage(steps=settings.w_steps, lr=settings.w_lr, terms=terms, name="style_w_plus"),
-                 ws, noise, space)
-    with torch.no_grad():
-        styled_image = generator.synthesis(styled.ws, styled.noise)
-    # Line 3: noise to I1 inside M_blur, to G(w_out, n) outside (what line 2 made of the outside is kept).
-    final = run(
-        content,
-        NoiseStage(steps=settings.noise_steps, lr=settings.noise_lr, mask=m_blur, second_target=styled_image,
-                   second_weight=1.0, lr_scaling=settings.noise_lr_scaling, name="noise"),
-        styled.ws, styled.noise, space,
-    )
-    with torch.no_grad():
-        result_image = generator.synthesis(final.ws, final.noise)
-
-    naive = mask * content + (1.0 - mask) * style  # the hard copy-paste the paper's figures compare against
-    images = torch.cat([start_image, styled_image, result_image]).clamp(-1, 1)
-    inside = psnr(images, content, mask=mask)
-    distances = outside_style_distance(perceptual, images, style, 1.0 - m_blur)
-    naive_distance = outside_style_distance(perceptual, naive, style, 1.0 - m_blur)
+        start: str | torch.Tensor = "content_w_plus"
+    else:
+        with torch.no_grad():
+            start = generator.synthesis(ws.to(like), noise)
+    points = {"start": start, "after_w_plus": "style_w_plus", "final": "noise"}
+    images = {p: img for p, img in by_stage(result, lambda x: x, points).items() if img is not None}
+    naive = copy_paste(content, style, mask)  # the hard copy-paste the paper's figures compare against
+    outside = 1.0 - m_blur
+    distances = {}
+    if images:
+        values = outside_style_distance(perceptual, torch.cat(list(images.values())), style, outside)
+        distances = dict(zip(images, (float(v) for v in values)))
+    naive_distance = outside_style_distance(perceptual, naive, style, outside)
+    d_start, d_final = distances.get("start"), distances.get("final")
     metrics = {
-        "psnr_inside_mask_db": _by_point(inside),
-        "style_distance_outside": _by_point(distances),
+        "psnr_inside_mask_db": by_stage(result, lambda x: db(x, content, mask), points),
+        "style_distance_outside": {p: distances.get(p) for p in points},
         "style_distance_outside_naive": float(naive_distance[0]),
-        "style_distance_reduction": float(1.0 - distances[2] / distances[0]) if distances[0] > 0 else 0.0,  # start -> final
+        "style_distance_reduction": float(1.0 - d_final / d_start) if d_start and d_final is not None else 0.0,
         "mask_fraction": float(mask.mean()),
         "noise_space": space,
     }
+    with torch.no_grad():
+        final = generator.synthesis(result.ws, result.noise)
     panel = [("content", content[0]), ("style", style[0]), ("naive copy-paste", naive[0]),
-             ("result", result_image[0].clamp(-1, 1))]
-    return EditResult(final.ws, final.noise, panel, metrics, history, stages, noise_space=space)
-
-
-def _by_point(values: torch.Tensor) -> dict[str, float]:
-    """[3] values measured at the start embedding, after the W+ stage and at the end, as a dict (None = inf)."""
-    # None for identical images (infinite PSNR), which strict JSON cannot hold.
-    return {point: float(v) if torch.isfinite(v) else None for point, v in zip(("start", "after_w_plus", "final"), values)}
+             ("result", final[0].clamp(-1, 1))]
+    return EditResult(result.ws, result.noise, panel, metrics, result.history, result.stages, noise_space=space,
+                      recipe=recipe.summary(), stopped=result.stopped)

@@ -23,8 +23,8 @@ __all__ = ["cli", "main", "resolve_device"]
 def main() -> None:
     try:
         cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except click.exceptions.Abort:  # click's form of a KeyboardInterrupt outside a run (loading, saving)
+        click.echo("interrupted; no outputs were written for the unfinished run", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import click
 
-from ..apps.activations import DEFAULT_LAYER, LAYER_ALIASES, OPS
+from ..apps.activations import DEFAULT_LAYER, LAYER_ALIASES, OPS, AttributeTransferSettings
 from ..apps.latent_ops import NOISE_MODES, ROW_PRESETS
 from ..apps.latent_ops import OPS as LATENT_OPS
 from ..errors import InputError
-from .common import NOISE_SPACE_HELP, cli, network_option, notice, open_generator, resolve_device
+from .common import (cli, device_option, echo_stages, exit_if_stopped, load_from, network_option, notice, notices,
+                     open_generator, perceptual_loss, resolve_device, run_options, running, setup)
 from .photos import align_options, aligned_files, check_align_options, open_detector, outputs_for, read_photo
-
-DEVICES = click.Choice(["auto", "cpu", "cuda", "mps"])
 LAYER_HELP = (
     "Layer whose activation is edited: a name from `i2s layers`, or a reading of the paper's 'fourth layer': "
     "fourth-conv (the 4th conv layer as StyleGAN2 counts them: b16.conv1), fourth-row (StyleGAN's 8x8/Conv1, "
@@ -37,9 +35,8 @@ def _load_mask(spec: str | None, size: int):
 
     if spec is None:
         return None
-    mask, notices = resolve_mask(spec, size)
-    for n in notices:
-        notice(n)
+    mask, messages = resolve_mask(spec, size)
+    notices(messages)
     return mask
 
 
@@ -54,7 +51,7 @@ def _check_layer(generator, layer: str, op: str, channels: str | None, alpha: fl
 
 # -- layers ------------------------------------------------------------------------------------------------------
 @cli.command()
-@click.option("--device", default="cpu", show_default=True, type=DEVICES)
+@device_option("cpu")
 @network_option
 def layers(device, network) -> None:
     """List the generator's layers (the bundled one, or --network): the names --layer accepts, their activation
@@ -97,20 +94,10 @@ def layers(device, network) -> None:
 @click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1), help=ALPHA_HELP)
 @click.option("--style-from", default="a", show_default=True, type=click.Choice(["a", "b"]),
               help="Whose (w, n) drives the rest of the synthesis; the paper uses the first image (a).")
-@click.option("--outdir", required=True, type=click.Path(path_type=Path), help="Output folder (created if missing).")
-@click.option("--w-steps", default=1000, show_default=True, type=click.IntRange(min=0),
-              help="W+ steps to embed each photo (the paper gives none for this application; digest §9 #12).")
-@click.option("--noise-steps", default=1000, show_default=True, type=click.IntRange(min=0),
-              help="Noise steps to embed each photo.")
-@click.option("--noise-space", default="paper", show_default=True, type=click.Choice(["paper", "extended"]),
-              help=NOISE_SPACE_HELP)
-@click.option("--device", default="auto", show_default=True, type=DEVICES)
-@click.option("--seed", default=0, show_default=True, type=int, help="Seeds the embeddings' initial noise.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
 @align_options
-@network_option
-def transfer_attribute(photos, from_a, from_b, mask, layer, op, channels, alpha, style_from, outdir, w_steps,
-                       noise_steps, noise_space, device, seed, quiet, align, face, paste_back, network) -> None:
+@run_options(AttributeTransferSettings)
+def transfer_attribute(photos, from_a, from_b, mask, layer, op, channels, alpha, style_from, align, face, paste_back,
+                       outdir, w_steps, noise_steps, noise_space, device, seed, quiet, network) -> None:
     """Attribute-level feature transfer (I_att, Eq. 5): copy B's activation at one layer into A's inside --mask
     and render the rest with A's style code. A and B are photos (embedded W+ then noise, like `i2s reconstruct`,
     and saved as a_latent.npz / b_latent.npz for reuse) or --from-a / --from-b latents. Writes result.png,
@@ -118,12 +105,9 @@ def transfer_attribute(photos, from_a, from_b, mask, layer, op, channels, alpha,
     metrics.json and curves.png into OUTDIR. With --align both photos are aligned (--face picks the face in each)
     and --paste-back pastes the result into the photo whose style drives it (--style-from; `i2s paste-back
     OUTDIR --role b` pastes it into the other)."""
-    from ..apps.activations import AttributeTransferSettings, embed_photo
-    from ..apps.activations import transfer_attribute as run
-    from ..apps.outputs import load_embedding, save_edit
-    from ..io import ensure_outdir
+    from ..apps.activations import attribute_transfer
+    from ..apps.outputs import save
     from ..latents import save_latent
-    from ..progress import TqdmProgress
 
     settings = AttributeTransferSettings(
         layer=layer, op=op, channels=channels, alpha=alpha, style_from=style_from, w_steps=w_steps,
@@ -134,54 +118,37 @@ def transfer_attribute(photos, from_a, from_b, mask, layer, op, channels, alpha,
         wanted = " and ".join(f"photo {r.upper()}" for r in needed) or "no photo"
         raise InputError(f"expected {wanted} (--from-a / --from-b replace a photo), got {len(photos)} path(s)")
     check_align_options(align, face, paste_back, photos=len(photos))
-    dev = resolve_device(device)
-    outdir = ensure_outdir(outdir)  # fail before minutes of work, not after
-    generator, sha = open_generator(network, dev)
+    dev, outdir, generator, sha = setup(device, outdir, network)
     mask_t = _load_mask(mask, generator.resolution)
     _check_layer(generator, layer, op, channels, alpha, mask_t)
     if mask_t is not None:
         mask_t = mask_t.to(dev)
-
-    embeddings, shown, history, stages, inputs = {}, {}, [], [], {"mask": mask}
-    for role, path in (("a", from_a), ("b", from_b)):
-        if path is None:
-            continue
-        ws, noise, notices = load_embedding(generator, path)
-        for n in notices:
-            notice(n)
-        embeddings[role], inputs[role] = (ws, noise), str(path)
-    perceptual, detector, aligned = None, open_detector(align), {}
+    given = {role: load_from(path, generator) for role, path in (("a", from_a), ("b", from_b)) if path is not None}
+    detector, aligned, targets = open_detector(align), {}, {}
     for role, photo in zip(needed, photos):
         loaded = read_photo(photo, generator, align=align, face=face, detector=detector)
-        aligned[role] = (loaded, f"aligned_{role}.png")
-        target = loaded.image.to(dev)
-        if perceptual is None:
-            from ..losses import PerceptualLoss
-
-            perceptual = PerceptualLoss.from_file().to(dev)
-        click.echo(f"embedding {role.upper()} = {photo} on {dev} ({w_steps} W+ steps, {noise_steps} noise steps)")
-
-        def stage_done(outcome, role=role) -> None:
-            click.echo(f"{role.upper()} {outcome.name} stage: PSNR {float(outcome.psnr[0]):.2f} dB after "
-                       f"{outcome.steps} steps ({outcome.seconds:.0f} s)")
-
-        with TqdmProgress(disable=quiet) as progress:
-            emb = embed_photo(generator, target, perceptual, settings, callback=progress, on_stage_end=stage_done)
-        save_latent(outdir / f"{role}_latent.npz", emb.ws.cpu(), [n.cpu() for n in emb.noise],
+        aligned[role], targets[role] = (loaded, f"aligned_{role}.png"), loaded.image.to(dev)
+    if targets:
+        click.echo(f"embedding {' and '.join(r.upper() for r in targets)} on {dev} ({w_steps} W+ steps, "
+                   f"{noise_steps} noise steps each)")
+    with running(quiet) as callback:
+        result = attribute_transfer(generator, mask_t, settings, photos=targets, embeddings=given,
+                                    perceptual=perceptual_loss(dev) if targets else None, callback=callback)
+    echo_stages(result)
+    for role in targets:
+        ws, noise = result.embeddings[role]
+        save_latent(outdir / f"{role}_latent.npz", ws.cpu(), [n.cpu() for n in noise],
                     generator_name=generator.name, weights_sha256=sha, extra={"noise_space": noise_space})
-        embeddings[role], shown[role], inputs[role] = (emb.ws, emb.noise), target, str(photo)
-        history += [dataclasses.replace(h, stage=f"{role.upper()} {h.stage}") for h in emb.history]
-        stages += [dataclasses.replace(s, name=f"{role.upper()} {s.name}") for s in emb.stages]
-
-    result = run(generator, embeddings["a"], embeddings["b"], mask_t, settings, photo_a=shown.get("a"),
-                 photo_b=shown.get("b"), history=history, stages=stages)
     extra, before_metrics = outputs_for(outdir, aligned, paste_into=style_from, paste_back=paste_back)
-    save_edit(outdir, result, generator=generator, command="transfer-attribute", settings=settings,
-              weights_sha256=sha, inputs=inputs, extra=extra, before_metrics=before_metrics)
+    inputs = {"a": from_a or dict(zip(needed, photos)).get("a"), "b": from_b or dict(zip(needed, photos)).get("b"),
+              "mask": mask}
+    save(outdir, result, generator=generator, command="transfer-attribute", settings=settings,
+         weights_sha256=sha, inputs=inputs, extra=extra, before_metrics=before_metrics)
     _echo_metrics(result.metrics)
     latents = " ".join(f"{r}_latent.npz" for r in needed)
     click.echo(f"outputs in {outdir}/: result.png panel.png latent.npz metrics.json curves.png {latents}".rstrip()
                + aligned_files(aligned, paste_back))
+    exit_if_stopped(callback, outdir)
 
 
 def _echo_metrics(metrics: dict) -> None:
@@ -218,7 +185,7 @@ def _echo_metrics(metrics: dict) -> None:
 @click.option("--channels", default=None, help=CHANNELS_HELP)
 @click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1), help=ALPHA_HELP)
 @click.option("--outdir", required=True, type=click.Path(path_type=Path), help="Output folder (created if missing).")
-@click.option("--device", default="auto", show_default=True, type=DEVICES)
+@device_option()
 @network_option
 def latent_edit(latents, op, amount, rows, noise, layer, mask, activation_from, activation_op, channels, alpha,
                 outdir, device, network) -> None:
@@ -228,8 +195,7 @@ def latent_edit(latents, op, amount, rows, noise, layer, mask, activation_from, 
     edited code; a local edit is not in it), metrics.json and curves.png (empty: nothing is optimised) into OUTDIR."""
     from ..apps.latent_ops import LatentEditSettings
     from ..apps.latent_ops import latent_edit as run
-    from ..apps.outputs import load_embedding, save_edit
-    from ..io import ensure_outdir
+    from ..apps.outputs import save
 
     want = 3 if op == "expression" else 2
     if len(latents) != want:
@@ -241,15 +207,8 @@ def latent_edit(latents, op, amount, rows, noise, layer, mask, activation_from, 
         op=op, amount=amount, rows=rows, noise=noise, layer=(layer or DEFAULT_LAYER) if local else None,
         activation_op=activation_op, channels=channels, alpha=alpha,
     )
-    dev = resolve_device(device)
-    outdir = ensure_outdir(outdir)
-    generator, sha = open_generator(network, dev)
-    loaded = []
-    for path in latents:
-        ws, noise_maps, notices = load_embedding(generator, path)
-        for n in notices:
-            notice(n)
-        loaded.append((ws, noise_maps))
+    dev, outdir, generator, sha = setup(device, outdir, network)
+    loaded = [load_from(path, generator) for path in latents]
     inputs = dict(zip("abc", map(str, latents)))
     source = None
     mask_t = None
@@ -263,15 +222,12 @@ def latent_edit(latents, op, amount, rows, noise, layer, mask, activation_from, 
                 raise InputError(f"--from-activation {pick}: no latent C was given")
             source = loaded["abc".index(pick)] if pick != "b" else None
         else:
-            ws, noise_maps, notices = load_embedding(generator, Path(activation_from))
-            for n in notices:
-                notice(n)
-            source = (ws, noise_maps)
+            source = load_from(Path(activation_from), generator)
         inputs.update({"mask": mask, "activation_source": activation_from or "b"})
     result = run(generator, loaded[0], loaded[1], loaded[2] if want == 3 else None, settings, mask=mask_t,
                  activation_source=source)
-    save_edit(outdir, result, generator=generator, command="latent-edit", settings=settings,
-              weights_sha256=sha, inputs=inputs)
+    save(outdir, result, generator=generator, command="latent-edit", settings=settings, weights_sha256=sha,
+         inputs=inputs)
     m = result.metrics
     click.echo(f"{op}: rows changed {m['rows_changed'] or 'none'}, |w - w_A| = {m['w_distance_from_a']:.3g}")
     _echo_metrics(m)

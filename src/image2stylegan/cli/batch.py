@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from ..errors import InputError
-from .common import notice, open_generator, perceptual_and_lpips, resolve_device
+from .common import INTERRUPTED, notice, open_generator, perceptual_and_lpips, resolve_device
 from .photos import open_detector
 
 
@@ -22,7 +22,8 @@ def run_batch(specs, outdir: Path, settings, *, batch_size: int, align: bool, fa
     from ..apps.batch_results import RESULTS_FILE, ResultsTable
     from ..apps.batch_run import FolderJob, run_folder
     from ..io import ensure_outdir
-    from ..progress import FolderProgress
+    from ..apps.reconstruct import STAGE_NAMES
+    from ..progress import FolderProgress, StopControl, fan_out
 
     items, notices = plan(specs)
     for n in notices:
@@ -30,7 +31,7 @@ def run_batch(specs, outdir: Path, settings, *, batch_size: int, align: bool, fa
     dev = resolve_device(device)
     outdir = ensure_outdir(outdir)
     remove_stale_temporaries(outdir, [RESULTS_FILE])
-    table = ResultsTable(outdir, items, [stage.name for stage in settings.stages()])
+    table = ResultsTable(outdir, items, STAGE_NAMES)
     done = table.load_finished()
     table.write()
     if done == len(items):
@@ -54,14 +55,14 @@ def run_batch(specs, outdir: Path, settings, *, batch_size: int, align: bool, fa
             else:
                 progress.write(f"{item.path}: skipped: {message}", err=True)
 
-        try:
-            run_folder(job, items, outdir, table, step_callback=progress, on_image=on_image,
+        control = StopControl()
+        with control.on_signals():
+            run_folder(job, items, outdir, table, step_callback=fan_out([progress, control]), on_image=on_image,
                        log=lambda m: progress.write(f"note: {m}", err=True))
-        except KeyboardInterrupt:
-            progress.close()
-            click.echo(f"interrupted; finished images are kept in {outdir}/: run the same command again to finish "
-                       "the rest", err=True)
-            sys.exit(130)
+    if control.requested:
+        click.echo(f"interrupted ({control.reason}); finished images are kept in {outdir}/: run the same command "
+                   "again to finish the rest", err=True)
+        sys.exit(INTERRUPTED)
     counts = table.counts()
     failed = f", {counts['error']} failed (see {outdir}/{RESULTS_FILE})" if counts["error"] else ""
     click.echo(f"{counts['ok']} of {len(items)} images reconstructed{failed}; summary in {outdir}/{RESULTS_FILE}")

@@ -1,6 +1,14 @@
-"""What every ``i2s`` command shares: the click group, device resolution, notices, the VGG-based losses."""
+"""What every ``i2s`` command shares: the click group, one set of options (device, budget, noise space, seed,
+progress, network) with defaults taken from the settings dataclasses, device resolution, notices, reading inputs,
+and running an application so that Ctrl-C or SIGTERM stops it cleanly with its outputs saved."""
 
 from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import click
 import torch
@@ -12,6 +20,14 @@ NOISE_SPACE_HELP = (
     "'paper': one single-channel map per noise input, as the paper. 'extended' (beyond the paper): per-channel "
     "maps at the two finest blocks, enough freedom for a 1024 px image."
 )
+NETWORK_HELP = (
+    "Generator to run on: a checkpoint you own (stylegan2-ada-pytorch/stylegan3 .pkl, NVIDIA's TensorFlow .pkl of "
+    "StyleGAN or StyleGAN2, rosinality .pt, or a folder/file written by `i2s convert`), or a registered name. "
+    "Nothing in a checkpoint is executed. Default: the bundled mobilestylegan-ffhq."
+)
+DEVICES = click.Choice(["auto", "cpu", "cuda", "mps"])
+FROM_HELP = "Reuse this latent.npz (e.g. from i2s reconstruct) as the {what}'s embedding instead of embedding it again."
+INTERRUPTED = 130  # the shell's status for a run ended by SIGINT
 
 
 def resolve_device(name: str) -> torch.device:
@@ -33,13 +49,24 @@ def notice(message: str) -> None:
     click.echo(f"note: {message}", err=True)
 
 
+def notices(messages) -> None:
+    for message in messages:
+        notice(message)
+
+
 def perceptual_and_lpips(device: torch.device):
     """The W+ stage's VGG16 perceptual loss and the LPIPS metric (VGG, measured at 256 px as is customary for
     1024 px inversions; at full size LPIPS mostly measures pixel-level texture)."""
-    from ..losses import PerceptualLoss
     from ..metrics import LPIPS
 
-    return PerceptualLoss.from_file().to(device), LPIPS.from_file(input_size=256).to(device)
+    return perceptual_loss(device), LPIPS.from_file(input_size=256).to(device)
+
+
+def perceptual_loss(device: torch.device):
+    """The W+ stages' VGG16 perceptual loss (its VGG also computes the Gram style term)."""
+    from ..losses import PerceptualLoss
+
+    return PerceptualLoss.from_file().to(device)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -48,13 +75,12 @@ def cli() -> None:
     """Image2StyleGAN++: embed images into a pretrained style-based generator and edit them."""
 
 
+# -- options -----------------------------------------------------------------------------------------------------
 
 
-NETWORK_HELP = (
-    "Generator to run on: a checkpoint you own (stylegan2-ada-pytorch/stylegan3 .pkl, NVIDIA's TensorFlow .pkl of "
-    "StyleGAN or StyleGAN2, rosinality .pt, or a folder/file written by `i2s convert`), or a registered name. "
-    "Nothing in a checkpoint is executed. Default: the bundled mobilestylegan-ffhq."
-)
+def default(settings_class, name: str):
+    """The default of field ``name`` of a settings dataclass: the one place a default is written."""
+    return next(f.default for f in dataclasses.fields(settings_class) if f.name == name)
 
 
 def network_option(func):
@@ -62,8 +88,119 @@ def network_option(func):
     return click.option("--network", default=None, metavar="PATH|NAME", help=NETWORK_HELP)(func)
 
 
+def device_option(default_device: str = "auto"):
+    return click.option("--device", default=default_device, show_default=True, type=DEVICES,
+                        help="Where to compute: auto picks CUDA, then Apple's MPS, then the CPU.")
+
+
+def _apply(func, options):
+    for option in reversed(options):  # applied bottom-up, so they list in this order in --help
+        func = option(func)
+    return func
+
+
+def run_options(settings_class, *, w_lr: bool = False, feather: bool = False, init: bool = False):
+    """The options every optimising command shares, with defaults from ``settings_class``: --outdir, --w-steps,
+    [--w-lr,] --noise-steps, [--feather,] --noise-space, [--init,] --device, --seed, --quiet, --network."""
+    from ..masks import DEFAULT_FEATHER_FRACTION
+
+    options = [
+        click.option("--outdir", required=True, type=click.Path(path_type=Path), help="Output folder (created if missing)."),
+        click.option("--w-steps", default=default(settings_class, "w_steps"), show_default=True,
+                     type=click.IntRange(min=0), help="Steps of the W+ stage (Adam)."),
+    ]
+    if w_lr:
+        options.append(click.option(
+            "--w-lr", default=default(settings_class, "w_lr"), show_default=True,
+            type=click.FloatRange(min=0, min_open=True),
+            help="Adam learning rate of the W+ stages (the paper's 0.01; larger moves the edit further in fewer steps)."))
+    options.append(click.option("--noise-steps", default=default(settings_class, "noise_steps"), show_default=True,
+                                type=click.IntRange(min=0), help="Steps of the noise stage (Adam lr 5, MSE only)."))
+    if feather:
+        options.append(click.option(
+            "--feather", default=DEFAULT_FEATHER_FRACTION, show_default=True, type=click.FloatRange(min=0),
+            help="M_blur: Gaussian sigma of the mask blur as a fraction of the image side (0 = hard mask)."))
+    options.append(click.option("--noise-space", default=default(settings_class, "noise_space"), show_default=True,
+                                type=click.Choice(["paper", "extended"]), help=NOISE_SPACE_HELP))
+    if init:
+        options.append(click.option(
+            "--init", default=default(settings_class, "init"), show_default=True, type=click.Choice(["mean", "uniform"]),
+            help="Initial W+ when embedding a photo: the mean latent (faces) or U[-1, 1] (other images)."))
+    options += [
+        device_option(),
+        click.option("--seed", default=default(settings_class, "seed"), show_default=True, type=int,
+                     help="Seeds the initial noise n_ini (and the uniform init)."),
+        click.option("--quiet", is_flag=True, help="No progress bars."),
+        network_option,
+    ]
+    return lambda func: _apply(func, options)
+
+
+# -- inputs ------------------------------------------------------------------------------------------------------
+
+
 def open_generator(network: str | None, device: torch.device):
     """(generator, sha256 of its weights) for ``--network``: the bundled generator when None."""
     from ..generators.registry import load_network
 
     return load_network(network, device=device)
+
+
+def setup(device: str, outdir: Path, network: str | None):
+    """(device, outdir, generator, weights sha256): the output folder is checked before anything slow."""
+    from ..io import ensure_outdir
+
+    dev = resolve_device(device)
+    outdir = ensure_outdir(outdir)  # fail before minutes of work, not after
+    generator, sha = open_generator(network, dev)
+    return dev, outdir, generator, sha
+
+
+def load_from(path: Path | None, generator):
+    """(ws, noise) of a ``--from`` latent.npz for ``generator``, or (None, None)."""
+    if path is None:
+        return None, None
+    from ..apps.outputs import load_embedding
+
+    ws, noise, messages = load_embedding(generator, Path(path))
+    notices(messages)
+    return ws, noise
+
+
+# -- running -----------------------------------------------------------------------------------------------------
+
+
+def stage_line(outcome) -> str:
+    per_step = outcome.seconds / outcome.steps if outcome.steps else 0.0
+    stopped = " (stopped)" if outcome.stopped else ""
+    return (f"{outcome.name} stage: PSNR {float(outcome.psnr[0]):.2f} dB against its target after {outcome.steps} "
+            f"steps{stopped} ({outcome.seconds:.0f} s, {per_step:.2f} s/step)")
+
+
+def echo_stages(result) -> None:
+    """One line per stage that ran (a run's result: an EditResult or an EmbeddingResult)."""
+    for outcome in result.stages:
+        click.echo(stage_line(outcome))
+
+
+@contextmanager
+def running(quiet: bool) -> Iterator[Callable]:
+    """The step callback of a command's run: progress bars, plus a stop on Ctrl-C / SIGTERM. After the block,
+    :func:`exit_if_stopped` (once the outputs are saved) reports an interrupted run and exits with status 130."""
+    from ..progress import StopControl, TqdmProgress, fan_out
+
+    control = StopControl()
+    with TqdmProgress(disable=quiet) as progress, control.on_signals():
+        callback = fan_out([progress, control])
+        callback.control = control
+        yield callback
+
+
+def exit_if_stopped(callback, outdir: Path | str) -> None:
+    """After the outputs are saved: one line and exit status 130 when the run was stopped by a signal."""
+    control = callback.control
+    if control.requested:
+        where = f" at {control.where}" if control.where else ""
+        click.echo(f"interrupted ({control.reason}){where}: the embedding reached so far is saved in {outdir}/ "
+                   "(metrics.json: \"stopped\": true)", err=True)
+        sys.exit(INTERRUPTED)

@@ -6,34 +6,12 @@ from pathlib import Path
 
 import click
 
-from ..masks import DEFAULT_FEATHER_FRACTION
-from .common import NETWORK_HELP, NOISE_SPACE_HELP, cli, notice, open_generator, perceptual_and_lpips, resolve_device
+from ..apps.crossover import CrossoverSettings
+from ..apps.inpaint import InpaintSettings
+from .common import (cli, echo_stages, exit_if_stopped, load_from, notices, perceptual_and_lpips, run_options, running,
+                     setup)
 from .photos import (align_options, aligned_files, check_align_options, open_detector, outputs_for, read_like, read_mask,
                      read_photo)
-
-_DEVICE = click.Choice(["auto", "cpu", "cuda", "mps"])
-
-
-def _common_options(func):
-    """Options every embedding edit shares (applied bottom-up, so they list in this order in --help)."""
-    for option in reversed([
-        click.option("--outdir", required=True, type=click.Path(path_type=Path), help="Output folder (created if missing)."),
-        click.option("--w-steps", default=1000, show_default=True, type=click.IntRange(min=0),
-                     help="W+ stage steps (Adam lr 0.01)."),
-        click.option("--noise-steps", default=1000, show_default=True, type=click.IntRange(min=0),
-                     help="Noise stage steps (Adam lr 5, MSE only)."),
-        click.option("--feather", default=DEFAULT_FEATHER_FRACTION, show_default=True, type=click.FloatRange(min=0),
-                     help="Gaussian sigma of the blurred mask, as a fraction of the image side (0 = hard mask)."),
-        click.option("--noise-space", default="paper", show_default=True, type=click.Choice(["paper", "extended"]),
-                     help=NOISE_SPACE_HELP),
-        click.option("--device", default="auto", show_default=True, type=_DEVICE),
-        click.option("--seed", default=0, show_default=True, type=int, help="Seeds the initial noise n_ini."),
-        click.option("--quiet", is_flag=True, help="No progress bars."),
-        click.option("--network", default=None, metavar="PATH|NAME", help=NETWORK_HELP),
-    ]):
-        func = option(func)
-    return func
-
 
 def _load_input(generator, photo, latent, *, align=False, face=0, detector=None):
     """An input image [1, 3, H, W] on the generator's device: the photo (FFHQ-aligned with ``align``), or the
@@ -42,22 +20,13 @@ def _load_input(generator, photo, latent, *, align=False, face=0, detector=None)
     Returns (image, ws or None, source description, PhotoInput or None)."""
     import torch
 
-    from ..apps.outputs import load_embedding
-
     if latent is not None:
-        ws, noise, notices = load_embedding(generator, latent)
-        for n in notices:
-            notice(n)
+        ws, noise = load_from(latent, generator)
         with torch.no_grad():
             image = generator.synthesis(ws, noise).clamp(-1, 1)
         return image, ws, f"render of {latent}", None
     loaded = read_photo(photo, generator, align=align, face=face, detector=detector)
     return loaded.image.to(generator.w_avg.device), None, str(photo), loaded
-
-
-def _stage_done(outcome) -> None:
-    per_step = outcome.seconds / outcome.steps if outcome.steps else 0.0
-    click.echo(f"{outcome.name} stage: {outcome.steps} steps in {outcome.seconds:.0f} s ({per_step:.2f} s/step)")
 
 
 # -- crossover ---------------------------------------------------------------------------------------------------
@@ -71,7 +40,7 @@ def _stage_done(outcome) -> None:
 @click.option("--from-b", "from_b", type=click.Path(path_type=Path),
               help="Use this latent.npz instead of photo B (B is its render).")
 @align_options
-@_common_options
+@run_options(CrossoverSettings, feather=True)
 def crossover(images, mask_spec, from_a, from_b, align, face, paste_back, outdir, w_steps, noise_steps, feather,
               noise_space, device, seed, quiet, network) -> None:
     """Image crossover (Alg. 3): the masked region of A over B, blended by the generator.
@@ -85,12 +54,9 @@ def crossover(images, mask_spec, from_a, from_b, align, face, paste_back, outdir
     curves.png into OUTDIR. With --align both photos are aligned (--face picks the face in each); --paste-back
     pastes the result into B, whose surroundings it keeps (`i2s paste-back OUTDIR --role a` pastes it into A).
     """
-    from ..apps.crossover import CrossoverSettings
     from ..apps.crossover import crossover as run
-    from ..apps.outputs import save_edit
-    from ..io import ensure_outdir
+    from ..apps.outputs import save
     from ..masks import check_mask_content, resolve_mask
-    from ..progress import TqdmProgress
 
     wanted = (from_a is None) + (from_b is None)
     if len(images) != wanted:
@@ -105,12 +71,9 @@ def crossover(images, mask_spec, from_a, from_b, align, face, paste_back, outdir
     photo_b = None if from_b is not None else next(photos)
     settings = CrossoverSettings(w_steps=w_steps, noise_steps=noise_steps, feather=feather, noise_space=noise_space,
                                  seed=seed)
-    dev = resolve_device(device)
-    outdir = ensure_outdir(outdir)  # fail before minutes of work, not after
-    generator, sha = open_generator(network, dev)
-    mask, notices = resolve_mask(mask_spec, generator.resolution)
-    for n in notices:
-        notice(n)
+    dev, outdir, generator, sha = setup(device, outdir, network)
+    mask, messages = resolve_mask(mask_spec, generator.resolution)
+    notices(messages)
     check_mask_content(mask, "crossover")
     detector = open_detector(align)
     image_a, ws_a, source_a, input_a = _load_input(generator, photo_a, from_a, align=align, face=face, detector=detector)
@@ -119,17 +82,17 @@ def crossover(images, mask_spec, from_a, from_b, align, face, paste_back, outdir
     extra, before_metrics = outputs_for(outdir, aligned, paste_into="b", paste_back=paste_back)
     perceptual, _ = perceptual_and_lpips(dev)
     click.echo(f"crossover on {dev}: {w_steps} W+ steps, {noise_steps} noise steps, mask {mask_spec}")
-    with TqdmProgress(disable=quiet) as progress:
-        result = run(generator, image_a, image_b, mask.to(dev), perceptual, settings, ws=ws_a, callback=progress,
-                     on_stage_end=_stage_done)
-    save_edit(outdir, result, generator=generator, command="crossover", settings=settings,
-              weights_sha256=sha,
-              inputs={"a": source_a, "b": source_b, "mask": str(mask_spec)}, extra=extra, before_metrics=before_metrics)
+    with running(quiet) as callback:
+        result = run(generator, image_a, image_b, mask.to(dev), perceptual, settings, ws=ws_a, callback=callback)
+    echo_stages(result)
+    save(outdir, result, generator=generator, command="crossover", settings=settings, weights_sha256=sha,
+         inputs={"a": from_a or photo_a, "b": from_b or photo_b, "mask": mask_spec}, extra=extra, before_metrics=before_metrics)
     m = result.metrics
     click.echo(f"result: PSNR {m['psnr_a_inside_db']:.2f} dB vs A inside the mask, {m['psnr_b_outside_db']:.2f} dB "
                "vs B outside")
     click.echo(f"outputs in {outdir}/: result.png panel.png latent.npz metrics.json curves.png"
                f"{aligned_files(aligned, paste_back)}")
+    exit_if_stopped(callback, outdir)
 
 
 # -- inpaint -----------------------------------------------------------------------------------------------------
@@ -142,7 +105,7 @@ def crossover(images, mask_spec, from_a, from_b, align, face, paste_back, outdir
 @click.option("--from", "from_latent", type=click.Path(path_type=Path),
               help="Use the render of this latent.npz instead of PHOTO (its hole pixels are then ignored).")
 @align_options
-@_common_options
+@run_options(InpaintSettings, feather=True)
 def inpaint(photo, mask_spec, reference, from_latent, align, face, paste_back, outdir, w_steps, noise_steps, feather,
             noise_space, device, seed, quiet, network) -> None:
     """Inpainting (Alg. 4): fill the hole in PHOTO from the known pixels alone.
@@ -158,21 +121,16 @@ def inpaint(photo, mask_spec, reference, from_latent, align, face, paste_back, o
     curves.png into OUTDIR. With --align, a hole image the size of the original photo is aligned with it (others
     are taken as drawn on the aligned image) and --reference must be the photo's size.
     """
-    from ..apps.inpaint import InpaintSettings
     from ..apps.inpaint import inpaint as run
-    from ..apps.outputs import save_edit
-    from ..io import ensure_outdir
+    from ..apps.outputs import save
     from ..masks import check_mask_content
-    from ..progress import TqdmProgress
 
     if (photo is None) == (from_latent is None):
         raise click.UsageError("inpaint needs exactly one of PHOTO or --from LATENT")
     check_align_options(align, face, paste_back, photos=int(photo is not None))
     settings = InpaintSettings(w_steps=w_steps, noise_steps=noise_steps, feather=feather, noise_space=noise_space,
                                seed=seed)
-    dev = resolve_device(device)
-    outdir = ensure_outdir(outdir)
-    generator, sha = open_generator(network, dev)
+    dev, outdir, generator, sha = setup(device, outdir, network)
     detector = open_detector(align)
     image, _, source, loaded = _load_input(generator, photo, from_latent, align=align, face=face, detector=detector)
     hole = read_mask(mask_spec, generator.resolution, loaded)
@@ -186,14 +144,13 @@ def inpaint(photo, mask_spec, reference, from_latent, align, face, paste_back, o
     perceptual, lpips = perceptual_and_lpips(dev)
     click.echo(f"inpainting on {dev}: {w_steps} W+ steps, {noise_steps} noise steps, hole {mask_spec} "
                f"({float(hole.mean()):.0%} of the image)")
-    with TqdmProgress(disable=quiet) as progress:
+    with running(quiet) as callback:
         result = run(generator, image, hole.to(dev), perceptual, settings, reference=ref, lpips=lpips,
-                     callback=progress, on_stage_end=_stage_done)
-    inputs = {"photo": source, "mask": str(mask_spec)}
-    if reference is not None:
-        inputs["reference"] = str(reference)
-    save_edit(outdir, result, generator=generator, command="inpaint", settings=settings,
-              weights_sha256=sha, inputs=inputs, extra=extra, before_metrics=before_metrics)
+                     callback=callback)
+    echo_stages(result)
+    save(outdir, result, generator=generator, command="inpaint", settings=settings, weights_sha256=sha,
+         inputs={"photo": from_latent or photo, "mask": mask_spec, "reference": reference}, extra=extra,
+         before_metrics=before_metrics)
     m = result.metrics
     line = f"result: PSNR {m['psnr_known_db']:.2f} dB on the known region"
     if "reference" in m:
@@ -202,4 +159,4 @@ def inpaint(photo, mask_spec, reference, from_latent, align, face, paste_back, o
     click.echo(line)
     click.echo(f"outputs in {outdir}/: result.png panel.png latent.npz metrics.json curves.png"
                f"{aligned_files(aligned, paste_back)}")
-
+    exit_if_stopped(callback, outdir)

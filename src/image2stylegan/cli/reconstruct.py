@@ -7,8 +7,11 @@ from pathlib import Path
 import click
 import torch
 
+from ..apps.demo import DemoBudget
+from ..apps.reconstruct import ReconstructionSettings
 from ..errors import InputError
-from .common import NOISE_SPACE_HELP, cli, network_option, notice, open_generator, perceptual_and_lpips, resolve_device
+from .common import (DEVICES, cli, default, device_option, exit_if_stopped, network_option, notice, notices, open_generator,
+                     perceptual_and_lpips, resolve_device, run_options, running, setup, stage_line)
 from .photos import aligned_files, align_options, check_align_options, open_detector, read_photo
 
 
@@ -46,26 +49,18 @@ def weights_status() -> None:
 # -- reconstruct -------------------------------------------------------------------------------------------------
 @cli.command()
 @click.argument("photos", nargs=-1, required=True, metavar="PHOTO|FOLDER|GLOB...", type=click.Path(path_type=Path))
-@click.option("--outdir", required=True, type=click.Path(path_type=Path), help="Output folder (created if missing).")
-@click.option("--w-steps", default=5000, show_default=True, type=click.IntRange(min=0), help="W+ stage steps (Adam lr 0.01).")
-@click.option("--noise-steps", default=3000, show_default=True, type=click.IntRange(min=0), help="Noise stage steps (Adam lr 5, MSE only).")
-@click.option("--noise-space", default="paper", show_default=True, type=click.Choice(["paper", "extended"]), help=NOISE_SPACE_HELP)
-@click.option("--noise-lr-scaling", default="strength", show_default=True, type=click.Choice(["strength", "paper"]),
+@click.option("--noise-lr-scaling", default=default(ReconstructionSettings, "noise_lr_scaling"), show_default=True,
+              type=click.Choice(["strength", "paper"]),
               help="'strength': each noise map's lr is scaled to its layer's noise strength so every layer moves alike; "
                    "'paper': one lr for every map.")
-@click.option("--init", default="mean", show_default=True, type=click.Choice(["mean", "uniform"]),
-              help="Initial W+: the mean latent (faces) or U[-1, 1] (other images), as the paper.")
 @click.option("--batch-size", default=1, show_default=True, type=click.IntRange(min=1),
               help="Folder runs: optimise this many images together in one batch; each image's loss and optimiser "
                    "state stay its own. On 2 CPU cores a batch of 4 ran 1.3x the images per hour of batch 1 "
                    "(bench/batch.py); memory grows with the batch.")
 @align_options
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
-@click.option("--seed", default=0, show_default=True, type=int, help="Seeds the initial noise (and uniform init).")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
-@network_option
-def reconstruct(photos, outdir, w_steps, noise_steps, noise_space, noise_lr_scaling, init, batch_size, align, face,
-                paste_back, device, seed, quiet, network) -> None:
+@run_options(ReconstructionSettings, init=True)
+def reconstruct(photos, noise_lr_scaling, batch_size, align, face, paste_back, outdir, w_steps, noise_steps,
+                noise_space, init, device, seed, quiet, network) -> None:
     """Embed PHOTO (W+ stage, then noise stage) and write the reconstruction, a side-by-side, latent.npz,
     metrics.json and the loss/PSNR curves into OUTDIR.
 
@@ -75,10 +70,10 @@ def reconstruct(photos, outdir, w_steps, noise_steps, noise_space, noise_lr_scal
     finished images (those with a metrics.json, written last) and finishes the rest, with the same bytes an
     uninterrupted run writes. A file that cannot be read (or, with --align, has no face) is an error row and the
     run goes on; the exit status is 0 if any image is reconstructed, 2 if none is. With --batch-size > 1,
-    curves.png shows the batch's mean loss and PSNR.
+    curves.png shows the batch's mean loss and PSNR. Ctrl-C on a single photo saves the embedding reached so far
+    (marked "stopped" in metrics.json) and exits with status 130.
     """
     from ..apps.batch_plan import is_batch_request
-    from ..apps.reconstruct import ReconstructionSettings
 
     check_align_options(align, face, paste_back)
     settings = ReconstructionSettings(
@@ -98,95 +93,78 @@ def reconstruct(photos, outdir, w_steps, noise_steps, noise_space, noise_lr_scal
 def _reconstruct_one(photo, outdir, settings, *, align, face, paste_back, device, quiet, network) -> None:
     from ..apps.batch_run import FolderJob, write_reconstruction
     from ..apps.reconstruct import reconstruct as run
-    from ..io import ensure_outdir
-    from ..progress import TqdmProgress
 
-    dev = resolve_device(device)
-    outdir = ensure_outdir(outdir)  # fail before minutes of work, not after
-    generator, sha = open_generator(network, dev)
+    dev, outdir, generator, sha = setup(device, outdir, network)
     detector = open_detector(align)
     loaded = read_photo(photo, generator, align=align, face=face, detector=detector)
     perceptual, lpips = perceptual_and_lpips(dev)
     target = loaded.image.to(dev)
     click.echo(f"embedding {photo} on {dev} ({settings.w_steps} W+ steps, {settings.noise_steps} noise steps, "
                f"{settings.noise_space} noise space)")
-
-    def stage_done(outcome) -> None:
-        per_step = outcome.seconds / outcome.steps if outcome.steps else 0.0
-        click.echo(f"{outcome.name} stage: PSNR {float(outcome.psnr[0]):.2f} dB after {outcome.steps} steps "
-                   f"({outcome.seconds:.0f} s, {per_step:.2f} s/step)")
-
-    with TqdmProgress(disable=quiet) as progress:
-        result = run(generator, target, perceptual, settings, callback=progress, on_stage_end=stage_done)
+    with running(quiet) as callback:
+        result = run(generator, target, perceptual, settings, callback)
+    for outcome in result.stages:
+        click.echo(stage_line(outcome))
     job = FolderJob(generator, perceptual, lpips, settings, sha, str(dev), paste_back=paste_back)
     metrics = write_reconstruction(outdir, job, target, result, 0, loaded)
-    final = list(metrics["stages"].values())[-1] if metrics["stages"] else None
-    if final is not None:
+    final = metrics["metrics"]["final"]
+    if final:
         click.echo(f"final: PSNR {final['psnr_db']:.2f} dB, SSIM {final['ssim']:.4f}, LPIPS {final.get('lpips', float('nan')):.4f}")
     extra = aligned_files({"photo": (loaded, "aligned.png")}, paste_back)
     click.echo(f"outputs in {outdir}/: reconstruction.png comparison.png target.png latent.npz metrics.json "
                f"curves.png{extra}")
+    exit_if_stopped(callback, outdir)
 
 
 # -- demo --------------------------------------------------------------------------------------------------------
 @cli.command()
 @click.option("--outdir", default="out/demo", show_default=True, type=click.Path(path_type=Path))
-@click.option("--w-steps", default=None, type=click.IntRange(min=0), help="Override the demo's W+ budget.")
-@click.option("--noise-steps", default=None, type=click.IntRange(min=0), help="Override the demo's noise budget.")
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
+@click.option("--w-steps", default=default(DemoBudget, "w_steps"), show_default=True, type=click.IntRange(min=0),
+              help="The demo's W+ budget.")
+@click.option("--noise-steps", default=default(DemoBudget, "noise_steps"), show_default=True,
+              type=click.IntRange(min=0), help="The demo's noise budget (in each noise space).")
+@device_option()
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @network_option
 def demo(outdir, w_steps, noise_steps, device, quiet, network) -> None:
     """Reconstruct a public-domain photo (NASA's astronaut portrait, from scikit-image) with a budget of about
     15 minutes on 2 CPU cores: one W+ stage, then the noise stage in the paper's and the extended noise space."""
-    from ..apps.demo import DemoBudget, embed_both_noise_spaces, write_demo_photo
-    from ..apps.reconstruct import ReconstructionSettings, save_outputs
-    from ..embed import NoiseStage, WPlusStage
-    from ..io import ensure_outdir, load_image
-    from ..progress import TqdmProgress
+    from ..apps.demo import write_demo_photo
+    from ..apps.outputs import save
+    from ..apps.reconstruct import SAVE_NAMES, demo_recipe, reconstruction_result
+    from ..embed import embed
+    from ..io import ensure_outdir
 
-    budget = DemoBudget()
-    w_steps = budget.w_steps if w_steps is None else w_steps
-    noise_steps = budget.noise_steps if noise_steps is None else noise_steps
     dev = resolve_device(device)
     outdir = ensure_outdir(outdir)
     photo = write_demo_photo(outdir / "astronaut_face.png")
     generator, sha = open_generator(network, dev)
-    target, notices = load_image(photo, generator.resolution)
-    for n in notices:
-        notice(n)
-    target = target.to(dev)
+    target = read_photo(photo, generator).image.to(dev)
     perceptual, lpips = perceptual_and_lpips(dev)
     click.echo(f"demo: embedding {photo} on {dev}: {w_steps} W+ steps, then {noise_steps} noise steps in each noise space")
-
-    psnr_after: dict[str, float] = {}
-
-    def stage_done(outcome) -> None:
-        psnr_after[outcome.name] = float(outcome.psnr[0])
-        gain = "" if outcome.name == "w_plus" else f" (+{psnr_after[outcome.name] - psnr_after['w_plus']:.2f} dB over W+)"
-        click.echo(f"{outcome.name} stage: PSNR {psnr_after[outcome.name]:.2f} dB after {outcome.steps} steps, "
-                   f"{outcome.seconds / max(outcome.steps, 1):.2f} s/step{gain}")
-
-    with TqdmProgress(disable=quiet) as progress:
-        results = embed_both_noise_spaces(
-            generator, target, perceptual, w_stage=WPlusStage(steps=w_steps), noise_stage=NoiseStage(steps=noise_steps),
-            callback=progress, on_stage_end=stage_done,
-        )
-    for space, result in results.items():
+    recipe = demo_recipe(target, ReconstructionSettings(w_steps=w_steps, noise_steps=noise_steps))
+    with running(quiet) as callback:
+        result = embed(generator, recipe, perceptual=perceptual, callback=callback)
+    w_psnr = float(result.stages[0].psnr[0]) if result.stages else None
+    for outcome in result.stages:
+        gain = "" if outcome.name == "w_plus" else f" (+{float(outcome.psnr[0]) - w_psnr:.2f} dB over W+)"
+        click.echo(stage_line(outcome) + gain)
+    for space in ("paper", "extended"):
         settings = ReconstructionSettings(w_steps=w_steps, noise_steps=noise_steps, noise_space=space)
-        save_outputs(
-            ensure_outdir(outdir / space), generator=generator, target=target, result=result, settings=settings,
-            weights_sha256=sha, lpips=lpips, source=str(photo), device=str(dev),
-        )
+        edit = reconstruction_result(result, target, lpips, recipe, embedding=space, noise_space=space)
+        save(ensure_outdir(outdir / space), edit, generator=generator, command="demo", settings=settings,
+             weights_sha256=sha, inputs={"photo": photo}, extra={"source": str(photo)},
+             extra_images={"target.png": target[0]}, device=str(dev), **SAVE_NAMES)
     click.echo(f"outputs in {outdir}/paper/ and {outdir}/extended/ "
                "(reconstruction.png, comparison.png, latent.npz, metrics.json, curves.png)")
+    exit_if_stopped(callback, outdir)
 
 
 # -- render ------------------------------------------------------------------------------------------------------
 @cli.command()
 @click.argument("latent", type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="PNG to write.")
-@click.option("--device", default="cpu", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]),
+@click.option("--device", default="cpu", show_default=True, type=DEVICES,
               help="Render on the device the latent was made on to reproduce its PNG bit for bit.")
 @network_option
 def render(latent, out, device, network) -> None:
@@ -196,7 +174,8 @@ def render(latent, out, device, network) -> None:
     name render with the bundled generator)."""
     from ..generators.registry import DEFAULT_GENERATOR, GENERATORS
     from ..io import ensure_outdir, save_image
-    from ..latents import complete_noise, load_latent
+    from ..apps.outputs import load_for_render
+    from ..latents import load_latent
 
     data = load_latent(latent)
     name = data.generator_name
@@ -211,24 +190,10 @@ def render(latent, out, device, network) -> None:
     ensure_outdir(Path(out).parent if Path(out).parent != Path("") else Path("."))
     dev = resolve_device(device)
     generator, sha = open_generator(network, dev)
-    if name is not None and name != generator.name:
-        notice(f"{latent} was made with generator {name!r}; rendering it with {generator.name!r}")
-    elif data.weights_sha256 is not None and data.weights_sha256 != sha:
-        notice(f"{latent} was made with different {generator.name} weights (sha256 {data.weights_sha256[:12]}...)")
-    if data.w.shape[1:] != (generator.num_ws, generator.w_dim):
-        raise InputError(
-            f"{latent}: w has shape {list(data.w.shape)}, {generator.name} needs [1, {generator.num_ws}, {generator.w_dim}]"
-        )
-    expected = [(1, spec.channels, spec.height, spec.width) for spec in generator.noise_inputs]
-    noise, notices = complete_noise(data.noise, expected, source=str(latent))
-    for n in notices:
-        notice(n)
-    unknown = set(data.edits) - set(generator.layer_names())
-    if unknown:
-        raise InputError(f"{latent} edits layer(s) {sorted(unknown)} that {generator.name} does not have")
-    edits = {layer: t.to(dev) for layer, t in data.edits.items()}
+    ws, noise, edits, messages = load_for_render(generator, latent, sha)
+    notices(messages)
     with torch.no_grad():
-        image = generator.synthesis(data.w.to(dev), [n.to(dev) for n in noise], edits=edits or None)
+        image = generator.synthesis(ws, noise, edits=edits or None)
     save_image(out, image[0])
     click.echo(f"wrote {out}")
 
@@ -239,7 +204,7 @@ def render(latent, out, device, network) -> None:
 @click.option("--truncation", default=0.7, show_default=True, type=click.FloatRange(0, 1),
               help="psi of the truncation trick, w = w_avg + psi (w - w_avg); 1 = none (more variety, more artefacts).")
 @click.option("--outdir", required=True, type=click.Path(path_type=Path), help="Output folder (created if missing).")
-@click.option("--device", default="cpu", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
+@device_option("cpu")
 @network_option
 def sample(seeds, truncation, outdir, device, network) -> None:
     """Write seedNNNN.png and seedNNNN.npz (W+ and unit-scale noise) per seed into OUTDIR.
