@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 OUT    ?= out/demo
 
-.PHONY: demo test weights setup bench gallery clean
+.PHONY: demo test weights setup lock bench gallery clean
 
 demo: weights
 	$(BIN)/i2s demo --outdir $(OUT)
@@ -20,11 +20,29 @@ weights: setup
 
 setup: $(STAMP)
 
-# torch==2.13.0 is pinned in pyproject.toml: pip takes the CPU wheel already on these machines.
-$(STAMP): pyproject.toml
+# torch==2.13.0 is pinned in pyproject.toml: pip takes the CPU wheel already on these machines. Every other package
+# is installed at the exact version of constraints.txt, the versions the test suite was run with (pyproject.toml keeps
+# the ranges library users get). To move to newer versions: `make lock`, run `make test`, commit constraints.txt.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,demo]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,demo]'
 	touch $(STAMP)
+
+# Regenerate constraints.txt: resolve pyproject.toml's ranges (every extra) in a throwaway venv and pin what pip chose.
+# pip and the project itself are left out; local version labels (torch's +cpu) are dropped so that the same pin
+# accepts the CPU or the CUDA wheel.
+LOCK_VENV := .venv-lock
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,demo]'
+	{ echo "# Exact versions for make setup (pip install -c constraints.txt), written by make lock on"; \
+	  echo "# Python $$($(LOCK_VENV)/bin/python -c 'import platform; print(platform.python_version(), platform.system(), platform.machine())'). Regenerate with make lock, never by hand."; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --all --exclude-editable --disable-pip-version-check \
+	    | grep -v -i -E '^(pip|image2stylegan)[ =@]' | sed -E 's/^([^=]+==[^+]+)\+.*$$/\1/'; \
+	} > constraints.txt.tmp
+	mv constraints.txt.tmp constraints.txt
+	rm -rf $(LOCK_VENV)
 
 bench: weights
 	$(BIN)/python bench/reconstruct.py
@@ -34,4 +52,4 @@ gallery: weights
 	$(BIN)/python scripts/make_gallery.py --outdir docs/gallery --work out/gallery
 
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) $(LOCK_VENV) out .pytest_cache
