@@ -60,7 +60,8 @@ def test_every_pickle_reader_uses_the_one_restricted_unpickler(tmp_path, monkeyp
         with pytest.raises(WeightsFormatError) as info:
             load(path)
         # The same class refused the same global with the same message, under the format's own allow-list.
-        assert f"{path}: refusing to load: it references {system}, which is not on the allow-list of a" in str(info.value)
+        refusal = f"{path}: refusing to load: it references {system}, which is not on the allow-list of a"
+        assert refusal in str(info.value)
         assert seen and seen[-1][1:] == tuple(system.split("."))
         policies[fmt] = {policy for policy, _, _ in seen}
         assert len(policies[fmt]) == 1

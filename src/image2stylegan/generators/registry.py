@@ -98,7 +98,8 @@ def load_generator(name: str = DEFAULT_GENERATOR, *, device: str | torch.device 
     source_sha = weights_sha256(name)
     generator = _load_cached(cache, source_sha)
     if generator is None:
-        state, config = convert_mobilestylegan_ir(read_ir(files["MappingNetwork.xml"]), read_ir(files["SynthesisNetwork.xml"]))
+        mapping, synthesis = read_ir(files["MappingNetwork.xml"]), read_ir(files["SynthesisNetwork.xml"])
+        state, config = convert_mobilestylegan_ir(mapping, synthesis)
         generator = MobileStyleGAN(config)
         generator.load_state_dict({**state, "w_avg": torch.zeros(config.w_dim)}, strict=True)
         generator.w_avg.copy_(compute_w_avg(generator))
