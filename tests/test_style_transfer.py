@@ -10,12 +10,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from image2stylegan.apps.outputs import EDIT_OUTPUT_FILES
-from image2stylegan.apps.style_transfer import (
-    StyleTransferSettings,
-    fit_noise_space,
-    local_style_transfer,
-    style_transfer_terms,
-)
+from image2stylegan.apps.style_transfer import StyleTransferSettings, local_style_transfer, style_transfer_terms
+from image2stylegan.embed import fit_noise_space
 from image2stylegan.errors import InputError
 from image2stylegan.io import save_image
 from image2stylegan.latents import save_latent

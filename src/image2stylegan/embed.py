@@ -42,6 +42,7 @@ __all__ = [
     "fit_noise_space",
     "initial_noise",
     "initial_ws",
+    "start_noise",
     "to_noise_space",
 ]
 
@@ -201,6 +202,16 @@ def fit_noise_space(
             n = n[:, :1]
         out.append(n)
     return out, space
+
+
+def start_noise(
+    generator: StyleGenerator, noise: Sequence[torch.Tensor] | None, seed: int, space: str
+) -> tuple[list[torch.Tensor], str]:
+    """The noise an edit starts from (the given maps, e.g. of a ``--from`` embedding, or the seeded n_ini the
+    engine would draw) and the noise space that can hold them (:func:`fit_noise_space`)."""
+    if noise is None:
+        noise = initial_noise(generator, 1, seed)
+    return fit_noise_space(generator, [n.to(generator.w_avg) for n in noise], space)
 
 
 def embed(

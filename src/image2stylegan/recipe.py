@@ -18,15 +18,15 @@ the rest. A recipe may hold several embeddings (the demo's two noise spaces, att
 each stage names the embedding it optimises (``embedding``) and may start from the end of an earlier stage
 (``start``) instead of continuing that embedding.
 
-A recipe is plain data: :meth:`Recipe.summary` describes its stages as JSON (no pixels), and ``metrics.json``
-records it together with the application's settings and its inputs by file and sha256 (:class:`RecipeDescription`),
-from which :func:`image2stylegan.apps.registry.rebuild_recipe` builds the same recipe again.
+A recipe is plain data: :meth:`Recipe.summary` describes its stages as JSON (no pixels). Every ``metrics.json``
+records it (``"recipe"``) beside what built it: the command, its settings and its inputs by file and sha256, so an
+application's recipe builder (``reconstruction_recipe``, ``crossover_recipe``, ...) can build it again from them.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Union
 
 import torch
@@ -35,7 +35,6 @@ __all__ = [
     "MAIN",
     "NoiseStage",
     "Recipe",
-    "RecipeDescription",
     "Rendered",
     "Stage",
     "Target",
@@ -188,25 +187,6 @@ class NoiseStage:
 
 
 Stage = Union[WPlusStage, NoiseStage]
-
-
-@dataclass(frozen=True)
-class RecipeDescription:
-    """What rebuilds a recipe: the application that built it, its settings, and its inputs by file and sha256
-    (``{"role": {"file": ..., "sha256": ..., "kind": "image" | "mask" | "latent" | "preset"}}``)."""
-
-    application: str
-    settings: dict[str, Any]
-    inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"application": self.application, "settings": self.settings, "inputs": self.inputs}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RecipeDescription:
-        if not isinstance(data, dict) or not isinstance(data.get("application"), str):
-            raise ValueError("a recipe description is a JSON object with an 'application' name")
-        return cls(data["application"], dict(data.get("settings") or {}), dict(data.get("inputs") or {}))
 
 
 @dataclass(frozen=True)

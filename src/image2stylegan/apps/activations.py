@@ -18,7 +18,7 @@ Three operations (Sec. 5) are offered, all pure functions of the two tensors:
 Each is written as ``(1 − m) · A + m · (...)``, so where the effective mask ``m`` is exactly 0 the result *is* A
 bit for bit (``1·a + 0·b == a`` in floating point); the tests rely on that.
 
-Which layer is the paper's "fourth layer" is ambiguous (digest §5(f), §9 #14); each reading has a name:
+Which layer is the paper's "fourth layer" is ambiguous (docs/algorithm.md#fourth-layer); each reading has a name:
 
 * ``fourth-row``: StyleGAN's layers counted like W+ rows, layer 4 = ``8x8/Conv1``, the last 8 × 8 activation
   (here ``b8.conv2``, also the layer driven by W+ row 3);
@@ -356,7 +356,7 @@ class AttributeTransferSettings:
     * ``style_from``: "a" (the paper's choice: "the first image is chosen to provide the style") or "b": whose
       (w, n) drives the rest of the synthesis;
     * ``w_steps`` / ``noise_steps``: embedding budget for photos (Alg. 2 stages). The paper does not give one for
-      this application; 1000 + 1000 follows digest §9 #12 (as crossover, style transfer and scribbles);
+      this application; 1000 + 1000 as the other edits (docs/algorithm.md#iterations) (as crossover, style transfer and scribbles);
       ``noise_space``, ``seed`` as in reconstruction.
     """
 

@@ -19,7 +19,7 @@ pixel also counts through the receptive field of any feature cell the mask touch
 the blurred region have no influence at all (``tests/test_crossover.py`` checks both, bit for bit).
 
 Defaults (the paper gives no iteration counts for crossover): 1000 W+ steps at Adam lr 0.01 and 1000 noise steps
-at lr 5 (paper-digest §9 #12), λ_mse : λ_p = 1 : 1 as in reconstruction, feather σ = 3 % of the side (§9 #11).
+at lr 5 (docs/algorithm.md#iterations), λ_mse : λ_p = 1 : 1 as in reconstruction, feather σ = 3 % of the side (docs/algorithm.md#feather-width).
 """
 
 from __future__ import annotations
@@ -33,40 +33,33 @@ from ..embed import Callback, Embedding, embed
 from ..errors import InputError
 from ..generators.base import StyleGenerator
 from ..losses import PerceptualLoss
-from ..masks import DEFAULT_FEATHER_FRACTION, check_mask_content, feather
+from ..masks import check_mask_content, feather
 from ..recipe import NoiseStage, Recipe, WPlusStage, image_term
+from .settings import EditSettings
 from .outputs import EditResult, copy_paste, db
 
 __all__ = ["CrossoverSettings", "crossover", "crossover_recipe"]
 
 
 @dataclass(frozen=True)
-class CrossoverSettings:
+class CrossoverSettings(EditSettings):
     """Alg. 3's settings.
 
-    * ``w_steps`` / ``noise_steps`` = 1000 / 1000: the paper gives none for crossover; paper-digest §9 #12
-      recommends 1000 + 1000 (re-implementations use 1500 + 1500 or 5000 + 1000).
+    * ``w_steps`` / ``noise_steps`` = 1000 / 1000: the paper gives none for crossover; we use the
+      other edits' budget (docs/algorithm.md#iterations).
     * ``w_lr`` 0.01 and ``noise_lr`` 5: the paper's Adam rates (reconstruction, Alg. 2).
     * ``mse_weight`` : ``perceptual_weight`` = 1 : 1 for both images (the paper's 1e-5 : 1e-5; Adam ignores the
       overall scale).
     * ``noise_second_weight`` = 1: B's term in the noise stage weighs as much as A's (Eq. 3 with λ_mse1 = λ_mse2).
     * ``feather`` = 0.03: σ of the Gaussian making M_blur, as a fraction of the image side (paper: "suitable size";
-      §9 #11 recommends 2-5 %); 0 keeps the mask hard.
+      docs/algorithm.md#feather-width); 0 keeps the mask hard.
     * ``noise_space`` 'paper' (one map per noise input) or 'extended'; ``noise_lr_scaling`` see :class:`NoiseStage`.
     * ``seed`` seeds n_ini (and so the whole run).
     """
 
-    w_steps: int = 1000
-    noise_steps: int = 1000
-    w_lr: float = 0.01
-    noise_lr: float = 5.0
     mse_weight: float = 1.0
     perceptual_weight: float = 1.0
     noise_second_weight: float = 1.0
-    feather: float = DEFAULT_FEATHER_FRACTION
-    noise_space: str = "paper"
-    noise_lr_scaling: str = "strength"
-    seed: int = 0
 
 
 def crossover_recipe(image_a: torch.Tensor, image_b: torch.Tensor, soft_mask: torch.Tensor,

@@ -20,11 +20,11 @@ image)::
   flat fill, never the hole's original pixels.
 * **Noise stage.** M_blur+ = :func:`~image2stylegan.masks.blend_mask` (M) (the hole dilated by 2σ then blurred,
   exactly 1 inside the hole): the known region outside it is matched to I_def, the hole and its blurred border keep
-  the W+ prediction G(w_out, n_ini). The paper's argument order for Mk_n is ambiguous (paper-digest §5c, §9 #13);
+  the W+ prediction G(w_out, n_ini). The paper's argument order for Mk_n is ambiguous (docs/algorithm.md#inpainting-noise-weights);
   we weight the kept-prediction term 10× the known term: λ_mse2 = 1e-4 over λ_mse1 = 1e-5. That keeps the noise
   maps, whose coarse layers reach into the hole, from dragging the prediction towards the known pixels.
 * **Steps.** The paper uses 200 steps of plain gradient descent (lr unknown) for the W+ stage and 1000 noise
-  steps; we use Adam at the paper's rates (0.01 and 5), 1000 + 1000 steps (§9 #10, #12): 200 Adam steps from the
+  steps; we use Adam at the paper's rates (0.01 and 5), 1000 + 1000 steps (docs/algorithm.md#inpainting-optimiser): 200 Adam steps from the
   mean latent leave the known region visibly unfitted.
 """
 
@@ -39,34 +39,31 @@ from ..embed import Callback, Embedding, embed
 from ..errors import InputError
 from ..generators.base import StyleGenerator
 from ..losses import PerceptualLoss
-from ..masks import DEFAULT_FEATHER_FRACTION, blend_mask, check_mask_content
+from ..masks import blend_mask, check_mask_content
 from ..recipe import NoiseStage, Recipe, Rendered, WPlusStage, image_term
+from .settings import EditSettings
 from .outputs import EditResult, db
 
 __all__ = ["InpaintSettings", "defective_view", "inpaint", "inpainting_recipe", "inpainting_rows"]
 
 
 @dataclass(frozen=True)
-class InpaintSettings:
+class InpaintSettings(EditSettings):
     """Alg. 4's settings.
 
     * ``w_steps`` 1000 at Adam lr ``w_lr`` 0.01: the paper runs 200 steps of gradient descent with an unpublished
-      rate; Adam at the reconstruction rate needs more steps (paper-digest §9 #10, #12).
+      rate; Adam at the reconstruction rate needs more steps (docs/algorithm.md#inpainting-optimiser).
     * ``noise_steps`` 1000 at Adam lr ``noise_lr`` 5: the paper's count and rate.
     * ``max_resolution`` 64 and ``last_rows`` 2: the W+ rows optimised (w_m) are those whose layer output is at
       most 64 px, plus the last 2 rows (the paper's rows 1-9, 17, 18); ``rows`` overrides the rule.
     * ``known_weight`` 1 and ``hole_weight`` 10: the noise stage's weights on "match I_def outside M_blur+" and
       "keep G(w_out) inside it" (the paper's λ_mse1 = 1e-5 and λ_mse2 = 1e-4; only the ratio matters for Adam).
     * ``feather`` 0.03 and ``dilate`` None (= 2 × feather): M_blur+ = the hole dilated by ``dilate`` × side, then
-      blurred with σ = ``feather`` × side (§9 #11).
+      blurred with σ = ``feather`` × side (docs/algorithm.md#blend-mask-size).
     * ``mse_weight`` : ``perceptual_weight`` 1 : 1 in the W+ stage, as reconstruction.
     * ``noise_space``, ``noise_lr_scaling``: see :class:`NoiseStage`; ``seed`` seeds n_ini.
     """
 
-    w_steps: int = 1000
-    noise_steps: int = 1000
-    w_lr: float = 0.01
-    noise_lr: float = 5.0
     mse_weight: float = 1.0
     perceptual_weight: float = 1.0
     max_resolution: int = 64
@@ -74,11 +71,7 @@ class InpaintSettings:
     rows: tuple[int, ...] | None = None
     known_weight: float = 1.0
     hole_weight: float = 10.0
-    feather: float = DEFAULT_FEATHER_FRACTION
     dilate: float | None = None
-    noise_space: str = "paper"
-    noise_lr_scaling: str = "strength"
-    seed: int = 0
 
 
 def inpainting_rows(generator: StyleGenerator, max_resolution: int = 64, last_rows: int = 2) -> list[int]:

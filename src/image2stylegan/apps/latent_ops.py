@@ -1,14 +1,14 @@
 """Local + global edits: Image2StyleGAN's W+ arithmetic on saved embeddings, optionally combined with a local
 activation edit (Eq. 5) in the same render. Nothing is optimised; every result is one forward pass.
 
-The global operations (Image2StyleGAN, ICCV 2019, Sec. 7; digest "Latent-space semantic operations"):
+The global operations (Image2StyleGAN, ICCV 2019; docs/algorithm.md#local-and-global-edits):
 
 * morphing: ``w = λ w1 + (1 − λ) w2``;
 * style mixing ("style transfer" by layer crossover): the listed W+ rows come from w2, the rest from w1;
 * expression transfer: ``w = w1 + λ (w3 − w2)``, with w2 a neutral and w3 an expressive image of one person.
 
-Image2StyleGAN++ adds "local edits along with global semantic edits" (abstract; the recipe is not given, digest
-§5(g)). Here: render the globally edited code, and at one layer replace its activation inside a mask by another
+Image2StyleGAN++ adds "local edits along with global semantic edits" (abstract; the recipe is not given, see
+docs/algorithm.md#local-plus-global). Here: render the globally edited code, and at one layer replace its activation inside a mask by another
 embedding's (Eq. 5, via :mod:`.activations`). Outside the mask the global edit is untouched (bit for bit at that
 layer); later layers run on the edited code, so the pasted features are re-rendered in its style.
 """
@@ -46,8 +46,8 @@ scheme, micro-structure). ``--rows fine`` is Image2StyleGAN's style transfer (it
 second half, from 64 px on, to the style image)."""
 
 DEFAULT_AMOUNT = {"morph": 0.5, "expression": 1.0}
-"""λ when none is given: the morph's midpoint; 1.0 for expression transfer (digest §9 #16: "λ configurable (e.g.
-1.0)"), i.e. A gets exactly the difference between C and B."""
+"""λ when none is given: the morph's midpoint; 1.0 for expression transfer (docs/algorithm.md#edit-amounts),
+i.e. A gets exactly the difference between C and B."""
 
 
 # ---------------------------------------------------------------------------------------------------------------

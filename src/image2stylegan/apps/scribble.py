@@ -22,48 +22,41 @@ from dataclasses import dataclass
 
 import torch
 
-from ..embed import Callback, Embedding, embed, fit_noise_space, initial_noise
+from ..embed import Callback, Embedding, embed, start_noise
 from ..errors import InputError
 from ..generators.base import StyleGenerator
 from ..losses import PerceptualLoss
-from ..masks import DEFAULT_FEATHER_FRACTION, check_mask_content, difference_mask, feather
-from ..recipe import NoiseStage, Recipe, Rendered, WPlusStage, image_term
+from ..masks import check_mask_content, difference_mask, feather
+from ..recipe import NoiseStage, Recipe, WPlusStage, image_term
+from .settings import EditSettings
 from .outputs import EditResult, by_stage, db
 
 __all__ = ["ScribbleSettings", "coarse_rows", "scribble_blend_mask", "scribble_edit", "scribble_mask", "scribble_recipe"]
 
 
 @dataclass(frozen=True)
-class ScribbleSettings:
+class ScribbleSettings(EditSettings):
     """Alg. 5's settings.
 
     * ``max_resolution`` = 16: the edit stage optimises the W+ rows of the layers whose output is at most 16 px,
-      the paper's "first 4 to 6 layers" (digest §5(e), §9 #15); ``rows`` names them explicitly instead.
-    * Iterations are UNKNOWN in the paper: 1000 W+ + 1000 noise steps (digest §9 #12), Adam lr 0.01 / 5.
+      the paper's "first 4 to 6 layers" (docs/algorithm.md#scribble-rows); ``rows`` names them explicitly instead.
+    * Iterations are UNKNOWN in the paper: 1000 W+ + 1000 noise steps (docs/algorithm.md#iterations), Adam lr 0.01 / 5.
       ``embed_w_steps`` / ``embed_noise_steps`` embed the unscribbled photo first (skipped with a starting
       embedding, the CLI's ``--from``); 1000 + 1000 by the same default.
     * λ_mse = λ_p = 1 (the paper's 1e-5 : 1e-5), no spatial masks in the W+ stage, no latent regulariser (the
       paper mentions none; freezing the fine rows is what keeps the edit local in W+).
     * ``threshold`` = 0.05 on the [0, 1] scale: a pixel belongs to the scribble when a channel changed by more
-      (about 13 grey levels). ``feather`` = 0.03: M_blur's Gaussian σ as a fraction of the side (digest §9 #11).
+      (about 13 grey levels). ``feather`` = 0.03: M_blur's Gaussian σ as a fraction of the side (docs/algorithm.md#feather-width).
     """
 
-    w_steps: int = 1000
-    noise_steps: int = 1000
     embed_w_steps: int = 1000
     embed_noise_steps: int = 1000
-    w_lr: float = 0.01
-    noise_lr: float = 5.0
     max_resolution: int = 16
     rows: tuple[int, ...] | None = None
     mse_weight: float = 1.0
     perceptual_weight: float = 1.0
     threshold: float = 0.05
-    feather: float = DEFAULT_FEATHER_FRACTION
-    noise_space: str = "paper"
-    noise_lr_scaling: str = "strength"
     init: str = "mean"
-    seed: int = 0
 
     def __post_init__(self) -> None:
         for name in ("w_steps", "noise_steps", "embed_w_steps", "embed_noise_steps"):
@@ -122,9 +115,7 @@ def scribble_recipe(
                                          perceptual_weight=settings.perceptual_weight),),
                              steps=settings.w_steps, lr=settings.w_lr, rows=tuple(rows), name="scribble_w_plus"))
     # Line 3: noise to the ORIGINAL photo outside M_blur and to the edited rendering inside it.
-    stages.append(NoiseStage(photo, steps=settings.noise_steps, lr=settings.noise_lr, mask=1.0 - m_blur,
-                             second_target=Rendered("scribble_w_plus"), second_weight=1.0,
-                             lr_scaling=settings.noise_lr_scaling, noise_space=space, name="restore_noise"))
+    stages.append(settings.restoring_noise_stage(photo, 1.0 - m_blur, "scribble_w_plus", space, "restore_noise"))
     return Recipe(tuple(stages), seed=settings.seed, init=settings.init, application="scribble")
 
 
@@ -178,9 +169,7 @@ def scribble_edit(
     rows = list(settings.rows) if settings.rows is not None else coarse_rows(generator, settings.max_resolution)
     if not rows or min(rows) < 0 or max(rows) >= generator.num_ws:
         raise InputError(f"scribble rows must be a non-empty subset of 0..{generator.num_ws - 1}, got {rows}")
-    if noise is None:
-        noise = initial_noise(generator, 1, settings.seed)  # the paper's n_ini, as the engine would draw it
-    noise, space = fit_noise_space(generator, [n.to(like) for n in noise], settings.noise_space)
+    noise, space = start_noise(generator, noise, settings.seed, settings.noise_space)
     recipe = scribble_recipe(photo, scribbled, m_blur, rows, settings, embed_photo=ws is None, noise_space=space)
     result = embed(generator, recipe, perceptual=perceptual, start=Embedding(ws, noise), callback=callback)
     if ws is None:

@@ -22,12 +22,13 @@ from dataclasses import dataclass
 
 import torch
 
-from ..embed import Callback, Embedding, embed, fit_noise_space, initial_noise
+from ..embed import Callback, Embedding, embed, start_noise
 from ..errors import InputError
 from ..generators.base import StyleGenerator
 from ..losses import STYLE_LAYER, PerceptualLoss, gram_distance, gram_matrix
-from ..masks import DEFAULT_FEATHER_FRACTION, check_mask_content, feather
-from ..recipe import NoiseStage, Recipe, Rendered, TargetTerm, WPlusStage, image_term
+from ..masks import check_mask_content, feather
+from ..recipe import Recipe, TargetTerm, WPlusStage, image_term
+from .settings import EditSettings
 from .outputs import EditResult, by_stage, copy_paste, db
 
 __all__ = [
@@ -41,7 +42,7 @@ __all__ = [
 
 DEFAULT_STYLE_WEIGHT = 5e4
 """λ_s relative to λ_mse = λ_p = 1. The paper's 5e-7 against λ_p = 1e-5 (a ratio of 0.05) belongs to its own,
-unknown, Gram normalisation (digest §9 #4-5); ours divides by C·H·W (Gatys), which makes the style loss about 1e-4
+unknown, Gram normalisation (docs/algorithm.md#style-weight); ours divides by C·H·W (Gatys), which makes the style loss about 1e-4
 of the perceptual term, so the ratio cannot be copied. Calibrated instead so that, at the start of the W+ stage
 (the content's embedding w*), the style term's gradient on W+ is as large as the content terms' (MSE + perceptual):
 on the bundled generator, the astronaut face (250-step embedding), mask "center", four style images (Hubble deep
@@ -51,30 +52,22 @@ inside the mask went from 35.0 to 32.9 dB (34.1 dB after 10 noise steps)."""
 
 
 @dataclass(frozen=True)
-class StyleTransferSettings:
+class StyleTransferSettings(EditSettings):
     """Alg. 6's settings.
 
-    Iteration counts are UNKNOWN in the paper; the digest's default (§9 #12) is 1000 W+ + 1000 noise steps, Adam
+    Iteration counts are UNKNOWN in the paper; we use 1000 W+ + 1000 noise steps (docs/algorithm.md#iterations), Adam
     lr 0.01 (W+) and 5 (noise) as in reconstruction. ``embed_steps`` W+ steps embed the content image first
     (skipped when a starting embedding is given, the CLI's ``--from``).
 
     Weights: λ_mse = λ_p = 1 on the content (the paper's 1e-5 : 1e-5); ``style_weight`` is λ_s, see
-    :data:`DEFAULT_STYLE_WEIGHT`. ``feather`` is M_blur's Gaussian σ as a fraction of the side (3 %, digest §9 #11).
+    :data:`DEFAULT_STYLE_WEIGHT`. ``feather`` is M_blur's Gaussian σ as a fraction of the side (3 %, docs/algorithm.md#feather-width).
     """
 
-    w_steps: int = 1000
-    noise_steps: int = 1000
     embed_steps: int = 1000
-    w_lr: float = 0.01
-    noise_lr: float = 5.0
     style_weight: float = DEFAULT_STYLE_WEIGHT
     content_mse_weight: float = 1.0
     content_perceptual_weight: float = 1.0
-    feather: float = DEFAULT_FEATHER_FRACTION
-    noise_space: str = "paper"
-    noise_lr_scaling: str = "strength"
     init: str = "mean"
-    seed: int = 0
 
     def __post_init__(self) -> None:
         for name in ("w_steps", "noise_steps", "embed_steps"):
@@ -135,9 +128,7 @@ def style_transfer_recipe(
     stages.append(WPlusStage(style_transfer_terms(content, style, m_blur, settings), steps=settings.w_steps,
                              lr=settings.w_lr, name="style_w_plus"))
     # Line 3: noise to I1 inside M_blur, to G(w_out, n) outside (what line 2 made of the outside is kept).
-    stages.append(NoiseStage(content, steps=settings.noise_steps, lr=settings.noise_lr, mask=m_blur,
-                             second_target=Rendered("style_w_plus"), second_weight=1.0,
-                             lr_scaling=settings.noise_lr_scaling, noise_space=space, name="noise"))
+    stages.append(settings.restoring_noise_stage(content, m_blur, "style_w_plus", space, "noise"))
     return Recipe(tuple(stages), seed=settings.seed, init=settings.init, application="style-transfer")
 
 
@@ -183,9 +174,7 @@ def local_style_transfer(
     like = generator.w_avg
     content, style, mask = content.to(like), style.to(like), mask.to(like)
     m_blur = feather(mask, settings.feather)
-    if noise is None:
-        noise = initial_noise(generator, 1, settings.seed)  # the paper's n_ini, as the engine would draw it
-    noise, space = fit_noise_space(generator, [n.to(like) for n in noise], settings.noise_space)
+    noise, space = start_noise(generator, noise, settings.seed, settings.noise_space)
     recipe = style_transfer_recipe(content, style, m_blur, settings, embed_content=ws is None, noise_space=space)
     result = embed(generator, recipe, perceptual=perceptual, start=Embedding(ws, noise), callback=callback)
     if ws is None:

@@ -42,7 +42,7 @@ def _finish(outdir: Path, result, generator, sha, command: str, settings, inputs
 @click.option("--style-weight", default=DEFAULT_STYLE_WEIGHT, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="lambda_s of the Gram (conv3_3) style term, with lambda_mse = lambda_p = 1. The paper's ratio "
                    "(0.05) is for its own Gram normalisation; this default gives the style term the content terms' "
-                   "gradient size at the start (see the README).")
+                   "gradient size at the start (docs/algorithm.md#style-weight).")
 @align_options
 @run_options(StyleTransferSettings, w_lr=True, feather=True, init=True)
 def style_transfer(content, style, mask_spec, from_latent, embed_steps, style_weight, align, face, paste_back, outdir,
@@ -111,7 +111,7 @@ def scribble(photo, scribbled, mask_spec, from_latent, embed_w_steps, embed_nois
     (original | scribbled | result), latent.npz, metrics.json (PSNR against PHOTO outside the edit) and curves.png
     into OUTDIR. Compare lossless files: JPEG noise alone can exceed --threshold. Only 7 coarse rows move, so at
     budgets of a few hundred steps the paper's --w-lr 0.01 barely shows the strokes; 0.05 does (the README gallery
-    uses 100 steps at 0.05). With --align the face is found in PHOTO and SCRIBBLED is aligned with the same
+    uses 100 steps at 0.1). With --align the face is found in PHOTO and SCRIBBLED is aligned with the same
     transform (it must be the same size), so their difference is still the strokes."""
     from ..apps.activations import parse_index_ranges
     from ..apps.scribble import scribble_edit

@@ -1,0 +1,126 @@
+"""Ctrl-C during a run: every optimising command stops after the current step, saves the embedding reached so far
+(``"stopped": true`` in metrics.json), prints one line and exits with status 130.
+
+The signal is a real SIGINT sent to this process (``os.kill``) from inside the third optimisation step; the CLI's
+handler turns it into a stop request that the engine sees at the end of that step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from image2stylegan.cli.common import INTERRUPTED, cli
+from image2stylegan.progress import StopControl
+
+INTERRUPT_AT_STEP = 3
+
+
+@pytest.fixture
+def tiny_cli(monkeypatch, tiny, tiny_perceptual):
+    """The CLI on the tiny generator and random VGG, with a SIGINT sent to this process during the 3rd step."""
+    import image2stylegan.cli.activations as activations_cli
+    import image2stylegan.cli.crossover as crossover_cli
+    import image2stylegan.cli.reconstruct as reconstruct_cli
+    import image2stylegan.cli.style_transfer as style_cli
+    import image2stylegan.embed as engine
+    from image2stylegan.generators import registry
+
+    monkeypatch.setattr(registry, "load_generator", lambda *a, **k: tiny)
+    monkeypatch.setattr(registry, "weights_sha256", lambda *a, **k: "0" * 64)
+    both = lambda device: (tiny_perceptual, lambda x, y: (x - y).abs().mean(dim=(1, 2, 3)))  # noqa: E731
+    for module in (reconstruct_cli, crossover_cli):
+        monkeypatch.setattr(module, "perceptual_and_lpips", both)
+    for module in (style_cli, activations_cli):
+        monkeypatch.setattr(module, "perceptual_loss", lambda device: tiny_perceptual)
+
+    steps = []
+    original = engine._step_info
+
+    def step_info(*args, **kwargs):
+        steps.append(1)
+        if len(steps) == INTERRUPT_AT_STEP:
+            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_step_info", step_info)
+    return CliRunner()
+
+
+def _photo(path, seed):
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(path)
+    return str(path)
+
+
+BUDGET = ["--w-steps", "6", "--noise-steps", "6", "--quiet", "--device", "cpu"]
+
+
+def _commands(tmp_path):
+    a, b = _photo(tmp_path / "a.png", 0), _photo(tmp_path / "b.png", 1)
+    scribbled = np.array(Image.open(a))
+    scribbled[10:20, 10:20] = (255, 0, 0)
+    Image.fromarray(scribbled).save(tmp_path / "scribbled.png")
+    return {
+        "reconstruct": ["reconstruct", a],
+        "crossover": ["crossover", a, b, "--mask", "left-half"],
+        "inpaint": ["inpaint", a, "--mask", "center"],
+        "style-transfer": ["style-transfer", a, b, "--mask", "center", "--embed-steps", "4"],
+        "scribble": ["scribble", a, str(tmp_path / "scribbled.png"), "--embed-w-steps", "4",
+                     "--embed-noise-steps", "4"],
+        "transfer-attribute": ["transfer-attribute", a, b, "--mask", "center", "--layer", "b16.conv1"],
+    }
+
+
+@pytest.mark.parametrize("command", ["reconstruct", "crossover", "inpaint", "style-transfer", "scribble",
+                                     "transfer-attribute"])
+def test_ctrl_c_saves_the_embedding_reached_so_far_and_exits_130(tiny_cli, tmp_path, command):
+    outdir = tmp_path / "out"
+    result = tiny_cli.invoke(cli, [*_commands(tmp_path)[command], "--outdir", str(outdir), *BUDGET])
+    assert result.exit_code == INTERRUPTED, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("interrupted")]
+    assert len(lines) == 1 and "SIGINT" in lines[0] and f"step {INTERRUPT_AT_STEP}/" in lines[0], result.output
+    metrics = json.loads((outdir / "metrics.json").read_text())
+    assert metrics["stopped"] is True
+    stages = metrics["stages"]
+    assert sum(s["steps"] for s in stages.values()) == INTERRUPT_AT_STEP  # the step under way was finished
+    assert list(stages.values())[-1].get("stopped") is True
+    assert (outdir / "latent.npz").is_file()
+
+
+def test_a_run_that_is_not_interrupted_is_not_marked_stopped(tiny, tiny_perceptual, tmp_path, monkeypatch):
+    from image2stylegan.generators import registry
+
+    monkeypatch.setattr(registry, "load_generator", lambda *a, **k: tiny)
+    monkeypatch.setattr(registry, "weights_sha256", lambda *a, **k: "0" * 64)
+    import image2stylegan.cli.crossover as crossover_cli
+
+    monkeypatch.setattr(crossover_cli, "perceptual_and_lpips", lambda device: (tiny_perceptual, None))
+    a = _photo(tmp_path / "a.png", 0)
+    result = CliRunner().invoke(cli, ["inpaint", a, "--mask", "center", "--outdir", str(tmp_path / "o"), *BUDGET])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert metrics["stopped"] is False and metrics["recipe"]["application"] == "inpaint"
+    assert [s["name"] for s in metrics["recipe"]["stages"]] == ["w_plus", "noise"]
+    assert metrics["inputs"]["photo"]["sha256"] and metrics["inputs"]["mask"] == "center"
+
+
+def test_stop_control_turns_the_first_signal_into_a_request_and_a_second_ctrl_c_into_an_abort():
+    control = StopControl()
+    with control.on_signals():
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert control.requested and control.reason == "SIGTERM"
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert control(type("Info", (), {"stage": "w_plus", "step": 2, "steps": 9})()) is True
+    assert control.where == "w_plus step 2/9"
+    fresh = StopControl()
+    fresh.request("stop button")
+    assert fresh.reason == "stop button" and fresh.requested
