@@ -35,13 +35,14 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ..embed import Callback, Embedding, StageOutcome, StepInfo, embed, initial_noise, initial_ws
+from ..embed import Callback, Embedding, StageOutcome, StepInfo, initial_noise, initial_ws
 from ..errors import InputError
 from ..generators.base import StyleGenerator
 from ..masks import check_mask_content, resize_for_layer
 from ..metrics import psnr
 from ..recipe import NoiseStage, Recipe, WPlusStage, image_term
 from .outputs import EditResult, copy_paste, noise_space_of
+from .plan import Plan
 
 OPS = ("spatial", "channel", "average")
 
@@ -403,32 +404,47 @@ def attribute_transfer(
     perceptual=None,
     callback: Callback | None = None,
 ) -> EditResult:
-    """``I_att`` from photos or embeddings: each of A and B is either a photo (embedded first, W+ then noise, in
-    one recipe with an embedding per photo) or a given embedding; then :func:`transfer_attribute`.
+    """``I_att`` from photos or embeddings (:func:`prepare_attribute_transfer`, then the engine)."""
+    return prepare_attribute_transfer(generator, mask, settings, photos=photos, embeddings=embeddings).run(
+        generator, perceptual, callback)
+
+
+def prepare_attribute_transfer(
+    generator: StyleGenerator,
+    mask: torch.Tensor | None,
+    settings: AttributeTransferSettings = AttributeTransferSettings(),
+    *,
+    photos: dict[str, torch.Tensor] | None = None,
+    embeddings: dict[str, Embedding] | None = None,
+) -> Plan:
+    """``I_att``, ready to run: each of A and B is either a photo (embedded first, W+ then noise, in one recipe
+    with an embedding per photo) or a given embedding; then :func:`transfer_attribute`.
 
     Args:
         photos: role ('a' / 'b') -> photo [1, 3, H, W]; embeddings: role -> (ws, noise). Each role appears in
             exactly one of them.
-        perceptual: the VGG16 loss, needed when a photo is embedded.
 
     Returns:
-        :class:`EditResult` as :func:`transfer_attribute`, with ``embeddings`` holding both roles' embeddings
+        a :class:`.plan.Plan` (its runs need the VGG16 loss when a photo is embedded); its result is the
+        :class:`EditResult` of :func:`transfer_attribute`, with ``embeddings`` holding both roles' embeddings
         (``stopped`` when the embedding run was stopped: the edit then uses the embeddings reached so far).
     """
     photos, given = dict(photos or {}), dict(embeddings or {})
     if sorted([*photos, *given]) != ["a", "b"]:
         raise InputError("attribute transfer needs A and B, each as a photo or as an embedding")
     recipe = photo_embedding_recipe(photos, settings)
-    run = embed(generator, recipe, perceptual=perceptual, callback=callback) if photos else None
-    found = {**given, **(run.embeddings if run is not None else {})}
-    for role in photos:  # a run stopped before this photo's embedding began: its starting point
-        found.setdefault(role, Embedding(initial_ws(generator, 1, "mean", settings.seed),
-                                         initial_noise(generator, 1, settings.seed)))
-    result = transfer_attribute(generator, found["a"], found["b"], mask, settings, photo_a=photos.get("a"),
-                                photo_b=photos.get("b"), history=run.history if run else None,
-                                stages=run.stages if run else None)
-    return replace(result, embeddings={role: Embedding(*found[role]) for role in ("a", "b")},
-                   recipe=recipe.summary(), stopped=bool(run and run.stopped))
+
+    def finish(run) -> EditResult:
+        found = dict(run.embeddings)
+        for role in photos:  # a run stopped before this photo's embedding began: its starting point
+            found.setdefault(role, Embedding(initial_ws(generator, 1, "mean", settings.seed),
+                                             initial_noise(generator, 1, settings.seed)))
+        result = transfer_attribute(generator, found["a"], found["b"], mask, settings, photo_a=photos.get("a"),
+                                    photo_b=photos.get("b"), history=run.history, stages=run.stages)
+        return replace(result, embeddings={role: Embedding(*found[role]) for role in ("a", "b")},
+                       recipe=recipe.summary(), stopped=run.stopped)
+
+    return Plan(recipe, finish, {role: Embedding(*e) for role, e in given.items()} or None)
 
 
 def masked_psnr(x: torch.Tensor, y: torch.Tensor, region: torch.Tensor) -> float | None:
@@ -533,6 +549,7 @@ __all__ = [
     "make_edit",
     "masked_psnr",
     "photo_embedding_recipe",
+    "prepare_attribute_transfer",
     "parse_index_ranges",
     "resolve_layer",
     "spatial_copy",

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..embed import Callback, Embedding, embed
+from ..embed import Callback, Embedding
 from ..errors import InputError
 from ..generators.base import StyleGenerator
 from ..losses import PerceptualLoss
@@ -37,8 +37,9 @@ from ..masks import check_mask_content, feather
 from ..recipe import NoiseStage, Recipe, WPlusStage, image_term
 from .settings import EditSettings
 from .outputs import EditResult, copy_paste, db
+from .plan import Plan
 
-__all__ = ["CrossoverSettings", "crossover", "crossover_recipe"]
+__all__ = ["CrossoverSettings", "crossover", "crossover_recipe", "prepare_crossover"]
 
 
 @dataclass(frozen=True)
@@ -96,21 +97,35 @@ def crossover(
     noise: Sequence[torch.Tensor] | None = None,
     callback: Callback | None = None,
 ) -> EditResult:
-    """Run Alg. 3: the region ``mask`` of ``image_a`` over ``image_b``, blended by the generator.
+    """Run Alg. 3 (:func:`prepare_crossover`, then the engine; see there for the arguments)."""
+    return prepare_crossover(generator, image_a, image_b, mask, settings, ws=ws, noise=noise).run(
+        generator, perceptual, callback)
+
+
+def prepare_crossover(
+    generator: StyleGenerator,
+    image_a: torch.Tensor,
+    image_b: torch.Tensor,
+    mask: torch.Tensor,
+    settings: CrossoverSettings = CrossoverSettings(),
+    *,
+    ws: torch.Tensor | None = None,
+    noise: Sequence[torch.Tensor] | None = None,
+) -> Plan:
+    """Alg. 3, ready to run: the region ``mask`` of ``image_a`` over ``image_b``, blended by the generator.
 
     Args:
         generator: a frozen :class:`StyleGenerator`; everything runs on its device.
         image_a: [1, 3, H, W] in [-1, 1] (H = W = the generator's resolution), taken where ``mask`` is 1.
         image_b: [1, 3, H, W] in [-1, 1], taken where ``mask`` is 0.
         mask: [1, 1, H, W] binary (values >= 0.5 count as A); both regions must be non-empty.
-        perceptual: the VGG16 loss (may be None only if ``settings.perceptual_weight`` is 0).
         ws: starting W+ [1, num_ws, w_dim], e.g. an embedding of A (the paper's w*); default the mean latent.
         noise: starting noise maps; default seeded N(0, 1) (the paper's n_ini).
-        callback: the engine's per-step callback (returning True stops the run).
 
     Returns:
-        :class:`EditResult` whose panel is A | B | naive copy-paste | crossover and whose metrics give the PSNR of
-        the result against A inside the hard mask and against B outside it, after each stage.
+        a :class:`.plan.Plan`; its result is an :class:`EditResult` whose panel is A | B | naive copy-paste |
+        crossover and whose metrics give the PSNR of the result against A inside the hard mask and against B
+        outside it, after each stage.
     """
     size = generator.resolution
     device = generator.w_avg.device
@@ -123,7 +138,12 @@ def crossover(
 
     recipe = crossover_recipe(image_a, image_b, soft, settings)
     start = Embedding(ws, None if noise is None else list(noise))
-    result = embed(generator, recipe, perceptual=perceptual, start=start, callback=callback)
+    return Plan(recipe, lambda result: _measure(generator, result, recipe, image_a, image_b, hard, settings, ws),
+                start)
+
+
+def _measure(generator, result, recipe, image_a, image_b, hard, settings, ws) -> EditResult:
+    size, device = generator.resolution, generator.w_avg.device
     with torch.no_grad():
         final = generator.synthesis(result.ws, result.noise).clamp(-1, 1)
         start_ws = generator.mean_ws(1) if ws is None else ws.to(device)

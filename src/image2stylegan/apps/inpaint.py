@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..embed import Callback, Embedding, embed
+from ..embed import Callback, Embedding
 from ..errors import InputError
 from ..generators.base import StyleGenerator
 from ..losses import PerceptualLoss
@@ -43,8 +43,9 @@ from ..masks import blend_mask, check_mask_content
 from ..recipe import NoiseStage, Recipe, Rendered, WPlusStage, image_term
 from .settings import EditSettings
 from .outputs import EditResult, db
+from .plan import Plan
 
-__all__ = ["InpaintSettings", "defective_view", "inpaint", "inpainting_recipe", "inpainting_rows"]
+__all__ = ["InpaintSettings", "defective_view", "inpaint", "inpainting_recipe", "inpainting_rows", "prepare_inpaint"]
 
 
 @dataclass(frozen=True)
@@ -124,20 +125,33 @@ def inpaint(
     noise: Sequence[torch.Tensor] | None = None,
     callback: Callback | None = None,
 ) -> EditResult:
-    """Run Alg. 4 on ``image`` with the missing region ``hole``.
+    """Run Alg. 4 (:func:`prepare_inpaint`, then the engine; see there for the arguments)."""
+    return prepare_inpaint(generator, image, hole, settings, reference=reference, lpips=lpips, noise=noise).run(
+        generator, perceptual, callback)
+
+
+def prepare_inpaint(
+    generator: StyleGenerator,
+    image: torch.Tensor,
+    hole: torch.Tensor,
+    settings: InpaintSettings = InpaintSettings(),
+    *,
+    reference: torch.Tensor | None = None,
+    lpips: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    noise: Sequence[torch.Tensor] | None = None,
+) -> Plan:
+    """Alg. 4, ready to run, on ``image`` with the missing region ``hole``.
 
     Args:
         generator: a frozen :class:`StyleGenerator`; everything runs on its device.
         image: [1, 3, H, W] in [-1, 1] at the generator's resolution; its pixels inside the hole are never read.
         hole: [1, 1, H, W], 1 (>= 0.5) where pixels are missing; neither empty nor the whole image.
-        perceptual: the VGG16 loss (None only if ``settings.perceptual_weight`` is 0).
         reference: the intact image [1, 3, H, W], only for metrics (PSNR inside the hole and overall) and the panel.
         lpips: optional LPIPS metric ``(x, y) -> [B]``, measured against ``reference`` over the whole image.
         noise: starting noise maps; default seeded N(0, 1) (n_ini). W+ always starts at the mean latent.
-        callback: the engine's per-step callback (returning True stops the run).
 
     Returns:
-        :class:`EditResult` with panel defective input (hole grey) | naive fill | inpainted [| reference] and
+        a :class:`.plan.Plan`; its result is an :class:`EditResult` with panel defective input (hole grey) | naive fill | inpainted [| reference] and
         metrics: PSNR on the known region (after each stage), the rows optimised, and with ``reference`` the PSNR
         inside the hole of the result and of the naive fill.
     """
@@ -161,8 +175,12 @@ def inpaint(
     defective = defective_view(image, hole, fill)
     recipe = inpainting_recipe(defective, hole, rows, settings)
     start = None if noise is None else Embedding(None, list(noise))
-    result = embed(generator, recipe, perceptual=perceptual, start=start, callback=callback)
+    return Plan(recipe, lambda result: _measure(generator, result, recipe, image, hole, defective, fill, rows,
+                                                reference, lpips, settings), start)
 
+
+def _measure(generator, result, recipe, image, hole, defective, fill, rows, reference, lpips, settings) -> EditResult:
+    known = 1.0 - hole
     with torch.no_grad():
         final = generator.synthesis(result.ws, result.noise).clamp(-1, 1)
         metrics = {
@@ -178,7 +196,7 @@ def inpaint(
             ("inpainted (Alg. 4)", final[0]),
         ]
         if reference is not None:
-            reference = reference.to(device)
+            reference = reference.to(image.device)
             metrics["reference"] = {
                 "psnr_hole_db": db(final, reference, hole),
                 "psnr_full_db": db(final, reference, None),

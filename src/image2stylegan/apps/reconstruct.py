@@ -18,6 +18,7 @@ from ..losses import PerceptualLoss
 from ..metrics import psnr, ssim
 from ..recipe import MAIN, NoiseStage, Recipe, WPlusStage, image_term
 from .outputs import EditResult, final_embedding
+from .plan import Plan
 
 OUTPUT_FILES = ("reconstruction.png", "comparison.png", "target.png", "latent.npz", "metrics.json", "curves.png")
 STAGE_NAMES = ("w_plus", "noise")
@@ -76,6 +77,17 @@ def reconstruct(
     """Embed ``target`` [B, 3, H, W] in [-1, 1]: W+ (MSE + perceptual), then noise (MSE only)."""
     return embed(generator, reconstruction_recipe(target, settings), perceptual=perceptual, start=start,
                  callback=callback)
+
+
+def prepare_reconstruction(
+    generator: StyleGenerator, target: torch.Tensor, settings: ReconstructionSettings = ReconstructionSettings(),
+    *, lpips: Callable | None = None, start=None,
+) -> Plan:
+    """Alg. 2 for one image ``target`` [1, 3, H, W], ready to run; its result is the reconstruction as an
+    :class:`EditResult` (save it with :data:`SAVE_NAMES`)."""
+    recipe = reconstruction_recipe(target.to(generator.w_avg), settings)
+    return Plan(recipe, lambda result: reconstruction_result(result, target.to(generator.w_avg), lpips, recipe,
+                                                             noise_space=settings.noise_space), start)
 
 
 def stage_metrics(result: EmbeddingResult, target: torch.Tensor, lpips: Callable | None, index: int = 0,

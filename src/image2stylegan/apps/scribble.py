@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..embed import Callback, Embedding, embed, start_noise
+from ..embed import Callback, Embedding, start_noise
 from ..errors import InputError
 from ..generators.base import StyleGenerator
 from ..losses import PerceptualLoss
@@ -30,8 +30,10 @@ from ..masks import check_mask_content, difference_mask, feather
 from ..recipe import NoiseStage, Recipe, WPlusStage, image_term
 from .settings import EditSettings
 from .outputs import EditResult, by_stage, db
+from .plan import Plan
 
-__all__ = ["ScribbleSettings", "coarse_rows", "scribble_blend_mask", "scribble_edit", "scribble_mask", "scribble_recipe"]
+__all__ = ["ScribbleSettings", "coarse_rows", "scribble_blend_mask", "scribble_edit", "scribble_mask", "scribble_recipe",
+           "prepare_scribble"]
 
 
 @dataclass(frozen=True)
@@ -131,21 +133,34 @@ def scribble_edit(
     noise: Sequence[torch.Tensor] | None = None,
     callback: Callback | None = None,
 ) -> EditResult:
-    """Alg. 5: turn the scribbles of ``scribbled`` into a realistic edit of ``photo``.
+    """Run Alg. 5 (:func:`prepare_scribble`, then the engine; see there for the arguments)."""
+    return prepare_scribble(generator, photo, scribbled, settings, mask=mask, ws=ws, noise=noise).run(
+        generator, perceptual, callback)
+
+
+def prepare_scribble(
+    generator: StyleGenerator,
+    photo: torch.Tensor,
+    scribbled: torch.Tensor,
+    settings: ScribbleSettings = ScribbleSettings(),
+    *,
+    mask: torch.Tensor | None = None,
+    ws: torch.Tensor | None = None,
+    noise: Sequence[torch.Tensor] | None = None,
+) -> Plan:
+    """Alg. 5, ready to run: turn the scribbles of ``scribbled`` into a realistic edit of ``photo``.
 
     Args:
         generator: a frozen :class:`StyleGenerator`.
         photo: the original I [1, 3, H, W] in [-1, 1] at the generator's resolution.
         scribbled: the same photo with strokes painted on, [1, 3, H, W].
-        perceptual: the VGG16 loss of the W+ stages.
         mask: M [1, 1, H, W], the edited region; None = the pixels where the two images differ
             (``settings.threshold``).
         ws, noise: the photo's embedding (w*, n*), e.g. from ``latent.npz``; None embeds ``photo`` first
             (``embed_w_steps`` W+ steps, then ``embed_noise_steps`` noise steps).
-        callback: the engine's per-step callback (returning True stops the run).
 
     Returns:
-        :class:`EditResult`; panel original | scribbled | result; metrics: PSNR against the photo outside the edit
+        a :class:`.plan.Plan`; its result is an :class:`EditResult`: panel original | scribbled | result; metrics: PSNR against the photo outside the edit
         (weighted by 1 - M_blur, the region the noise stage restores) and inside it, each at the start, after the
         W+ stage and at the end, plus the rows optimised.
 
@@ -171,13 +186,17 @@ def scribble_edit(
         raise InputError(f"scribble rows must be a non-empty subset of 0..{generator.num_ws - 1}, got {rows}")
     noise, space = start_noise(generator, noise, settings.seed, settings.noise_space)
     recipe = scribble_recipe(photo, scribbled, m_blur, rows, settings, embed_photo=ws is None, noise_space=space)
-    result = embed(generator, recipe, perceptual=perceptual, start=Embedding(ws, noise), callback=callback)
     if ws is None:
         start: str | torch.Tensor = "photo_noise"
     else:
         with torch.no_grad():
             start = generator.synthesis(ws.to(like), noise)
     points = {"start": start, "after_w_plus": "scribble_w_plus", "final": "restore_noise"}
+    return Plan(recipe, lambda result: _measure(generator, result, recipe, photo, scribbled, mask, outside, rows,
+                                                points, space), Embedding(ws, noise))
+
+
+def _measure(generator, result, recipe, photo, scribbled, mask, outside, rows, points, space) -> EditResult:
     metrics = {
         "psnr_outside_edit_db": by_stage(result, lambda x: db(x, photo, outside), points),
         "psnr_inside_edit_vs_photo_db": by_stage(result, lambda x: db(x, photo, mask), points),

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..embed import Callback, Embedding, embed, start_noise
+from ..embed import Callback, Embedding, start_noise
 from ..errors import InputError
 from ..generators.base import StyleGenerator
 from ..losses import STYLE_LAYER, PerceptualLoss, gram_distance, gram_matrix
@@ -30,6 +30,7 @@ from ..masks import check_mask_content, feather
 from ..recipe import Recipe, TargetTerm, WPlusStage, image_term
 from .settings import EditSettings
 from .outputs import EditResult, by_stage, copy_paste, db
+from .plan import Plan
 
 __all__ = [
     "DEFAULT_STYLE_WEIGHT",
@@ -37,6 +38,7 @@ __all__ = [
     "local_style_transfer",
     "style_transfer_recipe",
     "outside_style_distance",
+    "prepare_style_transfer",
     "style_transfer_terms",
 ]
 
@@ -144,6 +146,22 @@ def local_style_transfer(
     noise: Sequence[torch.Tensor] | None = None,
     callback: Callback | None = None,
 ) -> EditResult:
+    """Run Alg. 6 (:func:`prepare_style_transfer`, then the engine; see there for the arguments)."""
+    return prepare_style_transfer(generator, content, style, mask, perceptual, settings, ws=ws, noise=noise).run(
+        generator, perceptual, callback)
+
+
+def prepare_style_transfer(
+    generator: StyleGenerator,
+    content: torch.Tensor,
+    style: torch.Tensor,
+    mask: torch.Tensor,
+    perceptual: PerceptualLoss,
+    settings: StyleTransferSettings = StyleTransferSettings(),
+    *,
+    ws: torch.Tensor | None = None,
+    noise: Sequence[torch.Tensor] | None = None,
+) -> Plan:
     """Alg. 6: content of ``content`` inside ``mask``, style of ``style`` outside it.
 
     Args:
@@ -154,10 +172,9 @@ def local_style_transfer(
         perceptual: the VGG16 loss; its VGG also supplies the relu3_3 features of the style term.
         ws, noise: the content image's embedding (w*, n), e.g. from ``latent.npz``; None embeds ``content``
             first with ``settings.embed_steps`` W+ steps (noise: seeded N(0, 1)).
-        callback: the engine's per-step callback (returning True stops the run).
 
     Returns:
-        :class:`EditResult`; panel content | style | naive copy-paste | result; metrics: PSNR against the content
+        a :class:`.plan.Plan`; its result is an :class:`EditResult`: panel content | style | naive copy-paste | result; metrics: PSNR against the content
         inside the mask and the Gram (style) distance outside it, each at the start (w*), after the W+ stage and at
         the end.
 
@@ -176,13 +193,17 @@ def local_style_transfer(
     m_blur = feather(mask, settings.feather)
     noise, space = start_noise(generator, noise, settings.seed, settings.noise_space)
     recipe = style_transfer_recipe(content, style, m_blur, settings, embed_content=ws is None, noise_space=space)
-    result = embed(generator, recipe, perceptual=perceptual, start=Embedding(ws, noise), callback=callback)
     if ws is None:
         start: str | torch.Tensor = "content_w_plus"
     else:
         with torch.no_grad():
             start = generator.synthesis(ws.to(like), noise)
     points = {"start": start, "after_w_plus": "style_w_plus", "final": "noise"}
+    return Plan(recipe, lambda result: _measure(generator, perceptual, result, recipe, content, style, mask, m_blur,
+                                                points, space), Embedding(ws, noise))
+
+
+def _measure(generator, perceptual, result, recipe, content, style, mask, m_blur, points, space) -> EditResult:
     images = {p: img for p, img in by_stage(result, lambda x: x, points).items() if img is not None}
     naive = copy_paste(content, style, mask)  # the hard copy-paste the paper's figures compare against
     outside = 1.0 - m_blur
