@@ -57,7 +57,7 @@ def write_photos(folder: Path, count: int) -> None:
 
 def throughput(job_args: dict, folder: Path, batch_size: int) -> dict:
     job = FolderJob(**job_args, batch_size=batch_size)
-    items, _ = plan([folder])
+    items = plan([folder])
     embed_seconds: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         outdir = Path(tmp)

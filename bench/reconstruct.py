@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> dict:
     generator = load_generator(device=device)
     perceptual = PerceptualLoss.from_file().to(device)
     with tempfile.TemporaryDirectory() as tmp:
-        target, _ = load_image(write_demo_photo(Path(tmp) / "astronaut_face.png"), generator.resolution)
+        target = load_image(write_demo_photo(Path(tmp) / "astronaut_face.png"), generator.resolution)
     target = target.to(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

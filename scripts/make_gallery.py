@@ -55,7 +55,7 @@ def make_inputs(folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     crop = write_demo_photo(folder / "astronaut-crop.png")
     # Resize once, exactly as the CLI would, so the scribbled copy differs from the photo only where drawn.
-    photo, _ = load_image(crop, SIZE)
+    photo = load_image(crop, SIZE)
     photo_u8 = tensor_to_uint8(photo[0])
     paths = {"photo": folder / "astronaut.png"}
     atomic_save_png(paths["photo"], photo_u8)

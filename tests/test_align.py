@@ -292,7 +292,7 @@ def test_round_trip_without_detector(astronaut, tmp_path):
     again = paste_back_to_file(tmp_path / "merged.png", tmp_path / "photo.png", tmp_path / "aligned.png",
                                json.loads(aligned.transform.to_json()))  # fmt: skip
     np.testing.assert_array_equal(again, merged)
-    np.testing.assert_array_equal(load_photo(tmp_path / "merged.png")[0], merged)
+    np.testing.assert_array_equal(load_photo(tmp_path / "merged.png"), merged)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["aligned.png", "merged.png", "photo.png"]
 
 

@@ -24,7 +24,7 @@ from image2stylegan.apps.batch_plan import (
 from image2stylegan.apps.batch_results import RESULTS_FILE, ResultsTable
 from image2stylegan.apps.batch_run import FolderJob, run_folder, seeded_start
 from image2stylegan.apps.reconstruct import OUTPUT_FILES, STAGE_NAMES, ReconstructionSettings, reconstruct
-from image2stylegan.errors import InputError
+from image2stylegan.errors import InputError, Notice
 from image2stylegan.io import load_image
 
 TIMING = {"written_at", "total_seconds", "seconds", "seconds_per_step", "seconds_per_image"}
@@ -52,13 +52,14 @@ def test_expand_inputs_folder_glob_and_files(tmp_path):
     (tmp_path / "in" / "notes.txt").write_text("not an image")
     (tmp_path / "in" / ".hidden.png").write_bytes(b"x")
     (tmp_path / "in" / "sub").mkdir()
-    files, notices = expand_inputs([tmp_path / "in"])
+    with pytest.warns(Notice) as record:
+        files = expand_inputs([tmp_path / "in"])
     assert [p.name for p in files] == ["a.jpg", "b.png", "c.PNG"]
-    assert len(notices) == 1 and "notes.txt" in notices[0]
+    assert len(record) == 1 and "notes.txt" in str(record[0].message)
 
-    files, _ = expand_inputs([str(tmp_path / "in" / "*.png"), tmp_path / "in" / "b.png"])  # de-duplicated
+    files = expand_inputs([str(tmp_path / "in" / "*.png"), tmp_path / "in" / "b.png"])  # de-duplicated
     assert [p.name for p in files] == ["b.png"]
-    files, _ = expand_inputs([tmp_path / "in" / "notes.txt"])  # an explicit file is taken whatever its name
+    files = expand_inputs([tmp_path / "in" / "notes.txt"])  # an explicit file is taken whatever its name
     assert [p.name for p in files] == ["notes.txt"]
     with pytest.raises(InputError, match="no file matches"):
         expand_inputs([str(tmp_path / "in" / "*.gif")])
@@ -102,7 +103,7 @@ def test_stale_temporaries_are_removed_selectively(tmp_path):
 
 def test_results_table_rows_and_rebuild_from_metrics(tmp_path):
     _write_images(tmp_path / "in", ["a.png", "b.png", "c.png"])
-    items, _ = plan([tmp_path / "in"])
+    items = plan([tmp_path / "in"])
     table = ResultsTable(tmp_path, items, ["w_plus", "noise"])
     (tmp_path / "a").mkdir()
     metrics = {"stages": {"w_plus": {"psnr_db": 20.0, "ssim": 0.5}, "noise": {"psnr_db": 30.0, "ssim": 0.9,
@@ -137,7 +138,7 @@ def _job(tiny, tiny_perceptual, batch_size):
 
 
 def _run(job, folder, outdir, kill_after=None):
-    items, _ = plan([folder])
+    items = plan([folder])
     outdir.mkdir(parents=True, exist_ok=True)
     table = ResultsTable(outdir, items, STAGE_NAMES)
     table.load_finished()
@@ -198,7 +199,7 @@ def test_killed_run_resumes_to_the_same_bytes(tiny, tiny_perceptual, folder, tmp
 def test_batch_of_one_reproduces_the_single_photo_embedding(tiny, tiny_perceptual, folder, tmp_path):
     job = _job(tiny, tiny_perceptual, 1)
     items, _, _ = _run(job, folder, tmp_path / "out")
-    target, _ = load_image(folder / "p0.png", tiny.resolution)
+    target = load_image(folder / "p0.png", tiny.resolution)
     single = reconstruct(tiny, target, tiny_perceptual, job.settings)
     saved = np.load(tmp_path / "out" / "p0" / "latent.npz")
     assert np.array_equal(saved["w"], single.ws.numpy())

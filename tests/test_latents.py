@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 
-from image2stylegan.errors import InputError
+from image2stylegan.errors import InputError, Notice
 from image2stylegan.latents import FORMAT_VERSION, LatentFile, complete_noise, load_latent, save_latent
 
 NUM_WS, W_DIM = 6, 16
@@ -132,27 +134,33 @@ def test_save_rejects_reserved_extra_keys(tmp_path):
 
 def test_complete_noise_fills_missing_layers_with_zeros(gen):
     present = _noise(gen)[:2]
-    maps, notices = complete_noise(present, NOISE_SHAPES)
+    with pytest.warns(Notice) as record:
+        maps = complete_noise(present, NOISE_SHAPES)
     assert [tuple(m.shape) for m in maps] == NOISE_SHAPES
     assert maps[0] is present[0] and maps[1] is present[1]
     assert all(torch.count_nonzero(m) == 0 for m in maps[2:])
-    assert notices == ["latent.npz has no noise maps for layers 2..3; rendering them with zero noise"]
+    assert [str(w.message) for w in record] == [
+        "latent.npz has no noise maps for layers 2..3; rendering them with zero noise"
+    ]
 
 
 def test_complete_noise_with_everything_present_has_no_notice(gen):
-    maps, notices = complete_noise(_noise(gen), NOISE_SHAPES)
-    assert len(maps) == len(NOISE_SHAPES) and notices == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Notice)
+        maps = complete_noise(_noise(gen), NOISE_SHAPES)
+    assert len(maps) == len(NOISE_SHAPES)
 
 
 def test_complete_noise_single_missing_layer_and_source_name(gen):
-    _, notices = complete_noise(_noise(gen)[:3], NOISE_SHAPES, source="w.npz")
-    assert notices == ["w.npz has no noise maps for layer 3; rendering them with zero noise"]
+    with pytest.warns(Notice) as record:
+        complete_noise(_noise(gen)[:3], NOISE_SHAPES, source="w.npz")
+    assert [str(w.message) for w in record] == ["w.npz has no noise maps for layer 3; rendering them with zero noise"]
 
 
 def test_complete_noise_accepts_one_or_all_channels(gen):
     expected = [(1, 4, 8, 8)]
     for channels in (1, 4):
-        maps, _ = complete_noise([torch.randn(1, channels, 8, 8, generator=gen)], expected)
+        maps = complete_noise([torch.randn(1, channels, 8, 8, generator=gen)], expected)
         assert maps[0].shape[1] == channels
     with pytest.raises(InputError, match="noise map 00"):
         complete_noise([torch.randn(1, 2, 8, 8, generator=gen)], expected)

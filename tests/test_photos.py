@@ -8,6 +8,7 @@ weights are needed.
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -27,7 +28,7 @@ from image2stylegan.apps.photos import (
     read_alignment,
     uint8_to_tensor,
 )
-from image2stylegan.errors import InputError
+from image2stylegan.errors import InputError, Notice
 from image2stylegan.io import load_image
 
 HAND_5 = np.array([[203.0, 101.0], [247.0, 102.5], [225.0, 129.0], [205.0, 141.0], [241.0, 142.0]])
@@ -48,18 +49,21 @@ def aligned(astronaut):
     """The astronaut aligned from the hand-measured landmarks, as load_photo_input(align=True) would return it."""
     photo = np.asarray(Image.open(astronaut))
     face = align_face(photo, HAND_5, SIZE)
-    return PhotoInput(astronaut, uint8_to_tensor(face.image), [], face.transform, 0, face.image, photo)
+    return PhotoInput(astronaut, uint8_to_tensor(face.image), face.transform, 0, face.image, photo)
 
 
 def test_without_align_it_is_load_image(astronaut):
-    photo = load_photo_input(astronaut, SIZE)
-    expected, notices = load_image(astronaut, SIZE)
-    assert torch.equal(photo.image, expected) and photo.notices == notices and photo.transform is None
+    with pytest.warns(Notice, match="resized from 512x512 to 64x64") as record:
+        photo = load_photo_input(astronaut, SIZE)
+    with pytest.warns(Notice) as expected_record:
+        expected = load_image(astronaut, SIZE)
+    assert torch.equal(photo.image, expected) and photo.transform is None
+    assert [str(w.message) for w in record] == [str(w.message) for w in expected_record]
 
 
 def test_aligned_pixels_become_the_tensor_load_image_gives_for_the_saved_png(aligned, tmp_path):
     Image.fromarray(aligned.aligned).save(tmp_path / "aligned.png")
-    again, _ = load_image(tmp_path / "aligned.png", SIZE)
+    again = load_image(tmp_path / "aligned.png", SIZE)
     assert torch.equal(aligned.image, again)
 
 
@@ -80,15 +84,17 @@ def test_mask_drawn_on_the_photo_is_aligned_with_it(aligned, tmp_path):
     mask = np.zeros((512, 512), np.uint8)
     mask[90:115, 190:260] = 255  # the eyes' band
     Image.fromarray(mask).save(tmp_path / "eyes.png")
-    result = align_mask_file(tmp_path / "eyes.png", aligned)
-    assert result is not None
-    aligned_mask, notices = result
-    assert aligned_mask.shape == (1, 1, SIZE, SIZE) and "aligned with the photo" in notices[-1]
+    with pytest.warns(Notice) as record:
+        aligned_mask = align_mask_file(tmp_path / "eyes.png", aligned)
+    assert aligned_mask is not None
+    assert aligned_mask.shape == (1, 1, SIZE, SIZE) and "aligned with the photo" in str(record[-1].message)
     rows = aligned_mask[0, 0].nonzero()[:, 0].float()
     eye_row = aligned.transform.to_aligned(HAND_5[:2], SIZE)[:, 1].mean()
     assert abs(rows.mean().item() - eye_row) < 3  # the band lands on the aligned eyes
     Image.fromarray(mask[:256, :256]).save(tmp_path / "other.png")
-    assert align_mask_file(tmp_path / "other.png", aligned) is None  # another size: drawn on the aligned image
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Notice)  # nothing said: load_mask reads it next and says what it does
+        assert align_mask_file(tmp_path / "other.png", aligned) is None  # another size: drawn on the aligned image
 
 
 def test_alignment_metadata_round_trip_and_paste_back(aligned, tmp_path):

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from image2stylegan.errors import InputError
+from image2stylegan.errors import InputError, notice
 
 __all__ = [
     "atomic_open",
@@ -207,17 +207,17 @@ def _open_decoded(path: Path) -> Image.Image:
     return img
 
 
-def _apply_exif_orientation(img: Image.Image, name: str, notices: list[str]) -> Image.Image:
-    """Rotate/flip as the camera's EXIF orientation tag says, so the subject is upright."""
+def _apply_exif_orientation(img: Image.Image, name: str) -> Image.Image:
+    """Rotate/flip as the camera's EXIF orientation tag says, so the subject is upright (with a notice)."""
     try:
         orientation = img.getexif().get(_EXIF_ORIENTATION_TAG, 1)
     except _DECODE_ERRORS:
-        notices.append(f"{name}: EXIF data is unreadable; using the pixels as stored")
+        notice(f"{name}: EXIF data is unreadable; using the pixels as stored")
         return img
     if orientation in (None, 1):
         return img
     rotated = ImageOps.exif_transpose(img)
-    notices.append(f"{name}: applied EXIF orientation {orientation}")
+    notice(f"{name}: applied EXIF orientation {orientation}")
     return rotated
 
 
@@ -231,12 +231,12 @@ def _composite_on_white(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return color * a + (1.0 - a)
 
 
-def _to_rgb_float(img: Image.Image, name: str, notices: list[str]) -> np.ndarray:
+def _to_rgb_float(img: Image.Image, name: str) -> np.ndarray:
     """Convert any Pillow mode to float32 ``[H, W, 3]`` RGB in [0, 1].
 
     High-bit-depth modes are read directly from their integer/float buffers so no
     precision is lost to an 8-bit conversion; everything else goes through Pillow's own
-    conversions (CMYK, YCbCr, palettes, 1-bit, ...). Transparency is composited on white.
+    conversions (CMYK, YCbCr, palettes, 1-bit, ...). Transparency is composited on white (with a notice).
     """
     mode = img.mode
     if mode.startswith("I;16"):
@@ -252,7 +252,7 @@ def _to_rgb_float(img: Image.Image, name: str, notices: list[str]) -> np.ndarray
         if not np.isfinite(gray).all():
             raise InputError(f"{name} contains NaN or infinite pixels; re-export it as PNG or JPEG")
         if gray.min() < 0.0 or gray.max() > 1.0:
-            notices.append(f"{name}: float pixels outside [0, 1] were clipped")
+            notice(f"{name}: float pixels outside [0, 1] were clipped")
         gray = np.clip(gray, 0.0, 1.0)
         return np.repeat(gray[..., None], 3, axis=2)
 
@@ -266,7 +266,7 @@ def _to_rgb_float(img: Image.Image, name: str, notices: list[str]) -> np.ndarray
         return pixels
     alpha = pixels[..., 3]
     if (alpha < 1.0).any():
-        notices.append(f"{name}: has transparency; composited onto white")
+        notice(f"{name}: has transparency; composited onto white")
     return _composite_on_white(pixels[..., :3], alpha)
 
 
@@ -283,7 +283,7 @@ def _resize_channels(rgb: np.ndarray, size: int) -> np.ndarray:
     return np.clip(np.stack(channels, axis=2), 0.0, 1.0)
 
 
-def load_image(path: PathLike, size: int) -> tuple[torch.Tensor, list[str]]:
+def load_image(path: PathLike, size: int) -> torch.Tensor:
     """Load an image file as a ``[1, 3, size, size]`` float32 tensor in [-1, 1].
 
     Steps: decode fully (truncated files fail here), apply EXIF orientation, convert to RGB
@@ -294,9 +294,8 @@ def load_image(path: PathLike, size: int) -> tuple[torch.Tensor, list[str]]:
         path: image file.
         size: output side length in pixels (the generator's resolution).
 
-    Returns:
-        ``(image, notices)``: notices are one-line strings describing each change made to
-        the picture (crop, resize, orientation, transparency), for the caller to show.
+    Each change made to the picture (crop, resize, orientation, transparency) is issued as a one-line
+    :class:`~image2stylegan.errors.Notice` warning (:func:`image2stylegan.errors.notice`).
 
     Raises:
         InputError: the file is missing, not an image, truncated or in an unusable mode.
@@ -305,13 +304,12 @@ def load_image(path: PathLike, size: int) -> tuple[torch.Tensor, list[str]]:
         raise ValueError(f"size must be a positive int, got {size!r}")
     path = Path(path)
     name = path.name
-    notices: list[str] = []
 
     img = _open_decoded(path)
     try:
         if getattr(img, "n_frames", 1) > 1:
-            notices.append(f"{name}: has {img.n_frames} frames; using the first")
-        rgb = _to_rgb_float(_apply_exif_orientation(img, name, notices), name, notices)
+            notice(f"{name}: has {img.n_frames} frames; using the first")
+        rgb = _to_rgb_float(_apply_exif_orientation(img, name), name)
     finally:
         img.close()  # multi-frame formats keep the file handle open after load()
 
@@ -320,13 +318,13 @@ def load_image(path: PathLike, size: int) -> tuple[torch.Tensor, list[str]]:
     if height != width:
         top, left = (height - side) // 2, (width - side) // 2
         rgb = rgb[top : top + side, left : left + side]
-        notices.append(f"{name}: {width}x{height} is not square; centre-cropped to {side}x{side}")
+        notice(f"{name}: {width}x{height} is not square; centre-cropped to {side}x{side}")
     if side != size:
         rgb = _resize_channels(rgb, size)
-        notices.append(f"{name}: resized from {side}x{side} to {size}x{size}")
+        notice(f"{name}: resized from {side}x{side} to {size}x{size}")
 
     tensor = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)
-    return (tensor * 2.0 - 1.0).unsqueeze(0).contiguous(), notices
+    return (tensor * 2.0 - 1.0).unsqueeze(0).contiguous()
 
 
 # --------------------------------------------------------------------------- writing images

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from image2stylegan.errors import InputError
+from image2stylegan.errors import InputError, notice
 from image2stylegan.io import atomic_save_npz
 
 __all__ = ["FORMAT_VERSION", "LatentFile", "complete_noise", "load_latent", "save_latent"]
@@ -257,7 +257,7 @@ def complete_noise(
     expected_shapes: Sequence[Sequence[int]],
     *,
     source: str = "latent.npz",
-) -> tuple[list[torch.Tensor], list[str]]:
+) -> list[torch.Tensor]:
     """Check stored noise maps against a generator's noise layers; zero-fill the rest.
 
     Args:
@@ -268,8 +268,8 @@ def complete_noise(
         source: file name used in notices and errors.
 
     Returns:
-        ``(maps, notices)``: one map per expected layer (missing ones are zeros of the
-        expected shape, on the device/dtype of the stored maps) and one-line notices.
+        One map per expected layer: missing ones are zeros of the expected shape, on the
+        device/dtype of the stored maps, and a :class:`~image2stylegan.errors.Notice` says which.
 
     Raises:
         InputError: more maps than layers, or a map whose shape does not fit its layer
@@ -297,12 +297,11 @@ def complete_noise(
             )
         completed.append(noise_map)
 
-    notices: list[str] = []
     first_missing = len(completed)
     if first_missing < len(expected_shapes):
         like = noise_list[0] if noise_list else torch.empty(0)
         for expected in expected_shapes[first_missing:]:
             completed.append(torch.zeros(tuple(int(d) for d in expected), dtype=like.dtype, device=like.device))
         span = _layer_range(first_missing, len(expected_shapes) - 1)
-        notices.append(f"{source} has no noise maps for {span}; rendering them with zero noise")
-    return completed, notices
+        notice(f"{source} has no noise maps for {span}; rendering them with zero noise")
+    return completed

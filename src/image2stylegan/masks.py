@@ -15,7 +15,7 @@ every soft mask made here passes through :func:`snap_unit_interval` (values with
 or 1). So ``1 − M`` is exactly 0 wherever ``M`` is 1, whatever the CPU, thread count or convolution kernel.
 
 Every function works on whatever device and floating dtype the mask lives on; nothing here prints. Functions that
-make user-visible changes return ``(result, notices)`` with one-line notices for the caller to show.
+make user-visible changes issue one-line :class:`~image2stylegan.errors.Notice` warnings about them.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from .errors import InputError
+from .errors import InputError, notice
 from .io import _apply_exif_orientation, _open_decoded
 from .losses import SNAP_TOLERANCE, resize_mask, snap_unit_interval
 
@@ -124,7 +124,7 @@ def preset_mask(name: str, size: int, *, device: torch.device | str | None = Non
     return mask
 
 
-def _to_gray(img: Image.Image, name: str, notices: list[str]) -> np.ndarray:
+def _to_gray(img: Image.Image, name: str) -> np.ndarray:
     """Reduce any Pillow mode to float32 ``[H, W]`` in [0, 1].
 
     Alpha wins when it varies: a region painted on a transparent layer is selected by its opacity, whatever its
@@ -149,7 +149,7 @@ def _to_gray(img: Image.Image, name: str, notices: list[str]) -> np.ndarray:
             raise InputError(f"mask {name}: cannot convert colour mode {mode} ({exc}); re-export it as a PNG") from None
         alpha = np.asarray(rgba.getchannel("A"))
         if alpha.min() != alpha.max():
-            notices.append(f"{name}: using its alpha channel as the mask (opaque = selected)")
+            notice(f"{name}: using its alpha channel as the mask (opaque = selected)")
             return alpha.astype(np.float32) / 255.0
         img = rgba.convert("RGB")
     try:
@@ -160,7 +160,7 @@ def _to_gray(img: Image.Image, name: str, notices: list[str]) -> np.ndarray:
     return np.asarray(gray).astype(np.float32) / 255.0
 
 
-def load_mask(path: PathLike, size: int) -> tuple[Tensor, list[str]]:
+def load_mask(path: PathLike, size: int) -> Tensor:
     """Load a mask file as a binary float32 ``[1, 1, size, size]`` tensor (1 where the file is white / opaque).
 
     Any format and mode Pillow reads: 1-bit, 8/16-bit and float grayscale, palette, RGB (luminance), RGBA/LA (alpha
@@ -171,8 +171,8 @@ def load_mask(path: PathLike, size: int) -> tuple[Tensor, list[str]]:
     (half covered) is selected; the comparison allows :data:`SNAP_TOLERANCE` of rounding, so that decision does not
     depend on the CPU's summation order.
 
-    Returns:
-        ``(mask, notices)``; notices name each change made (orientation, crop, resize, alpha, grey values).
+    Each change made (orientation, crop, resize, alpha, grey values) is issued as a one-line
+    :class:`~image2stylegan.errors.Notice` warning.
 
     Raises:
         InputError: the file is missing, not an image, truncated, or in an unusable mode.
@@ -180,15 +180,14 @@ def load_mask(path: PathLike, size: int) -> tuple[Tensor, list[str]]:
     _check_size(size)
     path = Path(path)
     name = path.name
-    notices: list[str] = []
     try:
         img = _open_decoded(path)
     except InputError as exc:
         raise InputError(f"mask: {exc}") from None
     try:
         if getattr(img, "n_frames", 1) > 1:
-            notices.append(f"{name}: has {img.n_frames} frames; using the first")
-        gray = _to_gray(_apply_exif_orientation(img, name, notices), name, notices)
+            notice(f"{name}: has {img.n_frames} frames; using the first")
+        gray = _to_gray(_apply_exif_orientation(img, name), name)
     finally:
         img.close()
 
@@ -197,27 +196,28 @@ def load_mask(path: PathLike, size: int) -> tuple[Tensor, list[str]]:
     if height != width:
         top, left = (height - side) // 2, (width - side) // 2
         gray = gray[top : top + side, left : left + side]
-        notices.append(f"{name}: {width}x{height} is not square; centre-cropped to {side}x{side}")
+        notice(f"{name}: {width}x{height} is not square; centre-cropped to {side}x{side}")
 
     grey_share = float(((gray > 0.1) & (gray < 0.9)).mean())
     if grey_share >= _GREY_NOTICE_FRACTION:
-        notices.append(f"{name}: {grey_share:.0%} of pixels are grey; thresholded at 0.5 to a black/white mask")
+        notice(f"{name}: {grey_share:.0%} of pixels are grey; thresholded at 0.5 to a black/white mask")
 
     mask = torch.from_numpy(np.ascontiguousarray(gray)).view(1, 1, side, side)
     if side != size:
         mask = F.interpolate(mask, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        notices.append(f"{name}: resized from {side}x{side} to {size}x{size}")
-    return (mask >= _THRESHOLD - SNAP_TOLERANCE).float(), notices
+        notice(f"{name}: resized from {side}x{side} to {size}x{size}")
+    return (mask >= _THRESHOLD - SNAP_TOLERANCE).float()
 
 
-def resolve_mask(spec: str | PathLike, size: int) -> tuple[Tensor, list[str]]:
-    """Turn a user's mask setting into a binary ``[1, 1, size, size]`` mask: a :data:`PRESETS` name or a file path.
+def resolve_mask(spec: str | PathLike, size: int) -> Tensor:
+    """Turn a user's mask setting into a binary ``[1, 1, size, size]`` mask: a :data:`PRESETS` name or a file path
+    (read by :func:`load_mask`, with its notices).
 
     Raises:
         InputError: ``spec`` is neither a preset nor an existing file, or the file is unusable.
     """
     if isinstance(spec, str) and spec in PRESETS:
-        return preset_mask(spec, size), []
+        return preset_mask(spec, size)
     path = Path(spec).expanduser()
     if not path.exists():
         raise InputError(

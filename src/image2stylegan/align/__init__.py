@@ -4,7 +4,7 @@ Typical use::
 
     from image2stylegan.align import load_photo, load_mtcnn, detect_faces, select_face, align_face, paste_back
 
-    photo, notices = load_photo("photo.jpg")               # uint8 [H, W, 3], full resolution
+    photo = load_photo("photo.jpg")                        # uint8 [H, W, 3], full resolution (notices: warnings)
     faces = detect_faces(photo, load_mtcnn())              # largest first
     aligned = align_face(photo, select_face(faces, 0), 1024)
     ...                                                    # embed / edit aligned.image (uint8 [1024, 1024, 3])

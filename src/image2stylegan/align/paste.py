@@ -16,6 +16,7 @@ Coordinates: pixel-centre ``(x, y)``, as everywhere in :mod:`image2stylegan.alig
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import InputError
+from ..errors import InputError, Notice
 from ..io import atomic_write, tensor_to_uint8
 from .ffhq import AlignTransform
 from .photo import as_rgb_uint8, load_photo
@@ -192,10 +193,12 @@ def paste_back_to_file(
         raise InputError(f"cannot save {out_path}: unsupported image extension {out_path.suffix!r}; use .png or .jpg")
     if not isinstance(transform, AlignTransform):
         transform = AlignTransform.from_dict(transform)
-    if isinstance(photo, str | os.PathLike):
-        photo, _ = load_photo(photo)
-    if isinstance(aligned, str | os.PathLike):
-        aligned, _ = load_photo(aligned)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Notice)  # what reading them changes was said when the photo was aligned
+        if isinstance(photo, str | os.PathLike):
+            photo = load_photo(photo)
+        if isinstance(aligned, str | os.PathLike):
+            aligned = load_photo(aligned)
     result = paste_back(photo, aligned, transform, **options)
     pil = Image.fromarray(result)
     atomic_write(out_path, lambda handle: pil.save(handle, format=fmt[0], **fmt[1]))

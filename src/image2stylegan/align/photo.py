@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import InputError
+from ..errors import InputError, notice
 from ..io import _apply_exif_orientation, _open_decoded, _to_rgb_float
 
 __all__ = ["as_rgb_uint8", "load_photo"]
@@ -53,7 +53,7 @@ def as_rgb_uint8(image: np.ndarray | Image.Image, name: str = "image") -> np.nda
     return np.ascontiguousarray(array)
 
 
-def load_photo(path: str | os.PathLike[str]) -> tuple[np.ndarray, list[str]]:
+def load_photo(path: str | os.PathLike[str]) -> np.ndarray:
     """Read a photo at full resolution as uint8 ``[H, W, 3]`` RGB, upright (EXIF orientation applied).
 
     Uses the same decoding as :func:`image2stylegan.io.load_image` (truncated files fail here; grey, palette, CMYK
@@ -61,22 +61,21 @@ def load_photo(path: str | os.PathLike[str]) -> tuple[np.ndarray, list[str]]:
     8-bit RGB file the array holds exactly the file's pixel values, so paste-back leaves everything outside the face
     byte-identical to it.
 
-    Returns:
-        ``(photo, notices)``: one-line notices describing each change (orientation, transparency, bit depth).
+    Each change (orientation, transparency, bit depth) is issued as a one-line
+    :class:`~image2stylegan.errors.Notice` warning.
 
     Raises:
         InputError: missing, unreadable or truncated file.
     """
     path = Path(path)
-    notices: list[str] = []
     img = _open_decoded(path)
     try:
         if getattr(img, "n_frames", 1) > 1:
-            notices.append(f"{path.name}: has {img.n_frames} frames; using the first")
+            notice(f"{path.name}: has {img.n_frames} frames; using the first")
         mode = img.mode
-        rgb = _to_rgb_float(_apply_exif_orientation(img, path.name, notices), path.name, notices)
+        rgb = _to_rgb_float(_apply_exif_orientation(img, path.name), path.name)
     finally:
         img.close()
     if mode.startswith("I") or mode == "F":
-        notices.append(f"{path.name}: {mode} pixels reduced to 8 bits per channel")
-    return np.ascontiguousarray(np.rint(rgb * 255.0).astype(np.uint8)), notices
+        notice(f"{path.name}: {mode} pixels reduced to 8 bits per channel")
+    return np.ascontiguousarray(np.rint(rgb * 255.0).astype(np.uint8))

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..errors import InputError
+from ..errors import InputError, notice
 
 __all__ = [
     "FINISHED_MARKER",
@@ -66,8 +66,8 @@ def is_batch_request(specs: Sequence[str | os.PathLike[str]]) -> bool:
     return spec.is_dir() or (not spec.exists() and bool(_GLOB_CHARS & set(str(spec))))
 
 
-def expand_inputs(specs: Sequence[str | os.PathLike[str]]) -> tuple[list[Path], list[str]]:
-    """Files to process, sorted, and notices.
+def expand_inputs(specs: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Files to process, sorted.
 
     Each spec is a file (taken whatever its extension, so a damaged or mislabelled file is reported, not
     skipped), a folder (its files with an image extension Pillow knows, not recursive; hidden files ignored;
@@ -78,7 +78,6 @@ def expand_inputs(specs: Sequence[str | os.PathLike[str]]) -> tuple[list[Path], 
     """
     extensions = _image_extensions()
     found: dict[str, Path] = {}
-    notices: list[str] = []
     for spec in specs:
         spec_path = Path(spec).expanduser()
         if spec_path.is_dir():
@@ -86,7 +85,7 @@ def expand_inputs(specs: Sequence[str | os.PathLike[str]]) -> tuple[list[Path], 
             skipped = [p.name for p in entries if p.suffix.lower() not in extensions]
             if skipped:
                 shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
-                notices.append(f"{spec_path}: skipped {len(skipped)} file(s) without an image extension: {shown}")
+                notice(f"{spec_path}: skipped {len(skipped)} file(s) without an image extension: {shown}")
             matches = [p for p in entries if p.suffix.lower() in extensions]
         elif spec_path.exists():
             matches = [spec_path]
@@ -101,7 +100,7 @@ def expand_inputs(specs: Sequence[str | os.PathLike[str]]) -> tuple[list[Path], 
             found.setdefault(str(path.resolve()), path)
     if not found:
         raise InputError(f"no image files in {', '.join(map(str, specs))}")
-    return sorted(found.values(), key=lambda p: str(p)), notices
+    return sorted(found.values(), key=lambda p: str(p))
 
 
 def output_names(paths: Sequence[Path]) -> list[str]:
@@ -125,10 +124,10 @@ def output_names(paths: Sequence[Path]) -> list[str]:
     return out
 
 
-def plan(specs: Sequence[str | os.PathLike[str]]) -> tuple[list[BatchItem], list[str]]:
-    """(items in processing order, notices) for ``specs`` (see :func:`expand_inputs`)."""
-    paths, notices = expand_inputs(specs)
-    return [BatchItem(i, p, n) for i, (p, n) in enumerate(zip(paths, output_names(paths)))], notices
+def plan(specs: Sequence[str | os.PathLike[str]]) -> list[BatchItem]:
+    """The items for ``specs`` in processing order (see :func:`expand_inputs`)."""
+    paths = expand_inputs(specs)
+    return [BatchItem(i, p, n) for i, (p, n) in enumerate(zip(paths, output_names(paths)))]
 
 
 def chunks(items: Sequence[BatchItem], batch_size: int) -> list[list[BatchItem]]:

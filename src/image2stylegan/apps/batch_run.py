@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 import torch
 
 from ..embed import Callback, Embedding, initial_noise, initial_ws
-from ..errors import InputError
+from ..errors import InputError, notices_to
 from ..generators.base import StyleGenerator
 from ..io import ensure_outdir
 from .batch_plan import BatchItem, chunks, is_finished, remove_stale_temporaries
@@ -103,7 +104,9 @@ def run_folder(
     """Process every unfinished item of ``items`` (see the module docstring) and return the updated table.
 
     ``table`` must already hold the finished rows (:meth:`ResultsTable.load_finished`). ``on_image(item,
-    status, message)`` is called as each image is written or fails; ``log`` gets one-line notices.
+    status, message)`` is called as each image is written or fails. ``log`` gets one-line notes: the
+    :class:`~image2stylegan.errors.Notice` warnings of reading each image that could be read (in place of the
+    warnings), and images finished earlier that cannot be read now; without ``log``, notices stay warnings.
     """
     say = log or (lambda message: None)
     device = job.generator.w_avg.device
@@ -113,8 +116,10 @@ def run_folder(
             continue
         loaded: list[tuple[BatchItem, PhotoInput]] = []
         for it in chunk:
+            held: list[str] = []  # this image's notices, said once it is read
             try:
-                photo = _load(job, it)
+                with notices_to(held.append) if log is not None else nullcontext():
+                    photo = _load(job, it)
             except InputError as exc:
                 if it.index in todo:
                     table.error(it, str(exc))
@@ -125,8 +130,8 @@ def run_folder(
                     say(f"{it.path} was processed before but cannot be read now ({exc}); the rest of its batch "
                         "may differ slightly from an uninterrupted run")
                 continue
-            for n in photo.notices:
-                say(n)
+            for message in held:
+                say(message)
             loaded.append((it, photo))
         if not any(it.index in todo for it, _ in loaded):
             continue

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from ..embed import Embedding, EmbeddingResult, StageOutcome, StepInfo
-from ..errors import InputError
+from ..errors import InputError, notice
 from ..generators.base import Edit, StyleGenerator
 from ..io import atomic_save_png, atomic_write_json, save_image
 from ..latents import complete_noise, load_latent, save_latent
@@ -61,33 +61,32 @@ def render(generator: StyleGenerator, result: EditResult) -> torch.Tensor:
         return generator.synthesis(result.ws, result.noise, edits=result.edits or None)
 
 
-def load_embedding(generator: StyleGenerator, path: Path) -> tuple[torch.Tensor, list[torch.Tensor], list[str]]:
-    """(ws [1, num_ws, w_dim], noise maps, notices) from a ``latent.npz`` made for ``generator`` (``--from``).
+def load_embedding(generator: StyleGenerator, path: Path) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """(ws [1, num_ws, w_dim], noise maps) from a ``latent.npz`` made for ``generator`` (``--from``).
 
-    Noise maps the file lacks are zeros (:func:`image2stylegan.latents.complete_noise` says which)."""
+    Noise maps the file lacks are zeros (:func:`image2stylegan.latents.complete_noise` says which in a notice)."""
     data = load_latent(path)
     if data.generator_name is not None and data.generator_name != generator.name:
         raise InputError(f"{path} was made with generator {data.generator_name!r}, not {generator.name!r}")
-    ws, noise, _, notices = _embedding_of(generator, data, path)
-    return ws, noise, notices
+    ws, noise, _ = _embedding_of(generator, data, path)
+    return ws, noise
 
 
 def load_for_render(
     generator: StyleGenerator, path: Path, weights_sha256: str | None = None
-) -> tuple[torch.Tensor, list[torch.Tensor], dict[str, torch.Tensor], list[str]]:
-    """(ws, noise, activation edits, notices) to render a ``latent.npz`` with ``generator`` (``i2s render``):
+) -> tuple[torch.Tensor, list[torch.Tensor], dict[str, torch.Tensor]]:
+    """(ws, noise, activation edits) to render a ``latent.npz`` with ``generator`` (``i2s render``):
     a file made with another generator or other weights renders with a notice, not an error."""
     data = load_latent(path)
-    notices = []
     if data.generator_name is not None and data.generator_name != generator.name:
-        notices.append(f"{path} was made with generator {data.generator_name!r}; rendering it with {generator.name!r}")
+        notice(f"{path} was made with generator {data.generator_name!r}; rendering it with {generator.name!r}")
     elif None not in (data.weights_sha256, weights_sha256) and data.weights_sha256 != weights_sha256:
-        notices.append(f"{path} was made with different {generator.name} weights (sha256 {data.weights_sha256[:12]}...)")
-    ws, noise, edits, more = _embedding_of(generator, data, path)
+        notice(f"{path} was made with different {generator.name} weights (sha256 {data.weights_sha256[:12]}...)")
+    ws, noise, edits = _embedding_of(generator, data, path)
     unknown = set(edits) - set(generator.layer_names())
     if unknown:
         raise InputError(f"{path} edits layer(s) {sorted(unknown)} that {generator.name} does not have")
-    return ws, noise, edits, notices + more
+    return ws, noise, edits
 
 
 def _embedding_of(generator: StyleGenerator, data, path: Path):
@@ -96,10 +95,10 @@ def _embedding_of(generator: StyleGenerator, data, path: Path):
             f"{path}: w has shape {list(data.w.shape)}, {generator.name} needs [1, {generator.num_ws}, {generator.w_dim}]"
         )
     expected = [(1, spec.channels, spec.height, spec.width) for spec in generator.noise_inputs]
-    noise, notices = complete_noise(data.noise, expected, source=str(path))
+    noise = complete_noise(data.noise, expected, source=str(path))
     device = generator.w_avg.device
     edits = {layer: t.to(device) for layer, t in data.edits.items()}
-    return data.w.to(device), [n.to(device) for n in noise], edits, notices
+    return data.w.to(device), [n.to(device) for n in noise], edits
 
 
 # -- baselines and measurements shared by the applications ----------------------------------------------------

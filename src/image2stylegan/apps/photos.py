@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ..align import AlignTransform, align_face, detect_faces, load_photo, paste_back_to_file, select_face
-from ..errors import InputError
+from ..errors import InputError, notice, notices_to
 from ..io import atomic_save_png, atomic_write_json, load_image
 
 __all__ = [
@@ -55,12 +55,12 @@ PASTED_FILE = "pasted.png"
 
 @dataclass(frozen=True, eq=False)
 class PhotoInput:
-    """A photo ready for the generator.
+    """A photo ready for the generator. What was done to it (crop, resize, which face was aligned) was issued as
+    :class:`~image2stylegan.errors.Notice` warnings while it was read.
 
     Attributes:
         path: the file it was read from.
         image: ``[1, 3, S, S]`` float32 in [-1, 1] on the CPU.
-        notices: one-line notes on what was done to it (crop, resize, which face was aligned).
         transform: the alignment (``None`` without ``--align``).
         face: index of the aligned face among the detected ones (``None`` without ``--align``).
         aligned: the aligned uint8 ``[S, S, 3]`` image (``None`` without ``--align``).
@@ -69,7 +69,6 @@ class PhotoInput:
 
     path: Path
     image: torch.Tensor
-    notices: list[str] = field(default_factory=list)
     transform: AlignTransform | None = None
     face: int | None = None
     aligned: np.ndarray | None = field(default=None, repr=False)
@@ -100,7 +99,7 @@ def load_photo_input(
     path: str | os.PathLike[str], size: int, *, align: bool = False, face: int = 0, detector: Any = None
 ) -> PhotoInput:
     """Read ``path`` for a generator of resolution ``size``; with ``align``, detect faces and FFHQ-align face
-    ``face`` (0 = the largest confident face).
+    ``face`` (0 = the largest confident face). Notices (crop, resize, the face aligned) are issued as warnings.
 
     Raises:
         InputError: unreadable file; with ``align``: no face, or ``face`` out of range (the message says how many
@@ -109,9 +108,8 @@ def load_photo_input(
     """
     path = Path(path)
     if not align:
-        image, notices = load_image(path, size)
-        return PhotoInput(path, image, notices)
-    photo, notices = load_photo(path)
+        return PhotoInput(path, load_image(path, size))
+    photo = load_photo(path)
     with single_thread():
         faces = detect_faces(photo, detector)
     chosen = select_face(faces, face, name=path.name)
@@ -119,12 +117,12 @@ def load_photo_input(
     tr = aligned.transform
     others = f" of {len(faces)}" if len(faces) > 1 else ""
     side = tr.scale * size  # the aligned square's side in photo pixels
-    notices.append(
+    notice(
         f"{path.name}: face {face}{others} (score {chosen.score:.3f}) aligned to {size}x{size} from a {side:.0f} px "
         f"square of the {photo.shape[1]}x{photo.shape[0]} photo, rotated {tr.angle_degrees:+.1f} deg"
         + (f"; upscaled {size / side:.1f}x, so the target is soft" if side < size / 2 else "")
     )
-    return PhotoInput(path, uint8_to_tensor(aligned.image), notices, tr, face, aligned.image, photo)
+    return PhotoInput(path, uint8_to_tensor(aligned.image), tr, face, aligned.image, photo)
 
 
 def align_like(path: str | os.PathLike[str], reference: PhotoInput) -> PhotoInput:
@@ -138,7 +136,7 @@ def align_like(path: str | os.PathLike[str], reference: PhotoInput) -> PhotoInpu
     tr = reference.transform
     if tr is None:
         raise ValueError("align_like needs an aligned reference")
-    photo, notices = load_photo(path)
+    photo = load_photo(path)
     height, width = photo.shape[:2]
     if (width, height) != tuple(tr.photo_size):
         raise InputError(
@@ -146,15 +144,14 @@ def align_like(path: str | os.PathLike[str], reference: PhotoInput) -> PhotoInpu
             "with --align both must be the same photo's size (they share the face's alignment)"
         )
     aligned = align_face(photo, np.asarray(tr.landmarks), tr.output_size)
-    notices.append(f"{path.name}: aligned with the face found in {reference.path.name}")
-    return PhotoInput(path, uint8_to_tensor(aligned.image), notices, aligned.transform, reference.face,
-                      aligned.image, photo)
+    notice(f"{path.name}: aligned with the face found in {reference.path.name}")
+    return PhotoInput(path, uint8_to_tensor(aligned.image), aligned.transform, reference.face, aligned.image, photo)
 
 
-def align_mask_file(path: str | os.PathLike[str], reference: PhotoInput) -> tuple[torch.Tensor, list[str]] | None:
+def align_mask_file(path: str | os.PathLike[str], reference: PhotoInput) -> torch.Tensor | None:
     """A mask image drawn on the *original* photo, aligned with ``reference``'s transform: binary
-    ``[1, 1, S, S]``; ``None`` when the file's size is not the photo's (then it is taken to be drawn on the aligned
-    image, as masks are without ``--align``). Outside the photo the aligned mask is 0."""
+    ``[1, 1, S, S]``, with a notice; ``None`` when the file's size is not the photo's (then it is taken to be drawn
+    on the aligned image, as masks are without ``--align``). Outside the photo the aligned mask is 0."""
     from ..io import _apply_exif_orientation, _open_decoded
     from ..masks import _to_gray
 
@@ -162,19 +159,22 @@ def align_mask_file(path: str | os.PathLike[str], reference: PhotoInput) -> tupl
     path = Path(path)
     if tr is None or not path.is_file():
         return None
-    notices: list[str] = []
-    img = _open_decoded(path)
-    try:
-        gray = _to_gray(_apply_exif_orientation(img, path.name, notices), path.name, notices)
-    finally:
-        img.close()
+    held: list[str] = []  # said only when the file is used here; otherwise load_mask reads it and says them
+    with notices_to(held.append):
+        img = _open_decoded(path)
+        try:
+            gray = _to_gray(_apply_exif_orientation(img, path.name), path.name)
+        finally:
+            img.close()
     if (gray.shape[1], gray.shape[0]) != tuple(tr.photo_size):
         return None
+    for message in held:
+        notice(message)
     rgb = np.repeat(np.rint(gray * 255.0).astype(np.uint8)[:, :, None], 3, axis=2)
     aligned = align_face(rgb, np.asarray(tr.landmarks), tr.output_size, enable_padding=False)
     mask = torch.from_numpy(aligned.image[:, :, 0].astype(np.float32) / 255.0 >= 0.5).float()[None, None]
-    notices.append(f"{path.name}: has the photo's size, so it was aligned with the photo's face")
-    return mask, notices
+    notice(f"{path.name}: has the photo's size, so it was aligned with the photo's face")
+    return mask
 
 
 # -- metadata ----------------------------------------------------------------------------------------------------

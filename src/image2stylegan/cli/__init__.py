@@ -1,8 +1,10 @@
 """The ``i2s`` command line. Thin: parse options, call the library, print one-line notices and results.
 
 Errors the user can fix (bad input, missing weights) print one line to stderr and exit with status 2; nothing is
-written for a run that fails (every output file is written atomically at the end). Each module here adds its
-commands to the one click group defined in :mod:`.common`.
+written for a run that fails (every output file is written atomically at the end). Notices (what the user should
+know that is not an error, e.g. a photo was centre-cropped) come from the library as warnings and print as one
+``note: ...`` line each on stderr (:func:`.common.showing_notices`). Each module here adds its commands to the one
+click group defined in :mod:`.common`.
 """
 
 from __future__ import annotations
@@ -15,14 +17,15 @@ from ..errors import Image2StyleGANError
 from . import activations, crossover, reconstruct, style_transfer  # noqa: F401  (each registers its commands)
 from . import faces  # noqa: F401  (i2s faces, i2s paste-back)
 from . import convert  # noqa: F401  (i2s convert)
-from .common import cli, resolve_device
+from .common import cli, resolve_device, showing_notices
 
 __all__ = ["cli", "main", "resolve_device"]
 
 
 def main() -> None:
     try:
-        cli.main(standalone_mode=False)
+        with showing_notices():  # library notices as `note: ...` lines (the group installs it too, for CliRunner)
+            cli.main(standalone_mode=False)
     except click.exceptions.Abort:  # click's form of a KeyboardInterrupt outside a run (loading, saving)
         click.echo("interrupted; no outputs were written for the unfinished run", err=True)
         sys.exit(130)

@@ -10,7 +10,7 @@ from ..apps.activations import DEFAULT_LAYER, LAYER_ALIASES, OPS, AttributeTrans
 from ..apps.latent_ops import NOISE_MODES, ROW_PRESETS
 from ..apps.latent_ops import OPS as LATENT_OPS
 from ..errors import InputError
-from .common import (cli, device_option, echo_stages, exit_if_stopped, load_from, network_option, notice, notices,
+from .common import (cli, device_option, echo_stages, exit_if_stopped, load_from, network_option, notice,
                      open_generator, perceptual_loss, resolve_device, run_options, running, setup)
 from .photos import align_options, aligned_files, check_align_options, open_detector, outputs_for, read_photo
 LAYER_HELP = (
@@ -35,9 +35,7 @@ def _load_mask(spec: str | None, size: int):
 
     if spec is None:
         return None
-    mask, messages = resolve_mask(spec, size)
-    notices(messages)
-    return mask
+    return resolve_mask(spec, size)
 
 
 def _check_layer(generator, layer: str, op: str, channels: str | None, alpha: float, mask) -> None:

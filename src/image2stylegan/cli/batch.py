@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from ..errors import InputError
-from .common import INTERRUPTED, notice, open_generator, perceptual_and_lpips, resolve_device
+from .common import INTERRUPTED, open_generator, perceptual_and_lpips, resolve_device
 from .photos import open_detector
 
 
@@ -25,9 +25,7 @@ def run_batch(specs, outdir: Path, settings, *, batch_size: int, align: bool, fa
     from ..apps.reconstruct import STAGE_NAMES
     from ..progress import FolderProgress, StopControl, fan_out
 
-    items, notices = plan(specs)
-    for n in notices:
-        notice(n)
+    items = plan(specs)
     dev = resolve_device(device)
     outdir = ensure_outdir(outdir)
     remove_stale_temporaries(outdir, [RESULTS_FILE])

@@ -1,19 +1,23 @@
 """What every ``i2s`` command shares: the click group, one set of options (device, budget, noise space, seed,
 progress, network) with defaults taken from the settings dataclasses, device resolution, notices, reading inputs,
-and running an application so that Ctrl-C or SIGTERM stops it cleanly with its outputs saved."""
+and running an application so that Ctrl-C or SIGTERM stops it cleanly with its outputs saved.
+
+Notices: the library issues them as :class:`~image2stylegan.errors.Notice` warnings; while a command runs,
+:func:`showing_notices` (installed by the ``cli`` group, and by :func:`image2stylegan.cli.main`) prints each one,
+repeats included, as one ``note: <message>`` line on stderr. Other warnings are shown as Python always does."""
 
 from __future__ import annotations
 
 import dataclasses
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import click
 import torch
 
-from .. import __version__
+from .. import __version__, errors
 from ..errors import InputError
 
 NOISE_SPACE_HELP = (
@@ -46,12 +50,19 @@ def resolve_device(name: str) -> torch.device:
 
 
 def notice(message: str) -> None:
+    """A note from the CLI itself: issued like the library's (:func:`image2stylegan.errors.notice`), so it is shown
+    the same way."""
+    errors.notice(message)
+
+
+def _echo_note(message: str) -> None:
     click.echo(f"note: {message}", err=True)
 
 
-def notices(messages) -> None:
-    for message in messages:
-        notice(message)
+def showing_notices() -> AbstractContextManager[None]:
+    """Within the block, each :class:`~image2stylegan.errors.Notice` is one ``note: <message>`` line on stderr
+    (no file, line or category), every one of them, repeats included; other warnings are untouched."""
+    return errors.notices_to(_echo_note)
 
 
 def perceptual_and_lpips(device: torch.device):
@@ -71,8 +82,10 @@ def perceptual_loss(device: torch.device):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="i2s")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Image2StyleGAN++: embed images into a pretrained style-based generator and edit them."""
+    ctx.with_resource(showing_notices())  # until the command returns (also under click's CliRunner)
 
 
 # -- options -----------------------------------------------------------------------------------------------------
@@ -162,9 +175,7 @@ def load_from(path: Path | None, generator):
         return None, None
     from ..apps.outputs import load_embedding
 
-    ws, noise, messages = load_embedding(generator, Path(path))
-    notices(messages)
-    return ws, noise
+    return load_embedding(generator, Path(path))
 
 
 # -- running -----------------------------------------------------------------------------------------------------

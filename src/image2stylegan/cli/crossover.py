@@ -8,7 +8,7 @@ import click
 
 from ..apps.crossover import CrossoverSettings
 from ..apps.inpaint import InpaintSettings
-from .common import (cli, echo_stages, exit_if_stopped, load_from, notices, perceptual_and_lpips, run_options, running,
+from .common import (cli, echo_stages, exit_if_stopped, load_from, perceptual_and_lpips, run_options, running,
                      setup)
 from .photos import (align_options, aligned_files, check_align_options, open_detector, outputs_for, read_like, read_mask,
                      read_photo)
@@ -72,8 +72,7 @@ def crossover(images, mask_spec, from_a, from_b, align, face, paste_back, outdir
     settings = CrossoverSettings(w_steps=w_steps, noise_steps=noise_steps, feather=feather, noise_space=noise_space,
                                  seed=seed)
     dev, outdir, generator, sha = setup(device, outdir, network)
-    mask, messages = resolve_mask(mask_spec, generator.resolution)
-    notices(messages)
+    mask = resolve_mask(mask_spec, generator.resolution)
     check_mask_content(mask, "crossover")
     detector = open_detector(align)
     image_a, ws_a, source_a, input_a = _load_input(generator, photo_a, from_a, align=align, face=face, detector=detector)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import InputError
-from .common import cli, notice
+from .common import cli
 
 
 @cli.command(short_help="List the faces in a photo, in the order --face counts them.")
@@ -22,9 +22,7 @@ def faces(photo, as_json) -> None:
     from ..align.mtcnn import CONFIDENT_SCORE
     from ..apps.photos import single_thread
 
-    image, notices = load_photo(photo)
-    for n in notices:
-        notice(n)
+    image = load_photo(photo)
     detector = load_mtcnn()
     with single_thread():
         found = detect_faces(image, detector)

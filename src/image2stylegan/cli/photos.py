@@ -1,8 +1,8 @@
 """``--align``, ``--face`` and ``--paste-back``: the options of every command that takes a photo, and their glue.
 
 The work itself is in :mod:`image2stylegan.apps.photos`; here are the option definitions (one wording for every
-command), their validation (usage errors, exit status 2, before anything slow), reading a photo with its notices
-shown, and the files an aligned run adds to its outputs.
+command), their validation (usage errors, exit status 2, before anything slow), reading photos and masks (their
+notices are warnings the command shows as ``note:`` lines), and the files an aligned run adds to its outputs.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-
-from .common import notice
 
 ALIGN_HELP = (
     "Detect the faces (MTCNN) and FFHQ-align one to the generator's resolution instead of centre-cropping the photo. "
@@ -56,23 +54,19 @@ def open_detector(align: bool):
 
 
 def read_photo(path: Path, generator, *, align: bool = False, face: int = 0, detector=None):
-    """A :class:`~image2stylegan.apps.photos.PhotoInput` for ``generator``, its notices shown."""
+    """A :class:`~image2stylegan.apps.photos.PhotoInput` for ``generator``."""
     from ..apps.photos import load_photo_input
 
-    photo = load_photo_input(path, generator.resolution, align=align, face=face, detector=detector)
-    for n in photo.notices:
-        notice(n)
-    return photo
+    return load_photo_input(path, generator.resolution, align=align, face=face, detector=detector)
 
 
 def read_like(path: Path, generator, reference):
     """Read ``path`` as ``reference`` was read: aligned with its transform (no detection of its own), or plainly."""
     from ..apps.photos import align_like, load_photo_input
 
-    photo = align_like(path, reference) if reference.transform is not None else load_photo_input(path, generator.resolution)
-    for n in photo.notices:
-        notice(n)
-    return photo
+    if reference.transform is not None:
+        return align_like(path, reference)
+    return load_photo_input(path, generator.resolution)
 
 
 def read_mask(spec: str, size: int, reference=None):
@@ -85,14 +79,8 @@ def read_mask(spec: str, size: int, reference=None):
 
         aligned = align_mask_file(spec, reference)
         if aligned is not None:
-            mask, notices = aligned
-            for n in notices:
-                notice(n)
-            return mask
-    mask, notices = resolve_mask(spec, size)
-    for n in notices:
-        notice(n)
-    return mask
+            return aligned
+    return resolve_mask(spec, size)
 
 
 def outputs_for(outdir: Path, photos: dict, *, paste_into: str, result: str = "result.png", paste_back: bool = False):

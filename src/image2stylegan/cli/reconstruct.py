@@ -10,7 +10,7 @@ import torch
 from ..apps.demo import DemoBudget
 from ..apps.reconstruct import ReconstructionSettings
 from ..errors import InputError
-from .common import (DEVICES, cli, default, device_option, exit_if_stopped, network_option, notice, notices, open_generator,
+from .common import (DEVICES, cli, default, device_option, exit_if_stopped, network_option, notice, open_generator,
                      perceptual_and_lpips, resolve_device, run_options, running, setup, stage_line)
 from .photos import aligned_files, align_options, check_align_options, open_detector, read_photo
 
@@ -190,8 +190,7 @@ def render(latent, out, device, network) -> None:
     ensure_outdir(Path(out).parent if Path(out).parent != Path("") else Path("."))
     dev = resolve_device(device)
     generator, sha = open_generator(network, dev)
-    ws, noise, edits, messages = load_for_render(generator, latent, sha)
-    notices(messages)
+    ws, noise, edits = load_for_render(generator, latent, sha)
     with torch.no_grad():
         image = generator.synthesis(ws, noise, edits=edits or None)
     save_image(out, image[0])
