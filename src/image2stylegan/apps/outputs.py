@@ -151,13 +151,14 @@ def input_record(inputs: Mapping[str, Any] | None) -> dict[str, Any]:
             continue
         path = Path(str(value))
         if isinstance(value, (str, Path)) and path.is_file():
-            out[role] = {"file": str(value), "sha256": _sha256(path)}
+            out[role] = {"file": str(value), "sha256": file_sha256(path)}
         else:
             out[role] = str(value) if isinstance(value, Path) else value
     return out
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes (read in 1 MiB blocks)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
