@@ -394,19 +394,11 @@ def photo_embedding_recipe(photos: dict[str, torch.Tensor], settings: AttributeT
     return Recipe(tuple(stages), seed=settings.seed, application="transfer-attribute")
 
 
-def attribute_transfer(
-    generator: StyleGenerator,
-    mask: torch.Tensor | None,
-    settings: AttributeTransferSettings = AttributeTransferSettings(),
-    *,
-    photos: dict[str, torch.Tensor] | None = None,
-    embeddings: dict[str, Embedding] | None = None,
-    perceptual=None,
-    callback: Callback | None = None,
-) -> EditResult:
-    """``I_att`` from photos or embeddings (:func:`prepare_attribute_transfer`, then the engine)."""
-    return prepare_attribute_transfer(generator, mask, settings, photos=photos, embeddings=embeddings).run(
-        generator, perceptual, callback)
+def attribute_transfer(generator: StyleGenerator, mask: torch.Tensor | None,
+                       settings: AttributeTransferSettings = AttributeTransferSettings(), *, perceptual=None,
+                       callback: Callback | None = None, **inputs) -> EditResult:
+    """``I_att``: :func:`prepare_attribute_transfer` (``inputs``: its ``photos`` / ``embeddings``), then the engine."""
+    return prepare_attribute_transfer(generator, mask, settings, **inputs).run(generator, perceptual, callback)
 
 
 def prepare_attribute_transfer(

@@ -85,21 +85,11 @@ def crossover_recipe(image_a: torch.Tensor, image_b: torch.Tensor, soft_mask: to
     )
 
 
-def crossover(
-    generator: StyleGenerator,
-    image_a: torch.Tensor,
-    image_b: torch.Tensor,
-    mask: torch.Tensor,
-    perceptual: PerceptualLoss | None,
-    settings: CrossoverSettings = CrossoverSettings(),
-    *,
-    ws: torch.Tensor | None = None,
-    noise: Sequence[torch.Tensor] | None = None,
-    callback: Callback | None = None,
-) -> EditResult:
-    """Run Alg. 3 (:func:`prepare_crossover`, then the engine; see there for the arguments)."""
-    return prepare_crossover(generator, image_a, image_b, mask, settings, ws=ws, noise=noise).run(
-        generator, perceptual, callback)
+def crossover(generator: StyleGenerator, image_a: torch.Tensor, image_b: torch.Tensor, mask: torch.Tensor,
+              perceptual: PerceptualLoss | None, settings: CrossoverSettings = CrossoverSettings(), *,
+              callback: Callback | None = None, **start) -> EditResult:
+    """Run Alg. 3: :func:`prepare_crossover` (``start``: its ``ws`` / ``noise``), then the engine."""
+    return prepare_crossover(generator, image_a, image_b, mask, settings, **start).run(generator, perceptual, callback)
 
 
 def prepare_crossover(

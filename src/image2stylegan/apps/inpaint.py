@@ -113,28 +113,14 @@ def inpainting_recipe(defective: torch.Tensor, hole: torch.Tensor, rows: Sequenc
     return Recipe((w_stage, noise_stage), seed=settings.seed, init="mean", application="inpaint")
 
 
-def inpaint(
-    generator: StyleGenerator,
-    image: torch.Tensor,
-    hole: torch.Tensor,
-    perceptual: PerceptualLoss | None,
-    settings: InpaintSettings = InpaintSettings(),
-    *,
-    reference: torch.Tensor | None = None,
-    lpips: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-    noise: Sequence[torch.Tensor] | None = None,
-    callback: Callback | None = None,
-) -> EditResult:
-    """Run Alg. 4 (:func:`prepare_inpaint`, then the engine; see there for the arguments)."""
-    return prepare_inpaint(generator, image, hole, settings, reference=reference, lpips=lpips, noise=noise).run(
-        generator, perceptual, callback)
+def inpaint(generator: StyleGenerator, image: torch.Tensor, hole: torch.Tensor, perceptual: PerceptualLoss | None,
+            settings: InpaintSettings = InpaintSettings(), *, callback: Callback | None = None, **extra) -> EditResult:
+    """Run Alg. 4: :func:`prepare_inpaint` (``extra``: its ``reference`` / ``lpips`` / ``noise``), then the engine."""
+    return prepare_inpaint(generator, image, hole, settings, **extra).run(generator, perceptual, callback)
 
 
 def prepare_inpaint(
-    generator: StyleGenerator,
-    image: torch.Tensor,
-    hole: torch.Tensor,
-    settings: InpaintSettings = InpaintSettings(),
+    generator: StyleGenerator, image: torch.Tensor, hole: torch.Tensor, settings: InpaintSettings = InpaintSettings(),
     *,
     reference: torch.Tensor | None = None,
     lpips: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,

@@ -133,6 +133,15 @@ def by_stage(result: EmbeddingResult, measure: Callable[[torch.Tensor], float | 
     return out
 
 
+def start_point(generator: StyleGenerator, ws: torch.Tensor | None, noise, embedding_stage: str) -> str | torch.Tensor:
+    """Where an edit's "start" measurements are taken (for :func:`by_stage`): the render of the given starting
+    embedding, or, when the recipe embeds the photo first, the end of that stage."""
+    if ws is None:
+        return embedding_stage
+    with torch.no_grad():
+        return generator.synthesis(ws.to(generator.w_avg), noise)
+
+
 def final_embedding(result: EmbeddingResult, embedding: str | None = None) -> Embedding:
     """The final (ws, noise) of ``embedding`` (default: the last stage's), image 0 of the batch."""
     ws, noise = (result.ws, result.noise) if embedding is None else result.embeddings[embedding]

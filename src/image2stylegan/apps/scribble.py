@@ -29,7 +29,7 @@ from ..losses import PerceptualLoss
 from ..masks import check_mask_content, difference_mask, feather
 from ..recipe import NoiseStage, Recipe, WPlusStage, image_term
 from .settings import EditSettings
-from .outputs import EditResult, by_stage, db
+from .outputs import EditResult, by_stage, db, start_point
 from .plan import Plan
 
 __all__ = ["ScribbleSettings", "coarse_rows", "scribble_blend_mask", "scribble_edit", "scribble_mask", "scribble_recipe",
@@ -121,28 +121,15 @@ def scribble_recipe(
     return Recipe(tuple(stages), seed=settings.seed, init=settings.init, application="scribble")
 
 
-def scribble_edit(
-    generator: StyleGenerator,
-    photo: torch.Tensor,
-    scribbled: torch.Tensor,
-    perceptual: PerceptualLoss,
-    settings: ScribbleSettings = ScribbleSettings(),
-    *,
-    mask: torch.Tensor | None = None,
-    ws: torch.Tensor | None = None,
-    noise: Sequence[torch.Tensor] | None = None,
-    callback: Callback | None = None,
-) -> EditResult:
-    """Run Alg. 5 (:func:`prepare_scribble`, then the engine; see there for the arguments)."""
-    return prepare_scribble(generator, photo, scribbled, settings, mask=mask, ws=ws, noise=noise).run(
-        generator, perceptual, callback)
+def scribble_edit(generator: StyleGenerator, photo: torch.Tensor, scribbled: torch.Tensor, perceptual: PerceptualLoss,
+                  settings: ScribbleSettings = ScribbleSettings(), *, callback: Callback | None = None,
+                  **start) -> EditResult:
+    """Run Alg. 5: :func:`prepare_scribble` (``start``: its ``mask`` / ``ws`` / ``noise``), then the engine."""
+    return prepare_scribble(generator, photo, scribbled, settings, **start).run(generator, perceptual, callback)
 
 
 def prepare_scribble(
-    generator: StyleGenerator,
-    photo: torch.Tensor,
-    scribbled: torch.Tensor,
-    settings: ScribbleSettings = ScribbleSettings(),
+    generator: StyleGenerator, photo: torch.Tensor, scribbled: torch.Tensor, settings: ScribbleSettings = ScribbleSettings(),
     *,
     mask: torch.Tensor | None = None,
     ws: torch.Tensor | None = None,
@@ -186,12 +173,7 @@ def prepare_scribble(
         raise InputError(f"scribble rows must be a non-empty subset of 0..{generator.num_ws - 1}, got {rows}")
     noise, space = start_noise(generator, noise, settings.seed, settings.noise_space)
     recipe = scribble_recipe(photo, scribbled, m_blur, rows, settings, embed_photo=ws is None, noise_space=space)
-    if ws is None:
-        start: str | torch.Tensor = "photo_noise"
-    else:
-        with torch.no_grad():
-            start = generator.synthesis(ws.to(like), noise)
-    points = {"start": start, "after_w_plus": "scribble_w_plus", "final": "restore_noise"}
+    points = {"start": start_point(generator, ws, noise, "photo_noise"), "after_w_plus": "scribble_w_plus", "final": "restore_noise"}
     return Plan(recipe, lambda result: _measure(generator, result, recipe, photo, scribbled, mask, outside, rows,
                                                 points, space), Embedding(ws, noise))
 

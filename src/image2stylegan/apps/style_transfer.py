@@ -29,7 +29,7 @@ from ..losses import STYLE_LAYER, PerceptualLoss, gram_distance, gram_matrix
 from ..masks import check_mask_content, feather
 from ..recipe import Recipe, TargetTerm, WPlusStage, image_term
 from .settings import EditSettings
-from .outputs import EditResult, by_stage, copy_paste, db
+from .outputs import EditResult, by_stage, copy_paste, db, start_point
 from .plan import Plan
 
 __all__ = [
@@ -134,20 +134,11 @@ def style_transfer_recipe(
     return Recipe(tuple(stages), seed=settings.seed, init=settings.init, application="style-transfer")
 
 
-def local_style_transfer(
-    generator: StyleGenerator,
-    content: torch.Tensor,
-    style: torch.Tensor,
-    mask: torch.Tensor,
-    perceptual: PerceptualLoss,
-    settings: StyleTransferSettings = StyleTransferSettings(),
-    *,
-    ws: torch.Tensor | None = None,
-    noise: Sequence[torch.Tensor] | None = None,
-    callback: Callback | None = None,
-) -> EditResult:
-    """Run Alg. 6 (:func:`prepare_style_transfer`, then the engine; see there for the arguments)."""
-    return prepare_style_transfer(generator, content, style, mask, perceptual, settings, ws=ws, noise=noise).run(
+def local_style_transfer(generator: StyleGenerator, content: torch.Tensor, style: torch.Tensor, mask: torch.Tensor,
+                         perceptual: PerceptualLoss, settings: StyleTransferSettings = StyleTransferSettings(), *,
+                         callback: Callback | None = None, **start) -> EditResult:
+    """Run Alg. 6: :func:`prepare_style_transfer` (``start``: its ``ws`` / ``noise``), then the engine."""
+    return prepare_style_transfer(generator, content, style, mask, perceptual, settings, **start).run(
         generator, perceptual, callback)
 
 
@@ -193,12 +184,7 @@ def prepare_style_transfer(
     m_blur = feather(mask, settings.feather)
     noise, space = start_noise(generator, noise, settings.seed, settings.noise_space)
     recipe = style_transfer_recipe(content, style, m_blur, settings, embed_content=ws is None, noise_space=space)
-    if ws is None:
-        start: str | torch.Tensor = "content_w_plus"
-    else:
-        with torch.no_grad():
-            start = generator.synthesis(ws.to(like), noise)
-    points = {"start": start, "after_w_plus": "style_w_plus", "final": "noise"}
+    points = {"start": start_point(generator, ws, noise, "content_w_plus"), "after_w_plus": "style_w_plus", "final": "noise"}
     return Plan(recipe, lambda result: _measure(generator, perceptual, result, recipe, content, style, mask, m_blur,
                                                 points, space), Embedding(ws, noise))
 

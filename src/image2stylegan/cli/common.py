@@ -96,6 +96,16 @@ def default(settings_class, name: str):
     return next(f.default for f in dataclasses.fields(settings_class) if f.name == name)
 
 
+def mask_option(help: str, *, required: bool = True):
+    """``--mask PRESET|PNG`` (the value reaches the command as ``mask_spec``)."""
+    return click.option("--mask", "mask_spec", required=required, default=None, help=help)
+
+
+def from_option(help: str):
+    """``--from LATENT.npz`` (as ``from_latent``): reuse a saved embedding."""
+    return click.option("--from", "from_latent", type=click.Path(path_type=Path), default=None, help=help)
+
+
 def network_option(func):
     """``--network PATH|NAME`` for every command that runs a generator."""
     return click.option("--network", default=None, metavar="PATH|NAME", help=NETWORK_HELP)(func)

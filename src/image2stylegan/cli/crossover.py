@@ -8,7 +8,8 @@ import click
 
 from ..apps.crossover import CrossoverSettings
 from ..apps.inpaint import InpaintSettings
-from .common import (cli, echo_stages, exit_if_stopped, load_from, perceptual_and_lpips, run_options, running,
+from .common import (cli, echo_stages, exit_if_stopped, from_option, load_from, mask_option, perceptual_and_lpips,
+                     run_options, running,
                      setup)
 from .photos import (align_options, aligned_files, check_align_options, open_detector, outputs_for, read_like, read_mask,
                      read_photo)
@@ -32,8 +33,8 @@ def _load_input(generator, photo, latent, *, align=False, face=0, detector=None)
 # -- crossover ---------------------------------------------------------------------------------------------------
 @cli.command(short_help="Blend a region of photo A into photo B (the paper's two-face, Alg. 3).")
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--mask", "mask_spec", required=True,
-              help="Region taken from A: left-half, right-half, top-half, bottom-half, or a mask image (white = A).")
+@mask_option(help="Region taken from A: left-half, right-half, top-half, bottom-half, or a mask image "
+                  "(white = A).")
 @click.option("--from-a", "from_a", type=click.Path(path_type=Path),
               help="Use this latent.npz instead of photo A: A is its render and the W+ stage starts from its W+ "
                    "(the paper's w*). Without it the W+ stage starts from the mean latent.")
@@ -97,12 +98,12 @@ def crossover(images, mask_spec, from_a, from_b, align, face, paste_back, outdir
 # -- inpaint -----------------------------------------------------------------------------------------------------
 @cli.command(short_help="Fill a hole from the known pixels (Alg. 4).")
 @click.argument("photo", required=False, type=click.Path(path_type=Path))
-@click.option("--mask", "mask_spec", required=True,
-              help="The hole (white = missing): a mask image, or 'center' (a centred square of half the side).")
+@mask_option(help="The hole (white = missing): a mask image, or 'center' (a centred square of half the "
+                  "side).")
 @click.option("--reference", type=click.Path(path_type=Path),
               help="The intact original, for PSNR inside the hole and LPIPS (never used by the algorithm).")
-@click.option("--from", "from_latent", type=click.Path(path_type=Path),
-              help="Use the render of this latent.npz instead of PHOTO (its hole pixels are then ignored).")
+@from_option(help="Use the render of this latent.npz instead of PHOTO (its hole pixels are then "
+                  "ignored).")
 @align_options
 @run_options(InpaintSettings, feather=True)
 def inpaint(photo, mask_spec, reference, from_latent, align, face, paste_back, outdir, w_steps, noise_steps, feather,

@@ -9,7 +9,8 @@ import click
 
 from ..apps.scribble import ScribbleSettings
 from ..apps.style_transfer import DEFAULT_STYLE_WEIGHT, StyleTransferSettings
-from .common import FROM_HELP, cli, echo_stages, exit_if_stopped, load_from, perceptual_loss, run_options, running, setup
+from .common import (FROM_HELP, cli, default, echo_stages, exit_if_stopped, from_option, load_from, mask_option,
+                     perceptual_loss, run_options, running, setup)
 from .photos import (align_options, aligned_files, check_align_options, open_detector, outputs_for, read_like, read_mask,
                      read_photo)
 
@@ -33,11 +34,10 @@ def _finish(outdir: Path, result, generator, sha, command: str, settings, inputs
 @cli.command("style-transfer", short_help="Keep the content inside a mask, another image's style outside (Alg. 6).")
 @click.argument("content", type=click.Path(path_type=Path))
 @click.argument("style", type=click.Path(path_type=Path))
-@click.option("--mask", "mask_spec", required=True,
-              help="Region whose CONTENT is kept (e.g. the face): a preset (left-half, right-half, top-half, "
+@mask_option(help="Region whose CONTENT is kept (e.g. the face): a preset (left-half, right-half, top-half, "
                    "bottom-half, center) or a PNG (white = keep). STYLE's style goes everywhere else.")
-@click.option("--from", "from_latent", type=click.Path(path_type=Path), default=None, help=FROM_HELP.format(what="content"))
-@click.option("--embed-steps", default=1000, show_default=True, type=click.IntRange(min=0),
+@from_option(FROM_HELP.format(what="content"))
+@click.option("--embed-steps", default=default(StyleTransferSettings, "embed_steps"), show_default=True, type=click.IntRange(min=0),
               help="W+ steps embedding CONTENT first (Alg. 6 line 1; skipped with --from).")
 @click.option("--style-weight", default=DEFAULT_STYLE_WEIGHT, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="lambda_s of the Gram (conv3_3) style term, with lambda_mse = lambda_p = 1. The paper's ratio "
@@ -86,13 +86,13 @@ def style_transfer(content, style, mask_spec, from_latent, embed_steps, style_we
 @cli.command("scribble", short_help="Turn rough colour scribbles into a photo-realistic edit (Alg. 5).")
 @click.argument("photo", type=click.Path(path_type=Path))
 @click.argument("scribbled", type=click.Path(path_type=Path))
-@click.option("--mask", "mask_spec", default=None,
-              help="Edited region (preset or PNG, white = edited). Default: the pixels where SCRIBBLED differs "
+@mask_option(required=False,
+             help="Edited region (preset or PNG, white = edited). Default: the pixels where SCRIBBLED differs "
                    "from PHOTO by more than --threshold.")
-@click.option("--from", "from_latent", type=click.Path(path_type=Path), default=None, help=FROM_HELP.format(what="photo"))
-@click.option("--embed-w-steps", default=1000, show_default=True, type=click.IntRange(min=0),
+@from_option(FROM_HELP.format(what="photo"))
+@click.option("--embed-w-steps", default=default(ScribbleSettings, "embed_w_steps"), show_default=True, type=click.IntRange(min=0),
               help="W+ steps embedding PHOTO first (skipped with --from).")
-@click.option("--embed-noise-steps", default=1000, show_default=True, type=click.IntRange(min=0),
+@click.option("--embed-noise-steps", default=default(ScribbleSettings, "embed_noise_steps"), show_default=True, type=click.IntRange(min=0),
               help="Noise steps embedding PHOTO first (skipped with --from).")
 @click.option("--max-resolution", default=16, show_default=True, type=click.IntRange(min=1),
               help="Optimise the W+ rows of the layers running at this many px or fewer: the paper's 'first 4 to 6 "
