@@ -43,7 +43,9 @@ def test_w_plus_stage_leaves_noise_untouched_and_noise_stage_leaves_w_plus_untou
 def test_reconstruction_improves_in_the_w_plus_stage_and_again_in_the_noise_stage(tiny, tiny_target, tiny_perceptual):
     history = []
     result = _run(
-        tiny, tiny_target, [(lambda t: W(t, steps=60, lr=0.05)), (lambda t: NoiseStage(t, steps=60, lr=0.3, lr_scaling="paper"))], tiny_perceptual,
+        tiny, tiny_target,
+        [(lambda t: W(t, steps=60, lr=0.05)), (lambda t: NoiseStage(t, steps=60, lr=0.3, lr_scaling="paper"))],
+        tiny_perceptual,
         callback=history.append,
     )
     w_plus, noise = result.stages
@@ -114,7 +116,8 @@ def test_strength_scaling_equalises_how_far_each_layer_moves(tiny, tiny_target):
         layer.act.noise_strength.fill_(s)
     start = initial_noise(tiny, 1)
     for scaling, expect_even in (("strength", True), ("paper", False)):
-        result = _run(tiny, tiny_target, [(lambda t: NoiseStage(t, steps=1, lr=0.1, lr_scaling=scaling, decay=False))], noise=start)
+        result = _run(tiny, tiny_target, [(lambda t: NoiseStage(t, steps=1, lr=0.1, lr_scaling=scaling, decay=False))],
+                      noise=start)
         # Adam's first step moves every element by ~lr; the activation moves by that times the strength.
         act_step = [((n - s0).abs().mean() * st).item() for n, s0, st in zip(result.noise, start, tiny.noise_strengths())]
         ratio = max(act_step) / min(act_step)
@@ -266,5 +269,6 @@ def test_a_recipe_summary_is_json_and_names_every_stage(tiny_target):
     summary = json.loads(json.dumps(recipe.summary()))
     assert summary["seed"] == 4 and summary["application"] == "test"
     assert [s["name"] for s in summary["stages"]] == ["w_plus", "noise"]
-    assert summary["stages"][0]["rows"] == [0, 1] and summary["stages"][0]["terms"][0]["target"] == "tensor[1, 3, 32, 32]"
+    assert (summary["stages"][0]["rows"] == [0, 1]
+            and summary["stages"][0]["terms"][0]["target"] == "tensor[1, 3, 32, 32]")
     assert summary["stages"][1]["second_target"] == "rendered after w_plus"

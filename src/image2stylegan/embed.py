@@ -301,7 +301,8 @@ def embed(
     if current is None:
         raise ValueError("the recipe has no stage and no start embedding: nothing to return")
     if current.ws is None or current.noise is None:  # a start that no stage ran from
-        current = Embedding(initial_ws(generator, batch, recipe.init, recipe.seed) if current.ws is None else current.ws,
+        current = Embedding(initial_ws(generator, batch, recipe.init, recipe.seed) if current.ws is None
+                            else current.ws,
                             initial_noise(generator, batch, recipe.seed) if current.noise is None else current.noise)
     return EmbeddingResult(current.ws.detach(), [n.detach() for n in current.noise], history, outcomes,
                            {k: v for k, v in states.items()}, stopped=stop)

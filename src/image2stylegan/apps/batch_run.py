@@ -31,7 +31,8 @@ from .batch_plan import BatchItem, chunks, is_finished, remove_stale_temporaries
 from .batch_results import ResultsTable
 from .photos import ALIGNMENT_FILE, PASTED_FILE, PhotoInput, alignment_outputs, load_photo_input
 from .outputs import save
-from .reconstruct import OUTPUT_FILES, SAVE_NAMES, ReconstructionSettings, reconstruct, reconstruction_recipe, reconstruction_result
+from .reconstruct import (OUTPUT_FILES, SAVE_NAMES, ReconstructionSettings, reconstruct, reconstruction_recipe,
+                          reconstruction_result)
 
 __all__ = ["FolderJob", "run_folder", "seeded_start", "write_reconstruction"]
 
@@ -69,7 +70,8 @@ def write_reconstruction(
     photo: PhotoInput,
     batch_info: dict[str, Any] | None = None,
 ) -> dict:
-    """Write image ``index`` of a (batched) result into ``outdir``: the reconstruction's files (:func:`.outputs.save`), plus with an aligned photo
+    """Write image ``index`` of a (batched) result into ``outdir``: the reconstruction's files (:func:`.outputs.save`),
+    plus with an aligned photo
     ``aligned.png``, ``alignment.json`` and (``job.paste_back``) ``pasted.png``; ``metrics.json`` last."""
     remove_stale_temporaries(outdir, [*OUTPUT_FILES, "aligned.png", ALIGNMENT_FILE, PASTED_FILE])
     extra, before_metrics = alignment_outputs(outdir, {"photo": (photo, "aligned.png")}, paste_into="photo",

@@ -19,7 +19,8 @@ pixel also counts through the receptive field of any feature cell the mask touch
 the blurred region have no influence at all (``tests/test_crossover.py`` checks both, bit for bit).
 
 Defaults (the paper gives no iteration counts for crossover): 1000 W+ steps at Adam lr 0.01 and 1000 noise steps
-at lr 5 (docs/algorithm.md#iterations), λ_mse : λ_p = 1 : 1 as in reconstruction, feather σ = 3 % of the side (docs/algorithm.md#feather-width).
+at lr 5 (docs/algorithm.md#iterations), λ_mse : λ_p = 1 : 1 as in reconstruction, feather σ = 3 % of the side
+(docs/algorithm.md#feather-width).
 """
 
 from __future__ import annotations

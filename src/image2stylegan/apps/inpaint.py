@@ -20,11 +20,13 @@ image)::
   flat fill, never the hole's original pixels.
 * **Noise stage.** M_blur+ = :func:`~image2stylegan.masks.blend_mask` (M) (the hole dilated by 2σ then blurred,
   exactly 1 inside the hole): the known region outside it is matched to I_def, the hole and its blurred border keep
-  the W+ prediction G(w_out, n_ini). The paper's argument order for Mk_n is ambiguous (docs/algorithm.md#inpainting-noise-weights);
+  the W+ prediction G(w_out, n_ini). The paper's argument order for Mk_n is ambiguous
+  (docs/algorithm.md#inpainting-noise-weights);
   we weight the kept-prediction term 10× the known term: λ_mse2 = 1e-4 over λ_mse1 = 1e-5. That keeps the noise
   maps, whose coarse layers reach into the hole, from dragging the prediction towards the known pixels.
 * **Steps.** The paper uses 200 steps of plain gradient descent (lr unknown) for the W+ stage and 1000 noise
-  steps; we use Adam at the paper's rates (0.01 and 5), 1000 + 1000 steps (docs/algorithm.md#inpainting-optimiser): 200 Adam steps from the
+  steps; we use Adam at the paper's rates (0.01 and 5), 1000 + 1000 steps (docs/algorithm.md#inpainting-optimiser):
+  200 Adam steps from the
   mean latent leave the known region visibly unfitted.
 """
 
@@ -137,7 +139,8 @@ def prepare_inpaint(
         noise: starting noise maps; default seeded N(0, 1) (n_ini). W+ always starts at the mean latent.
 
     Returns:
-        a :class:`.plan.Plan`; its result is an :class:`EditResult` with panel defective input (hole grey) | naive fill | inpainted [| reference] and
+        a :class:`.plan.Plan`; its result is an :class:`EditResult` with panel defective input (hole grey) | naive
+        fill | inpainted [| reference] and
         metrics: PSNR on the known region (after each stage), the rows optimised, and with ``reference`` the PSNR
         inside the hole of the result and of the naive fill.
     """

@@ -8,7 +8,8 @@ The global operations (Image2StyleGAN, ICCV 2019; docs/algorithm.md#local-and-gl
 * expression transfer: ``w = w1 + λ (w3 − w2)``, with w2 a neutral and w3 an expressive image of one person.
 
 Image2StyleGAN++ adds "local edits along with global semantic edits" (abstract; the recipe is not given, see
-docs/algorithm.md#local-plus-global). Here: render the globally edited code, and at one layer replace its activation inside a mask by another
+docs/algorithm.md#local-plus-global). Here: render the globally edited code, and at one layer replace its activation
+inside a mask by another
 embedding's (Eq. 5, via :mod:`.activations`). Outside the mask the global edit is untouched (bit for bit at that
 layer); later layers run on the edited code, so the pasted features are re-rendered in its style.
 """

@@ -32,7 +32,8 @@ from .settings import EditSettings
 from .outputs import EditResult, by_stage, db, start_point
 from .plan import Plan
 
-__all__ = ["ScribbleSettings", "coarse_rows", "scribble_blend_mask", "scribble_edit", "scribble_mask", "scribble_recipe",
+__all__ = ["ScribbleSettings", "coarse_rows", "scribble_blend_mask", "scribble_edit", "scribble_mask",
+           "scribble_recipe",
            "prepare_scribble"]
 
 
@@ -48,7 +49,8 @@ class ScribbleSettings(EditSettings):
     * λ_mse = λ_p = 1 (the paper's 1e-5 : 1e-5), no spatial masks in the W+ stage, no latent regulariser (the
       paper mentions none; freezing the fine rows is what keeps the edit local in W+).
     * ``threshold`` = 0.05 on the [0, 1] scale: a pixel belongs to the scribble when a channel changed by more
-      (about 13 grey levels). ``feather`` = 0.03: M_blur's Gaussian σ as a fraction of the side (docs/algorithm.md#feather-width).
+      (about 13 grey levels). ``feather`` = 0.03: M_blur's Gaussian σ as a fraction of the side
+      (docs/algorithm.md#feather-width).
     """
 
     embed_w_steps: int = 1000
@@ -129,7 +131,10 @@ def scribble_edit(generator: StyleGenerator, photo: torch.Tensor, scribbled: tor
 
 
 def prepare_scribble(
-    generator: StyleGenerator, photo: torch.Tensor, scribbled: torch.Tensor, settings: ScribbleSettings = ScribbleSettings(),
+    generator: StyleGenerator,
+    photo: torch.Tensor,
+    scribbled: torch.Tensor,
+    settings: ScribbleSettings = ScribbleSettings(),
     *,
     mask: torch.Tensor | None = None,
     ws: torch.Tensor | None = None,
@@ -147,7 +152,8 @@ def prepare_scribble(
             (``embed_w_steps`` W+ steps, then ``embed_noise_steps`` noise steps).
 
     Returns:
-        a :class:`.plan.Plan`; its result is an :class:`EditResult`: panel original | scribbled | result; metrics: PSNR against the photo outside the edit
+        a :class:`.plan.Plan`; its result is an :class:`EditResult`: panel original | scribbled | result; metrics:
+        PSNR against the photo outside the edit
         (weighted by 1 - M_blur, the region the noise stage restores) and inside it, each at the start, after the
         W+ stage and at the end, plus the rows optimised.
 
@@ -173,7 +179,8 @@ def prepare_scribble(
         raise InputError(f"scribble rows must be a non-empty subset of 0..{generator.num_ws - 1}, got {rows}")
     noise, space = start_noise(generator, noise, settings.seed, settings.noise_space)
     recipe = scribble_recipe(photo, scribbled, m_blur, rows, settings, embed_photo=ws is None, noise_space=space)
-    points = {"start": start_point(generator, ws, noise, "photo_noise"), "after_w_plus": "scribble_w_plus", "final": "restore_noise"}
+    points = {"start": start_point(generator, ws, noise, "photo_noise"), "after_w_plus": "scribble_w_plus",
+              "final": "restore_noise"}
     return Plan(recipe, lambda result: _measure(generator, result, recipe, photo, scribbled, mask, outside, rows,
                                                 points, space), Embedding(ws, noise))
 

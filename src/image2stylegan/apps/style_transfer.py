@@ -44,7 +44,8 @@ __all__ = [
 
 DEFAULT_STYLE_WEIGHT = 5e4
 """λ_s relative to λ_mse = λ_p = 1. The paper's 5e-7 against λ_p = 1e-5 (a ratio of 0.05) belongs to its own,
-unknown, Gram normalisation (docs/algorithm.md#style-weight); ours divides by C·H·W (Gatys), which makes the style loss about 1e-4
+unknown, Gram normalisation (docs/algorithm.md#style-weight); ours divides by C·H·W (Gatys), which makes the style
+loss about 1e-4
 of the perceptual term, so the ratio cannot be copied. Calibrated instead so that, at the start of the W+ stage
 (the content's embedding w*), the style term's gradient on W+ is as large as the content terms' (MSE + perceptual):
 on the bundled generator, the astronaut face (250-step embedding), mask "center", four style images (Hubble deep
@@ -62,7 +63,8 @@ class StyleTransferSettings(EditSettings):
     (skipped when a starting embedding is given, the CLI's ``--from``).
 
     Weights: λ_mse = λ_p = 1 on the content (the paper's 1e-5 : 1e-5); ``style_weight`` is λ_s, see
-    :data:`DEFAULT_STYLE_WEIGHT`. ``feather`` is M_blur's Gaussian σ as a fraction of the side (3 %, docs/algorithm.md#feather-width).
+    :data:`DEFAULT_STYLE_WEIGHT`. ``feather`` is M_blur's Gaussian σ as a fraction of the side (3 %,
+    docs/algorithm.md#feather-width).
     """
 
     embed_steps: int = 1000
@@ -165,7 +167,8 @@ def prepare_style_transfer(
             first with ``settings.embed_steps`` W+ steps (noise: seeded N(0, 1)).
 
     Returns:
-        a :class:`.plan.Plan`; its result is an :class:`EditResult`: panel content | style | naive copy-paste | result; metrics: PSNR against the content
+        a :class:`.plan.Plan`; its result is an :class:`EditResult`: panel content | style | naive copy-paste | result;
+        metrics: PSNR against the content
         inside the mask and the Gram (style) distance outside it, each at the start (w*), after the W+ stage and at
         the end.
 
@@ -184,7 +187,8 @@ def prepare_style_transfer(
     m_blur = feather(mask, settings.feather)
     noise, space = start_noise(generator, noise, settings.seed, settings.noise_space)
     recipe = style_transfer_recipe(content, style, m_blur, settings, embed_content=ws is None, noise_space=space)
-    points = {"start": start_point(generator, ws, noise, "content_w_plus"), "after_w_plus": "style_w_plus", "final": "noise"}
+    points = {"start": start_point(generator, ws, noise, "content_w_plus"), "after_w_plus": "style_w_plus",
+              "final": "noise"}
     return Plan(recipe, lambda result: _measure(generator, perceptual, result, recipe, content, style, mask, m_blur,
                                                 points, space), Embedding(ws, noise))
 

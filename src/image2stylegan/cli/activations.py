@@ -166,7 +166,8 @@ def _echo_metrics(metrics: dict) -> None:
               help="morph: amount*A + (1-amount)*B; mix: --rows from B, the rest from A (style mixing); "
                    "expression: A + amount*(C - B), B neutral and C expressive.")
 @click.option("--amount", default=None, type=float,
-              help="λ. Default 0.5 for morph (midpoint), 1.0 for expression (docs/algorithm.md#edit-amounts); unused by mix.")
+              help="λ. Default 0.5 for morph (midpoint), 1.0 for expression (docs/algorithm.md#edit-amounts); "
+                   "unused by mix.")
 @click.option("--rows", default="fine", show_default=True,
               help=f"For --op mix: W+ rows from B: {', '.join(ROW_PRESETS)} (StyleGAN's split by the resolution "
                    "each row drives: 4-8, 16-32, 64+ px; fine = Image2StyleGAN's style transfer) or e.g. 9-22.")

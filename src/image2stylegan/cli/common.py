@@ -128,7 +128,8 @@ def run_options(settings_class, *, w_lr: bool = False, feather: bool = False, in
     from ..masks import DEFAULT_FEATHER_FRACTION
 
     options = [
-        click.option("--outdir", required=True, type=click.Path(path_type=Path), help="Output folder (created if missing)."),
+        click.option("--outdir", required=True, type=click.Path(path_type=Path),
+                     help="Output folder (created if missing)."),
         click.option("--w-steps", default=default(settings_class, "w_steps"), show_default=True,
                      type=click.IntRange(min=0), help="Steps of the W+ stage (Adam)."),
     ]
@@ -136,7 +137,8 @@ def run_options(settings_class, *, w_lr: bool = False, feather: bool = False, in
         options.append(click.option(
             "--w-lr", default=default(settings_class, "w_lr"), show_default=True,
             type=click.FloatRange(min=0, min_open=True),
-            help="Adam learning rate of the W+ stages (the paper's 0.01; larger moves the edit further in fewer steps)."))
+            help="Adam learning rate of the W+ stages (the paper's 0.01; larger moves the edit further in fewer "
+                 "steps)."))
     options.append(click.option("--noise-steps", default=default(settings_class, "noise_steps"), show_default=True,
                                 type=click.IntRange(min=0), help="Steps of the noise stage (Adam lr 5, MSE only)."))
     if feather:
@@ -147,7 +149,8 @@ def run_options(settings_class, *, w_lr: bool = False, feather: bool = False, in
                                 type=click.Choice(["paper", "extended"]), help=NOISE_SPACE_HELP))
     if init:
         options.append(click.option(
-            "--init", default=default(settings_class, "init"), show_default=True, type=click.Choice(["mean", "uniform"]),
+            "--init", default=default(settings_class, "init"), show_default=True,
+            type=click.Choice(["mean", "uniform"]),
             help="Initial W+ when embedding a photo: the mean latent (faces) or U[-1, 1] (other images)."))
     options += [
         device_option(),

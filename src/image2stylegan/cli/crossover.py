@@ -86,7 +86,8 @@ def crossover(images, mask_spec, from_a, from_b, align, face, paste_back, outdir
         result = run(generator, image_a, image_b, mask.to(dev), perceptual, settings, ws=ws_a, callback=callback)
     echo_stages(result)
     save(outdir, result, generator=generator, command="crossover", settings=settings, weights_sha256=sha,
-         inputs={"a": from_a or photo_a, "b": from_b or photo_b, "mask": mask_spec}, extra=extra, before_metrics=before_metrics)
+         inputs={"a": from_a or photo_a, "b": from_b or photo_b, "mask": mask_spec}, extra=extra,
+         before_metrics=before_metrics)
     m = result.metrics
     click.echo(f"result: PSNR {m['psnr_a_inside_db']:.2f} dB vs A inside the mask, {m['psnr_b_outside_db']:.2f} dB "
                "vs B outside")

@@ -37,7 +37,8 @@ def _finish(outdir: Path, result, generator, sha, command: str, settings, inputs
 @mask_option(help="Region whose CONTENT is kept (e.g. the face): a preset (left-half, right-half, top-half, "
                    "bottom-half, center) or a PNG (white = keep). STYLE's style goes everywhere else.")
 @from_option(FROM_HELP.format(what="content"))
-@click.option("--embed-steps", default=default(StyleTransferSettings, "embed_steps"), show_default=True, type=click.IntRange(min=0),
+@click.option("--embed-steps", default=default(StyleTransferSettings, "embed_steps"), show_default=True,
+              type=click.IntRange(min=0),
               help="W+ steps embedding CONTENT first (Alg. 6 line 1; skipped with --from).")
 @click.option("--style-weight", default=DEFAULT_STYLE_WEIGHT, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="lambda_s of the Gram (conv3_3) style term, with lambda_mse = lambda_p = 1. The paper's ratio "
@@ -90,9 +91,11 @@ def style_transfer(content, style, mask_spec, from_latent, embed_steps, style_we
              help="Edited region (preset or PNG, white = edited). Default: the pixels where SCRIBBLED differs "
                    "from PHOTO by more than --threshold.")
 @from_option(FROM_HELP.format(what="photo"))
-@click.option("--embed-w-steps", default=default(ScribbleSettings, "embed_w_steps"), show_default=True, type=click.IntRange(min=0),
+@click.option("--embed-w-steps", default=default(ScribbleSettings, "embed_w_steps"), show_default=True,
+              type=click.IntRange(min=0),
               help="W+ steps embedding PHOTO first (skipped with --from).")
-@click.option("--embed-noise-steps", default=default(ScribbleSettings, "embed_noise_steps"), show_default=True, type=click.IntRange(min=0),
+@click.option("--embed-noise-steps", default=default(ScribbleSettings, "embed_noise_steps"), show_default=True,
+              type=click.IntRange(min=0),
               help="Noise steps embedding PHOTO first (skipped with --from).")
 @click.option("--max-resolution", default=16, show_default=True, type=click.IntRange(min=1),
               help="Optimise the W+ rows of the layers running at this many px or fewer: the paper's 'first 4 to 6 "
