@@ -121,3 +121,20 @@ def test_latent_with_the_wrong_shape_is_refused(tmp_path):
     save_latent(bad, np.zeros((1, 18, 512), np.float32), [])
     line = _one_line_error(i2s("render", bad, "--out", tmp_path / "x.png"))
     assert "[1, 23, 512]" in line
+
+
+def test_demo_writes_both_noise_spaces_from_one_w_plus_stage(tmp_path):
+    """What `make demo` runs, at a budget of 2 + 1 steps: one W+ stage, then the noise stage in each space."""
+    outdir = tmp_path / "demo"
+    result = i2s("demo", "--outdir", outdir, "--w-steps", 2, "--noise-steps", 1, "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "w_plus stage: PSNR" in result.stdout and "noise (extended) stage" in result.stdout
+    for space in ("paper", "extended"):
+        assert {p.name for p in (outdir / space).iterdir()} == OUTPUTS
+        metrics = json.loads((outdir / space / "metrics.json").read_text())
+        assert sorted(metrics["stages"]) == sorted(["w_plus", f"noise ({space})"]) and metrics["stopped"] is False
+        assert [s["name"] for s in metrics["recipe"]["stages"]] == ["w_plus", "noise (paper)", "noise (extended)"]
+        assert load_latent(outdir / space / "latent.npz").meta["noise_space"] == space
+    # Both spaces continue the same W+ embedding: their W+ codes are the same tensor, copied into two files.
+    paper, extended = (load_latent(outdir / s / "latent.npz").w for s in ("paper", "extended"))
+    assert np.array_equal(paper.numpy(), extended.numpy())
