@@ -20,14 +20,17 @@ def _db(value) -> str:
 
 
 def _finish(outdir: Path, result, generator, sha, command: str, settings, inputs: dict, aligned: dict,
-            paste_back: bool) -> dict:
+            paste_back: bool, callback, summary: str) -> None:
+    """Report the stages and ``summary``, save every output, and exit 130 if the run was interrupted."""
     from ..apps.outputs import EDIT_OUTPUT_FILES, save
 
+    echo_stages(result)
+    click.echo(summary)
     extra, before_metrics = outputs_for(outdir, aligned, paste_into="photo", paste_back=paste_back)
-    metrics = save(outdir, result, generator=generator, command=command, settings=settings,
-                   weights_sha256=sha, inputs=inputs, extra=extra, before_metrics=before_metrics)
+    save(outdir, result, generator=generator, command=command, settings=settings, weights_sha256=sha, inputs=inputs,
+         extra=extra, before_metrics=before_metrics)
     click.echo(f"outputs in {outdir}/: {' '.join(EDIT_OUTPUT_FILES)}{aligned_files(aligned, paste_back)}")
-    return metrics
+    exit_if_stopped(callback, outdir)
 
 
 # -- style-transfer ----------------------------------------------------------------------------------------------
@@ -72,15 +75,13 @@ def style_transfer(content, style, mask_spec, from_latent, embed_steps, style_we
     with running(quiet) as callback:
         result = local_style_transfer(generator, content_image, style_image, mask, perceptual, settings, ws=ws,
                                       noise=noise, callback=callback)
-    echo_stages(result)
     m = result.metrics
-    click.echo(f"PSNR against CONTENT inside the mask {_db(m['psnr_inside_mask_db']['final'])} (start "
+    summary = (f"PSNR against CONTENT inside the mask {_db(m['psnr_inside_mask_db']['final'])} (start "
                f"{_db(m['psnr_inside_mask_db']['start'])}); style distance outside reduced by "
                f"{100 * m['style_distance_reduction']:.0f} %")
     _finish(outdir, result, generator, sha, "style-transfer", settings,
             {"content": content, "style": style, "mask": mask_spec, "from": from_latent},
-            {"photo": (loaded, "aligned.png")}, paste_back)
-    exit_if_stopped(callback, outdir)
+            {"photo": (loaded, "aligned.png")}, paste_back, callback, summary)
 
 
 # -- scribble ----------------------------------------------------------------------------------------------------
@@ -140,12 +141,11 @@ def scribble(photo, scribbled, mask_spec, from_latent, embed_w_steps, embed_nois
     with running(quiet) as callback:
         result = scribble_edit(generator, photo_image, scribbled_image, perceptual, settings, mask=mask, ws=ws,
                                noise=noise, callback=callback)
-    echo_stages(result)
     m = result.metrics
-    click.echo(f"W+ rows optimised: {','.join(map(str, m['rows']))}; PSNR against PHOTO outside the edit "
+    summary = (f"W+ rows optimised: {','.join(map(str, m['rows']))}; PSNR against PHOTO outside the edit "
                f"{_db(m['psnr_outside_edit_db']['final'])} (after the W+ stage "
                f"{_db(m['psnr_outside_edit_db']['after_w_plus'])})")
     _finish(outdir, result, generator, sha, "scribble", settings,
             {"photo": photo, "scribbled": scribbled, "mask": mask_spec, "from": from_latent},
-            {"photo": (loaded, "aligned.png"), "scribbled": (loaded_scribbled, "aligned_scribbled.png")}, paste_back)
-    exit_if_stopped(callback, outdir)
+            {"photo": (loaded, "aligned.png"), "scribbled": (loaded_scribbled, "aligned_scribbled.png")}, paste_back,
+            callback, summary)
