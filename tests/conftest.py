@@ -77,3 +77,26 @@ def real_latent_pair(real_generator):
                     generator_name=G.name)
 
     return write
+
+
+@pytest.fixture
+def tiny_app_cli(monkeypatch, tiny, tiny_perceptual):
+    """A CliRunner whose commands run on the tiny generator with the random VGG (and an L1 stand-in for LPIPS)
+    instead of the real weights: every command module that opens the losses is patched."""
+    from click.testing import CliRunner
+
+    import image2stylegan.cli.activations as activations_cli
+    import image2stylegan.cli.batch as batch_cli
+    import image2stylegan.cli.crossover as crossover_cli
+    import image2stylegan.cli.reconstruct as reconstruct_cli
+    import image2stylegan.cli.style_transfer as style_cli
+    from image2stylegan.generators import registry
+
+    monkeypatch.setattr(registry, "load_generator", lambda *a, **k: tiny)
+    monkeypatch.setattr(registry, "weights_sha256", lambda *a, **k: "0" * 64)
+    both = lambda device: (tiny_perceptual, lambda x, y: (x - y).abs().mean(dim=(1, 2, 3)))  # noqa: E731
+    for module in (reconstruct_cli, crossover_cli, batch_cli):
+        monkeypatch.setattr(module, "perceptual_and_lpips", both)
+    for module in (style_cli, activations_cli):
+        monkeypatch.setattr(module, "perceptual_loss", lambda device: tiny_perceptual)
+    return CliRunner()

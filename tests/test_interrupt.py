@@ -13,7 +13,6 @@ import signal
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from image2stylegan.cli.common import INTERRUPTED, cli
@@ -23,22 +22,9 @@ INTERRUPT_AT_STEP = 3
 
 
 @pytest.fixture
-def tiny_cli(monkeypatch, tiny, tiny_perceptual):
-    """The CLI on the tiny generator and random VGG, with a SIGINT sent to this process during the 3rd step."""
-    import image2stylegan.cli.activations as activations_cli
-    import image2stylegan.cli.crossover as crossover_cli
-    import image2stylegan.cli.reconstruct as reconstruct_cli
-    import image2stylegan.cli.style_transfer as style_cli
+def tiny_cli(tiny_app_cli, monkeypatch):
+    """The tiny CLI (conftest.py), with a SIGINT sent to this process during the 3rd optimisation step."""
     import image2stylegan.embed as engine
-    from image2stylegan.generators import registry
-
-    monkeypatch.setattr(registry, "load_generator", lambda *a, **k: tiny)
-    monkeypatch.setattr(registry, "weights_sha256", lambda *a, **k: "0" * 64)
-    both = lambda device: (tiny_perceptual, lambda x, y: (x - y).abs().mean(dim=(1, 2, 3)))  # noqa: E731
-    for module in (reconstruct_cli, crossover_cli):
-        monkeypatch.setattr(module, "perceptual_and_lpips", both)
-    for module in (style_cli, activations_cli):
-        monkeypatch.setattr(module, "perceptual_loss", lambda device: tiny_perceptual)
 
     steps = []
     original = engine._step_info
@@ -50,7 +36,7 @@ def tiny_cli(monkeypatch, tiny, tiny_perceptual):
         return original(*args, **kwargs)
 
     monkeypatch.setattr(engine, "_step_info", step_info)
-    return CliRunner()
+    return tiny_app_cli
 
 
 def _photo(path, seed):
@@ -94,16 +80,9 @@ def test_ctrl_c_saves_the_embedding_reached_so_far_and_exits_130(tiny_cli, tmp_p
     assert (outdir / "latent.npz").is_file()
 
 
-def test_a_run_that_is_not_interrupted_is_not_marked_stopped(tiny, tiny_perceptual, tmp_path, monkeypatch):
-    from image2stylegan.generators import registry
-
-    monkeypatch.setattr(registry, "load_generator", lambda *a, **k: tiny)
-    monkeypatch.setattr(registry, "weights_sha256", lambda *a, **k: "0" * 64)
-    import image2stylegan.cli.crossover as crossover_cli
-
-    monkeypatch.setattr(crossover_cli, "perceptual_and_lpips", lambda device: (tiny_perceptual, None))
+def test_a_run_that_is_not_interrupted_is_not_marked_stopped(tiny_app_cli, tmp_path):
     a = _photo(tmp_path / "a.png", 0)
-    result = CliRunner().invoke(cli, ["inpaint", a, "--mask", "center", "--outdir", str(tmp_path / "o"), *BUDGET])
+    result = tiny_app_cli.invoke(cli, ["inpaint", a, "--mask", "center", "--outdir", str(tmp_path / "o"), *BUDGET])
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert metrics["stopped"] is False and metrics["recipe"]["application"] == "inpaint"

@@ -7,7 +7,6 @@ import warnings
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from image2stylegan.cli.common import cli
@@ -40,17 +39,8 @@ def test_notices_to_hands_over_every_notice_and_leaves_other_warnings_alone():
 
 # -- the CLI (tiny generator, random VGG) ------------------------------------------------------------------------
 @pytest.fixture
-def tiny_cli(monkeypatch, tiny, tiny_perceptual):
-    import image2stylegan.cli.batch as batch_cli
-    import image2stylegan.cli.reconstruct as reconstruct_cli
-    from image2stylegan.generators import registry
-
-    monkeypatch.setattr(registry, "load_generator", lambda *a, **k: tiny)
-    monkeypatch.setattr(registry, "weights_sha256", lambda *a, **k: "0" * 64)
-    both = lambda device: (tiny_perceptual, lambda x, y: (x - y).abs().mean(dim=(1, 2, 3)))  # noqa: E731
-    for module in (reconstruct_cli, batch_cli):
-        monkeypatch.setattr(module, "perceptual_and_lpips", both)
-    return CliRunner()
+def tiny_cli(tiny_app_cli):
+    return tiny_app_cli
 
 
 def _photo(path, width, height, seed=0):

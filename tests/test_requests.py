@@ -9,7 +9,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from PIL import Image
 
 from image2stylegan.apps.requests import APPLICATIONS, describe, rebuild
@@ -20,20 +19,8 @@ from image2stylegan.latents import load_latent, save_latent
 
 
 @pytest.fixture
-def tiny_cli(monkeypatch, tiny, tiny_perceptual):
-    import image2stylegan.cli.activations as activations_cli
-    import image2stylegan.cli.crossover as crossover_cli
-    import image2stylegan.cli.reconstruct as reconstruct_cli
-    import image2stylegan.cli.style_transfer as style_cli
-    from image2stylegan.generators import registry
-
-    monkeypatch.setattr(registry, "load_generator", lambda *a, **k: tiny)
-    monkeypatch.setattr(registry, "weights_sha256", lambda *a, **k: "0" * 64)
-    for module in (reconstruct_cli, crossover_cli):
-        monkeypatch.setattr(module, "perceptual_and_lpips", lambda device: (tiny_perceptual, None))
-    for module in (style_cli, activations_cli):
-        monkeypatch.setattr(module, "perceptual_loss", lambda device: tiny_perceptual)
-    return CliRunner()
+def tiny_cli(tiny_app_cli):
+    return tiny_app_cli
 
 
 def _photo(path, seed):
