@@ -191,6 +191,42 @@ def test_errors_are_one_line(tmp_path):
     assert "\n" not in str(info.value)
 
 
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` but carries almost no pixel data (a few hundred bytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("side", [10_000, 20_000])  # under and over Pillow's own hard limit
+def test_image_over_the_pixel_limit_is_refused_before_decoding(tmp_path, side):
+    path = tmp_path / "huge.png"
+    path.write_bytes(_png_header_only(side, side))
+    with pytest.raises(InputError, match=r"huge\.png is .*over the limit of 40 megapixels.*I2S_MAX_PIXELS") as info:
+        load_image(path, 8)
+    assert "\n" not in str(info.value)
+
+
+def test_pixel_limit_comes_from_the_environment(tmp_path, rng, monkeypatch):
+    path = tmp_path / "photo.png"
+    Image.fromarray(_rgb(rng, 40, 50)).save(path)
+    monkeypatch.setenv("I2S_MAX_PIXELS", "1999")
+    with pytest.raises(InputError, match=r"50x40 \(0\.002 megapixels\), over the limit of 0\.002 megapixels"):
+        load_image(path, 8)
+    monkeypatch.setenv("I2S_MAX_PIXELS", "2000")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Notice)
+        assert load_image(path, 8).shape == (1, 3, 8, 8)
+    monkeypatch.setenv("I2S_MAX_PIXELS", "lots")
+    with pytest.raises(InputError, match="I2S_MAX_PIXELS='lots' is not a positive whole number"):
+        load_image(path, 8)
+
+
 # --------------------------------------------------------------------------- quantisation
 
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +35,7 @@ __all__ = [
     "atomic_write_json",
     "ensure_outdir",
     "load_image",
+    "max_pixels",
     "save_image",
     "tensor_to_uint8",
 ]
@@ -44,6 +47,11 @@ PathLike = str | os.PathLike
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 _EXIF_ORIENTATION_TAG = 0x0112
+
+# The largest picture any reader here decodes (load_image, load_mask, the --align photo reader), in pixels.
+DEFAULT_MAX_PIXELS = 40_000_000
+MAX_PIXELS_ENV = "I2S_MAX_PIXELS"
+_PILLOW_BOMB_SIZE = re.compile(r"Image size \((\d+) pixels\)")
 
 # Save formats chosen from the destination's extension (see save_image).
 _SAVE_FORMATS = {".png": ("PNG", {}), ".jpg": ("JPEG", {"quality": 95}), ".jpeg": ("JPEG", {"quality": 95})}
@@ -187,24 +195,89 @@ def ensure_outdir(path: PathLike) -> Path:
 # --------------------------------------------------------------------------- reading images
 
 
+def max_pixels() -> int:
+    """The largest image, in pixels (width x height), that :func:`load_image`, :func:`~image2stylegan.masks.load_mask`
+    and :func:`~image2stylegan.align.photo.load_photo` read: 40 megapixels unless the environment variable
+    ``I2S_MAX_PIXELS`` gives another whole number (e.g. ``I2S_MAX_PIXELS=100000000`` for 100 megapixels). The size
+    is checked from the file's header, before any pixel is decoded. Pillow's own decompression-bomb limit (about
+    179 megapixels) still applies above that.
+
+    Raises:
+        InputError: ``I2S_MAX_PIXELS`` is set to something that is not a positive whole number.
+    """
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise InputError(f"{MAX_PIXELS_ENV}={raw!r} is not a positive whole number of pixels (e.g. 40000000)")
+    return value
+
+
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1e6:.3g} megapixels"
+
+
+def _too_large(path: Path, size: str, limit: int) -> InputError:
+    return InputError(
+        f"{path} is {size}, over the limit of {_megapixels(limit)}; downscale it, or raise the limit with {MAX_PIXELS_ENV}"
+    )
+
+
 def _open_decoded(path: Path) -> Image.Image:
-    """Open and fully decode ``path`` so that truncation surfaces here, not later."""
+    """Open and fully decode ``path`` so that truncation surfaces here, not later.
+
+    The picture's size is read from the header first and checked against :func:`max_pixels`, so an oversized (or
+    hostile) file is refused before memory is reserved for its pixels.
+    """
     if not path.exists():
         raise InputError(f"image file {path} does not exist; check the path")
     if path.is_dir():
         raise InputError(f"{path} is a folder, not an image file; pass a PNG or JPEG file")
-    try:
-        img = Image.open(path)
-    except UnidentifiedImageError:
-        raise InputError(f"{path} is not an image Pillow can read; pass a PNG or JPEG file") from None
-    except _DECODE_ERRORS as exc:
-        raise InputError(f"cannot open image {path}: {exc}") from None
-    try:
-        img.load()
-    except _DECODE_ERRORS as exc:
-        img.close()
-        raise InputError(f"{path} is damaged or truncated ({exc}); re-export or re-download it") from None
+    limit = max_pixels()
+    with warnings.catch_warnings():
+        # Our own limit (below) replaces Pillow's decompression-bomb warning; its hard error is reported as ours.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(path)
+        except UnidentifiedImageError:
+            raise InputError(f"{path} is not an image Pillow can read; pass a PNG or JPEG file") from None
+        except Image.DecompressionBombError as exc:
+            # Pillow refuses twice Image.MAX_IMAGE_PIXELS (about 179 megapixels) in open(), before our own check.
+            found = _PILLOW_BOMB_SIZE.search(str(exc))
+            size = _megapixels(int(found.group(1))) if found else "too large"
+            pillow_limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+            if limit < pillow_limit:
+                raise _too_large(path, size, limit) from None
+            raise InputError(
+                f"{path} is {size}, over Pillow's limit of {_megapixels(pillow_limit)}; downscale it"
+            ) from None
+        except _DECODE_ERRORS as exc:
+            raise InputError(f"cannot open image {path}: {_one_line(exc)}") from None
+        width, height = img.size
+        if width < 1 or height < 1:
+            img.close()
+            raise InputError(f"{path} is an empty image ({width}x{height}); pass a PNG or JPEG file")
+        if width * height > limit:
+            img.close()
+            raise _too_large(path, f"{width}x{height} ({_megapixels(width * height)})", limit)
+        try:
+            img.load()
+        except _DECODE_ERRORS as exc:
+            img.close()
+            raise InputError(f"{path} is damaged or truncated ({_one_line(exc)}); re-export or re-download it") from None
+        except MemoryError:
+            img.close()
+            raise InputError(f"{path}: not enough memory to decode its {width}x{height} pixels") from None
     return img
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's text on one line (some decoders' messages span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _apply_exif_orientation(img: Image.Image, name: str) -> Image.Image:
