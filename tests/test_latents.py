@@ -119,8 +119,41 @@ def test_truncated_npz_raises_input_error(tmp_path, gen):
     save_latent(path, torch.zeros(1, NUM_WS, W_DIM), _noise(gen))
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(InputError, match="latent.npz"):
+    with pytest.raises(InputError, match="latent.npz is truncated or corrupt") as info:
         load_latent(path)
+    assert "pickled" not in str(info.value)
+
+
+def _npz_declaring(path, shape, descr="<f4", body=b""):
+    """An .npz whose only entry 'w' declares ``shape`` in its .npy header but carries ``body`` as data."""
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": descr, "fortran_order": False, "shape": shape})
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("w.npy", header.getvalue() + body)
+
+
+def test_huge_declared_array_is_refused_before_allocating(tmp_path):
+    path = tmp_path / "huge.npz"
+    _npz_declaring(path, (1, 1 << 20, 1 << 20))  # 4 TiB of float32 in a file of a few hundred bytes
+    with pytest.raises(InputError, match=r"huge.npz: 'w' declares .* \(4 TiB\), over the limit of 512 MiB"):
+        load_latent(path)
+
+
+def test_declared_size_larger_than_the_data_is_truncation(tmp_path):
+    path = tmp_path / "short.npz"
+    _npz_declaring(path, (1, 18, 512), body=b"\0" * 100)
+    with pytest.raises(InputError, match="short.npz is truncated or corrupt"):
+        load_latent(path)
+
+
+def test_fortran_order_and_big_endian_arrays_load(tmp_path):
+    path = tmp_path / "f.npz"
+    w = np.asfortranarray(np.arange(24, dtype=">f8").reshape(1, 4, 6))
+    np.savez(path, w=w)
+    assert np.array_equal(load_latent(path).w.numpy(), w.astype(np.float32))
 
 
 def test_save_rejects_reserved_extra_keys(tmp_path):

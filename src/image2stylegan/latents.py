@@ -14,13 +14,15 @@ Layout (every entry a plain numpy array, so ``np.load(path, allow_pickle=False)`
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -134,30 +136,131 @@ def _python_value(array: np.ndarray) -> Any:
     return array.item() if array.ndim == 0 else array
 
 
+# What a latent file may declare, checked from the archive's directory and each array's .npy header before any
+# array is read: the largest real one (1024 px, per-channel noise and activation edits) is a few hundred MB.
+MAX_ARRAY_BYTES = 512 << 20  # one array (1024 px per-channel noise or activation edits: 128 MiB)
+MAX_TOTAL_BYTES = 2 << 30  # every array together
+MAX_ENTRIES = 1024
+
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with entries, an empty zip (what np.load tells apart)
+# What reading a damaged archive member can raise: a bad CRC or header (BadZipFile), a short read (EOFError,
+# numpy's ValueError), a corrupt deflate stream (zlib.error), an unsupported compression (NotImplementedError) or
+# an encrypted entry (RuntimeError).
+_MEMBER_ERRORS = (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error, NotImplementedError, RuntimeError)
+
+
+def _bytes(n: int) -> str:
+    """A byte count for messages: 512 MiB, 4 TiB, ..."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.3g} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def _read_header(path: Path, key: str, member: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """The (shape, fortran_order, dtype) an archive member's .npy header declares."""
+    try:
+        version = np.lib.format.read_magic(member)
+    except ValueError:
+        raise InputError(f"{path}: entry '{key}' is not a numpy array; expected only arrays in a latent.npz") from None
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(member)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(member)
+    # Version 3.0 (utf-8 field names) has no public reader; latents never need it.
+    raise InputError(f"{path}: entry '{key}' is a .npy of format version {version[0]}.{version[1]}, not read here")
+
+
+def _read_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, budget: list[int]) -> np.ndarray:
+    """One array, its declared size checked against the limits before memory is reserved for it."""
+    with archive.open(info) as member:
+        shape, fortran_order, dtype = _read_header(path, key, member)
+        if dtype.hasobject:
+            raise InputError(f"{path}: '{key}' holds Python objects (pickled), which are not loaded for safety")
+        if any(d < 0 for d in shape):
+            raise InputError(f"{path}: '{key}' declares the impossible shape {list(shape)}; the file is corrupt")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes > MAX_ARRAY_BYTES:
+            raise InputError(
+                f"{path}: '{key}' declares a {dtype} array of shape {list(shape)} ({_bytes(nbytes)}), over the limit of "
+                f"{_bytes(MAX_ARRAY_BYTES)} per array; not a latent this tool writes"
+            )
+        budget[0] -= nbytes
+        if budget[0] < 0:
+            raise InputError(
+                f"{path}: its arrays declare more than {_bytes(MAX_TOTAL_BYTES)} together; not a latent this tool writes"
+            )
+        if member.tell() + nbytes > info.file_size:
+            raise InputError(f"{path} is truncated or corrupt: '{key}' holds fewer bytes than its header declares")
+        array = np.empty(math.prod(shape), dtype=dtype)
+        if nbytes:
+            buffer, got = array.view(np.uint8), 0
+            while got < nbytes and (count := member.readinto(buffer[got:])):
+                got += count
+            if got != nbytes:
+                raise InputError(f"{path} is truncated or corrupt: '{key}' ends early; re-export it")
+    if fortran_order:
+        return array.reshape(shape[::-1]).transpose()
+    return array.reshape(shape)
+
+
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:
-    """Every array in the archive, or InputError naming the file."""
+    """Every array in the archive, or InputError naming the file.
+
+    The archive's directory (entry count, declared sizes) and each array's .npy header (dtype, shape) are checked
+    before anything is read (:data:`MAX_ARRAY_BYTES`, :data:`MAX_TOTAL_BYTES`, :data:`MAX_ENTRIES`), so a small file
+    cannot ask for a huge allocation; object (pickled) arrays are refused from their header.
+    """
     if not path.exists():
         raise InputError(f"latent file {path} does not exist; check the path")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not a latent file; pass a latent.npz")
     not_npz = f"{path} is not a .npz archive; expected a latent.npz from i2s or NVIDIA's projected_w.npz"
-    # Open the file ourselves: np.load leaks its handle when the zip turns out to be broken.
     try:
         with open(path, "rb") as handle:
-            try:
-                loaded = np.load(handle, allow_pickle=False)
-            except ValueError:
-                # numpy tries to unpickle anything that is neither .npz nor .npy, and refuses.
-                raise InputError(not_npz) from None
-            if isinstance(loaded, np.ndarray):
+            head = handle.read(len(_NPY_MAGIC))
+            if head.startswith(_NPY_MAGIC):
                 raise InputError(f"{path} is a single .npy array, not a .npz archive; save it with np.savez(path, w=...)")
-            with loaded as archive:
-                try:
-                    return {key: archive[key] for key in archive.files}
-                except ValueError:
-                    raise InputError(
-                        f"{path} holds Python objects (pickled arrays), which are not loaded for safety"
-                    ) from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise InputError(f"{path} is not a readable .npz file or is truncated ({exc}); re-export it") from None
+            if not head.startswith(_ZIP_MAGICS):
+                raise InputError(not_npz)
+            handle.seek(0)
+            try:
+                archive = zipfile.ZipFile(handle)
+            except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+                raise InputError(f"{path} is truncated or corrupt (not a complete .npz archive: {exc}); re-export it") \
+                    from None
+            with archive:
+                return _read_members(path, archive)
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _read_members(path: Path, archive: zipfile.ZipFile) -> dict[str, np.ndarray]:
+    infos = archive.infolist()
+    if len(infos) > MAX_ENTRIES:
+        raise InputError(f"{path} has {len(infos)} entries, more than the {MAX_ENTRIES} a latent file may have")
+    declared = sum(info.file_size for info in infos)
+    if declared > MAX_TOTAL_BYTES + len(infos) * 4096:  # each entry's .npy header is well under 4 KiB
+        raise InputError(
+            f"{path}: its entries declare {_bytes(declared)} uncompressed, over the limit of {_bytes(MAX_TOTAL_BYTES)}; "
+            "not a latent this tool writes"
+        )
+    arrays: dict[str, np.ndarray] = {}
+    budget = [MAX_TOTAL_BYTES]
+    for info in infos:
+        key = info.filename.removesuffix(".npy")  # as np.load names them
+        if key in arrays:
+            raise InputError(f"{path} holds two entries named '{key}'; the file is corrupt")
+        try:
+            arrays[key] = _read_member(path, archive, info, key, budget)
+        except InputError:
+            raise
+        except _MEMBER_ERRORS as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise InputError(f"{path} is truncated or corrupt: cannot read '{key}' ({reason}); re-export it") from None
+    return arrays
 
 
 def _check_float(path: Path, key: str, array: np.ndarray) -> None:
@@ -216,17 +319,25 @@ def load_latent(path: PathLike) -> LatentFile:
     Never unpickles. ``w`` may be ``[1, num_ws, w_dim]`` or ``[num_ws, w_dim]``; noise maps
     may be absent or cover only the first layers (see :func:`complete_noise`).
 
+    Sizes are checked before memory is reserved: the archive's declared sizes and each array's .npy header (dtype,
+    shape) must stay within :data:`MAX_ARRAY_BYTES` per array, :data:`MAX_TOTAL_BYTES` in all and
+    :data:`MAX_ENTRIES` entries; object (pickled) arrays are refused from their header.
+
     Raises:
-        InputError: missing/unreadable file, no ``w``, wrong shapes or dtypes, non-finite
-            values, gaps in the noise numbering, or a newer ``format_version``.
+        InputError: missing, unreadable, truncated or corrupt file, an array over the size limits, an object array,
+            no ``w``, wrong shapes or dtypes, non-finite values, gaps in the noise numbering, or a newer
+            ``format_version``.
     """
     path = Path(path)
     arrays = _read_arrays(path)
     w = _load_w(path, arrays)
     noise = _load_noise(path, arrays)
 
-    edits = {key[len(_EDIT_PREFIX):]: torch.from_numpy(array.astype(np.float32)) for key, array in arrays.items()
-             if key.startswith(_EDIT_PREFIX)}
+    edits = {}
+    for key, array in arrays.items():
+        if key.startswith(_EDIT_PREFIX):
+            _check_float(path, key, array)
+            edits[key[len(_EDIT_PREFIX):]] = torch.from_numpy(array.astype(np.float32))
     meta = {key: _python_value(array) for key, array in arrays.items()
             if key != "w" and not _NOISE_KEY.fullmatch(key) and not key.startswith(_EDIT_PREFIX)}
     version = meta.get("format_version", FORMAT_VERSION)  # files from other tools carry none
