@@ -137,12 +137,31 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
 
 
-def atomic_write_json(path: PathLike, obj: Any) -> None:
-    """Write ``obj`` as JSON (sorted keys, indent 2, trailing newline) atomically.
+def _finite_json(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float (numpy's and torch's included) replaced by None.
 
-    numpy scalars/arrays, torch tensors and paths are converted to plain Python values.
+    Python's json writes those as bare ``NaN`` / ``Infinity``, which is not JSON: browsers, ``jq`` and most other
+    readers refuse the whole file. A metric that cannot be computed (e.g. a PSNR over an empty region, a loss
+    that diverged) is recorded as ``null``, meaning "no value", rather than failing the save of a finished run.
     """
-    text = json.dumps(obj, sort_keys=True, indent=2, default=_json_default) + "\n"
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: _finite_json(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite_json(value) for value in obj]
+    if isinstance(obj, np.generic | np.ndarray | torch.Tensor):
+        return _finite_json(_json_default(obj))
+    return obj
+
+
+def atomic_write_json(path: PathLike, obj: Any) -> None:
+    """Write ``obj`` as strict JSON (sorted keys, indent 2, trailing newline) atomically.
+
+    numpy scalars/arrays, torch tensors and paths are converted to plain Python values; NaN and infinities become
+    ``null`` (see :func:`_finite_json`), so the file is valid JSON for every reader.
+    """
+    text = json.dumps(_finite_json(obj), sort_keys=True, indent=2, default=_json_default, allow_nan=False) + "\n"
     atomic_write_bytes(path, text.encode("utf-8"))
 
 

@@ -43,6 +43,10 @@ from ..metrics import psnr
 from ..recipe import NoiseStage, Recipe, WPlusStage, image_term
 from .outputs import EditResult, copy_paste, noise_space_of
 from .plan import Plan
+from .ranges import ALPHA, check_ranges, setting
+from .settings import noise_space_setting, noise_steps_setting, seed_setting, w_steps_setting
+
+ALPHA_DOC = "for the average operation: the weight of A; 1 keeps A unchanged"
 
 OPS = ("spatial", "channel", "average")
 
@@ -207,15 +211,14 @@ class ActivationOp:
 
     op: str = "spatial"
     channels: str | tuple[int, ...] | None = None
-    alpha: float = 0.5
+    alpha: float = setting(0.5, ALPHA, ALPHA_DOC)
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
             raise InputError(f"unknown activation operation '{self.op}'; choose one of {', '.join(OPS)}")
         if self.op == "channel" and self.channels is None:
             raise InputError("the channel operation needs channels, e.g. --channels 0-63,128-255")
-        if self.op == "average" and not 0.0 <= self.alpha <= 1.0:
-            raise InputError(f"--alpha must be in [0, 1] (the weight of A), got {self.alpha}")
+        check_ranges(self)  # alpha, whatever the operation: a NaN is refused even where it would go unused
 
 
 def combine(a: torch.Tensor, b: torch.Tensor, op: ActivationOp, mask_l: torch.Tensor | None) -> torch.Tensor:
@@ -365,16 +368,17 @@ class AttributeTransferSettings:
     layer: str = DEFAULT_LAYER
     op: str = "spatial"
     channels: str | None = None
-    alpha: float = 0.5
+    alpha: float = setting(0.5, ALPHA, ALPHA_DOC)
     style_from: str = "a"
-    w_steps: int = 1000
-    noise_steps: int = 1000
-    noise_space: str = "paper"
-    seed: int = 0
+    w_steps: int = w_steps_setting(1000)
+    noise_steps: int = noise_steps_setting(1000)
+    noise_space: str = noise_space_setting()
+    seed: int = seed_setting()
 
     def __post_init__(self) -> None:
         if self.style_from not in ("a", "b"):
             raise InputError(f"style must come from 'a' or 'b', got {self.style_from!r}")
+        check_ranges(self)
 
     @property
     def activation_op(self) -> ActivationOp:

@@ -36,6 +36,7 @@ from ..generators.base import StyleGenerator
 from ..losses import PerceptualLoss
 from ..masks import check_mask_content, feather
 from ..recipe import NoiseStage, Recipe, WPlusStage, image_term
+from .ranges import WEIGHT, check_not_all_zero, setting
 from .settings import EditSettings
 from .outputs import EditResult, copy_paste, db
 from .plan import Plan
@@ -59,9 +60,13 @@ class CrossoverSettings(EditSettings):
     * ``seed`` seeds n_ini (and so the whole run).
     """
 
-    mse_weight: float = 1.0
-    perceptual_weight: float = 1.0
-    noise_second_weight: float = 1.0
+    mse_weight: float = setting(1.0, WEIGHT, "weight of the pixel MSE in the W+ stage")
+    perceptual_weight: float = setting(1.0, WEIGHT, "weight of the perceptual (VGG16) loss in the W+ stage")
+    noise_second_weight: float = setting(1.0, WEIGHT, "weight of B's term in the noise stage (A's is 1)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_not_all_zero(self, ("mse_weight", "perceptual_weight"), "the W+ stage would match nothing")
 
 
 def crossover_recipe(image_a: torch.Tensor, image_b: torch.Tensor, soft_mask: torch.Tensor,

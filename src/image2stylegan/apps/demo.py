@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from ..io import atomic_save_png
+from .ranges import check_ranges
+from .settings import noise_steps_setting, w_steps_setting
 
 # Face square in the 512 px astronaut photo, from its eye centres (~(204, 101), (248, 103)) and mouth (~(224, 145)).
 ASTRONAUT_FACE_BOX = (138, 19, 314, 195)  # left, top, right, bottom
@@ -23,8 +25,11 @@ ASTRONAUT_FACE_BOX = (138, 19, 314, 195)  # left, top, right, bottom
 class DemoBudget:
     """Step counts that finish in about 15 minutes on 2 CPU cores (see the README for measured times)."""
 
-    w_steps: int = 400
-    noise_steps: int = 100
+    w_steps: int = w_steps_setting(400)
+    noise_steps: int = noise_steps_setting(100)
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
 
 def write_demo_photo(path: Path) -> Path:

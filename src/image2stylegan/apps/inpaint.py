@@ -43,6 +43,7 @@ from ..generators.base import StyleGenerator
 from ..losses import PerceptualLoss
 from ..masks import blend_mask, check_mask_content
 from ..recipe import NoiseStage, Recipe, Rendered, WPlusStage, image_term
+from .ranges import FEATHER, LAST_ROWS, MAX_RESOLUTION, ROW, WEIGHT, check_not_all_zero, setting
 from .settings import EditSettings
 from .outputs import EditResult, db
 from .plan import Plan
@@ -67,14 +68,20 @@ class InpaintSettings(EditSettings):
     * ``noise_space``, ``noise_lr_scaling``: see :class:`NoiseStage`; ``seed`` seeds n_ini.
     """
 
-    mse_weight: float = 1.0
-    perceptual_weight: float = 1.0
-    max_resolution: int = 64
-    last_rows: int = 2
-    rows: tuple[int, ...] | None = None
-    known_weight: float = 1.0
-    hole_weight: float = 10.0
-    dilate: float | None = None
+    mse_weight: float = setting(1.0, WEIGHT, "weight of the pixel MSE in the W+ stage")
+    perceptual_weight: float = setting(1.0, WEIGHT, "weight of the perceptual (VGG16) loss in the W+ stage")
+    max_resolution: int = setting(64, MAX_RESOLUTION, "optimise the W+ rows of the layers at most this many px")
+    last_rows: int = setting(2, LAST_ROWS, "also optimise this many last W+ rows (colour consistency)")
+    rows: tuple[int, ...] | None = setting(None, ROW, "W+ rows to optimise instead of the rule", optional=True,
+                                           items=True)
+    known_weight: float = setting(1.0, WEIGHT, "noise stage: weight of matching the known pixels")
+    hole_weight: float = setting(10.0, WEIGHT, "noise stage: weight of keeping the W+ prediction in the hole")
+    dilate: float | None = setting(None, FEATHER, "the hole's dilation before the blur, as a fraction of the image "
+                                   "side; unset = 2 x feather", optional=True)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_not_all_zero(self, ("mse_weight", "perceptual_weight"), "the W+ stage would match nothing")
 
 
 def inpainting_rows(generator: StyleGenerator, max_resolution: int = 64, last_rows: int = 2) -> list[int]:

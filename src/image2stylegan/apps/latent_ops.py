@@ -26,6 +26,7 @@ from ..generators.base import StyleGenerator
 from ..masks import check_mask_content
 from ..embed import Embedding
 from .activations import (
+    ALPHA_DOC,
     ActivationOp,
     LayerInfo,
     layer_rows,
@@ -36,6 +37,7 @@ from .activations import (
     resolve_layer,
 )
 from .outputs import EditResult, copy_paste, noise_space_of
+from .ranges import ALPHA, AMOUNT, check_ranges, setting
 
 OPS = ("morph", "mix", "expression")
 NOISE_MODES = ("a", "b", "follow")
@@ -120,15 +122,17 @@ class LatentEditSettings:
     """
 
     op: str = "morph"
-    amount: float | None = None
+    amount: float | None = setting(None, AMOUNT, "lambda of morph / expression transfer; unset = 0.5 for morph, "
+                                   "1 for expression", optional=True)
     rows: str = "fine"
     noise: str = "a"
     layer: str | None = None
     activation_op: str = "spatial"
     channels: str | None = None
-    alpha: float = 0.5
+    alpha: float = setting(0.5, ALPHA, ALPHA_DOC)
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         if self.op not in OPS:
             raise InputError(f"unknown latent operation '{self.op}'; choose one of {', '.join(OPS)}")
         if self.noise not in NOISE_MODES:

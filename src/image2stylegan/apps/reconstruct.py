@@ -19,6 +19,9 @@ from ..metrics import psnr, ssim
 from ..recipe import MAIN, NoiseStage, Recipe, WPlusStage, image_term
 from .outputs import EditResult, final_embedding
 from .plan import Plan
+from .ranges import check_ranges
+from .settings import (init_setting, noise_lr_scaling_setting, noise_lr_setting, noise_space_setting,
+                       noise_steps_setting, seed_setting, w_lr_setting, w_steps_setting)
 
 OUTPUT_FILES = ("reconstruction.png", "comparison.png", "target.png", "latent.npz", "metrics.json", "curves.png")
 STAGE_NAMES = ("w_plus", "noise")
@@ -29,16 +32,21 @@ SAVE_NAMES = {"image_name": "reconstruction.png", "panel_name": "comparison.png"
 
 @dataclass(frozen=True)
 class ReconstructionSettings:
-    """Alg. 2's settings. Defaults are the paper's (5000 W+ steps at Adam lr 0.01, 3000 noise steps at lr 5)."""
+    """Alg. 2's settings. Defaults are the paper's (5000 W+ steps at Adam lr 0.01, 3000 noise steps at lr 5).
 
-    w_steps: int = 5000
-    noise_steps: int = 3000
-    noise_space: str = "paper"  # 'paper' or 'extended' (beyond the paper; see NoiseStage / docs/algorithm.md)
-    seed: int = 0
-    init: str = "mean"  # 'mean' latent (faces) or 'uniform' U[-1, 1] (other images)
-    w_lr: float = 0.01
-    noise_lr: float = 5.0
-    noise_lr_scaling: str = "strength"  # 'paper' (one lr for all maps) or 'strength' (see NoiseStage)
+    Valid ranges: docs/algorithm.md#settings-and-their-valid-ranges (checked on construction)."""
+
+    w_steps: int = w_steps_setting(5000)
+    noise_steps: int = noise_steps_setting(3000)
+    noise_space: str = noise_space_setting()  # 'paper' or 'extended' (beyond the paper; see NoiseStage)
+    seed: int = seed_setting()
+    init: str = init_setting()  # 'mean' latent (faces) or 'uniform' U[-1, 1] (other images)
+    w_lr: float = w_lr_setting()
+    noise_lr: float = noise_lr_setting()
+    noise_lr_scaling: str = noise_lr_scaling_setting()  # 'paper' (one lr for all maps) or 'strength' (NoiseStage)
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
 
 def reconstruction_recipe(target: torch.Tensor, settings: ReconstructionSettings = ReconstructionSettings()) -> Recipe:

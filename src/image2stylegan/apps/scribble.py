@@ -28,7 +28,8 @@ from ..generators.base import StyleGenerator
 from ..losses import PerceptualLoss
 from ..masks import check_mask_content, difference_mask, feather
 from ..recipe import NoiseStage, Recipe, WPlusStage, image_term
-from .settings import EditSettings
+from .ranges import MAX_RESOLUTION, ROW, STEPS, THRESHOLD, WEIGHT, check_not_all_zero, setting
+from .settings import EditSettings, init_setting
 from .outputs import EditResult, by_stage, db, start_point
 from .plan import Plan
 
@@ -53,21 +54,20 @@ class ScribbleSettings(EditSettings):
       (docs/algorithm.md#feather-width).
     """
 
-    embed_w_steps: int = 1000
-    embed_noise_steps: int = 1000
-    max_resolution: int = 16
-    rows: tuple[int, ...] | None = None
-    mse_weight: float = 1.0
-    perceptual_weight: float = 1.0
-    threshold: float = 0.05
-    init: str = "mean"
+    embed_w_steps: int = setting(1000, STEPS, "W+ steps embedding the photo first; 0 skips them")
+    embed_noise_steps: int = setting(1000, STEPS, "noise steps embedding the photo first; 0 skips them")
+    max_resolution: int = setting(16, MAX_RESOLUTION, "optimise the W+ rows of the layers at most this many px")
+    rows: tuple[int, ...] | None = setting(None, ROW, "W+ rows to optimise instead of the rule", optional=True,
+                                           items=True)
+    mse_weight: float = setting(1.0, WEIGHT, "weight of the pixel MSE in the W+ stage")
+    perceptual_weight: float = setting(1.0, WEIGHT, "weight of the perceptual (VGG16) loss in the W+ stage")
+    threshold: float = setting(0.05, THRESHOLD, "a pixel is scribbled when a channel changed by more, on the "
+                                                "0-1 scale")
+    init: str = init_setting()
 
     def __post_init__(self) -> None:
-        for name in ("w_steps", "noise_steps", "embed_w_steps", "embed_noise_steps"):
-            if getattr(self, name) < 0:
-                raise InputError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
-        if self.max_resolution < 1:
-            raise InputError(f"max-resolution must be >= 1 px, got {self.max_resolution}")
+        super().__post_init__()
+        check_not_all_zero(self, ("mse_weight", "perceptual_weight"), "the W+ stage would match nothing")
 
 
 @torch.no_grad()

@@ -28,7 +28,8 @@ from ..generators.base import StyleGenerator
 from ..losses import STYLE_LAYER, PerceptualLoss, gram_distance, gram_matrix
 from ..masks import check_mask_content, feather
 from ..recipe import Recipe, TargetTerm, WPlusStage, image_term
-from .settings import EditSettings
+from .ranges import STEPS, STYLE_WEIGHT, WEIGHT, check_not_all_zero, setting
+from .settings import EditSettings, init_setting
 from .outputs import EditResult, by_stage, copy_paste, db, start_point
 from .plan import Plan
 
@@ -67,18 +68,18 @@ class StyleTransferSettings(EditSettings):
     docs/algorithm.md#feather-width).
     """
 
-    embed_steps: int = 1000
-    style_weight: float = DEFAULT_STYLE_WEIGHT
-    content_mse_weight: float = 1.0
-    content_perceptual_weight: float = 1.0
-    init: str = "mean"
+    embed_steps: int = setting(1000, STEPS, "W+ steps embedding the content image first; 0 skips them")
+    style_weight: float = setting(DEFAULT_STYLE_WEIGHT, STYLE_WEIGHT, "lambda_s of the Gram style term, against "
+                                  "content weights of 1")
+    content_mse_weight: float = setting(1.0, WEIGHT, "weight of the content's pixel MSE term inside the mask")
+    content_perceptual_weight: float = setting(1.0, WEIGHT, "weight of the content's perceptual term inside "
+                                               "the mask")
+    init: str = init_setting()
 
     def __post_init__(self) -> None:
-        for name in ("w_steps", "noise_steps", "embed_steps"):
-            if getattr(self, name) < 0:
-                raise InputError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
-        if not self.style_weight > 0:
-            raise InputError(f"style weight must be > 0, got {self.style_weight}")
+        super().__post_init__()
+        check_not_all_zero(self, ("content_mse_weight", "content_perceptual_weight"),
+                           "nothing would keep the content inside the mask")
 
 
 def style_transfer_terms(

@@ -89,7 +89,7 @@ def layers(device, network) -> None:
 @click.option("--layer", default=DEFAULT_LAYER, show_default=True, help=LAYER_HELP)
 @click.option("--op", default="spatial", show_default=True, type=click.Choice(OPS), help=OP_HELP)
 @click.option("--channels", default=None, help=CHANNELS_HELP)
-@click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1), help=ALPHA_HELP)
+@click.option("--alpha", default=0.5, show_default=True, type=float, help=ALPHA_HELP)
 @click.option("--style-from", default="a", show_default=True, type=click.Choice(["a", "b"]),
               help="Whose (w, n) drives the rest of the synthesis; the paper uses the first image (a).")
 @align_options
@@ -182,7 +182,7 @@ def _echo_metrics(metrics: dict) -> None:
               help="Local edit: whose activation is pasted: a, b, c (the latents above) or a latent.npz (default b).")
 @click.option("--activation-op", default="spatial", show_default=True, type=click.Choice(OPS), help=OP_HELP)
 @click.option("--channels", default=None, help=CHANNELS_HELP)
-@click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1), help=ALPHA_HELP)
+@click.option("--alpha", default=0.5, show_default=True, type=float, help=ALPHA_HELP)
 @click.option("--outdir", required=True, type=click.Path(path_type=Path), help="Output folder (created if missing).")
 @device_option()
 @network_option

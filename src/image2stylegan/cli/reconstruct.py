@@ -119,10 +119,10 @@ def _reconstruct_one(photo, outdir, settings, *, align, face, paste_back, device
 # -- demo --------------------------------------------------------------------------------------------------------
 @cli.command()
 @click.option("--outdir", default="out/demo", show_default=True, type=click.Path(path_type=Path))
-@click.option("--w-steps", default=default(DemoBudget, "w_steps"), show_default=True, type=click.IntRange(min=0),
+@click.option("--w-steps", default=default(DemoBudget, "w_steps"), show_default=True, type=int,
               help="The demo's W+ budget.")
-@click.option("--noise-steps", default=default(DemoBudget, "noise_steps"), show_default=True,
-              type=click.IntRange(min=0), help="The demo's noise budget (in each noise space).")
+@click.option("--noise-steps", default=default(DemoBudget, "noise_steps"), show_default=True, type=int,
+              help="The demo's noise budget (in each noise space).")
 @device_option()
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @network_option
@@ -135,6 +135,7 @@ def demo(outdir, w_steps, noise_steps, device, quiet, network) -> None:
     from ..embed import embed
     from ..io import ensure_outdir
 
+    DemoBudget(w_steps=w_steps, noise_steps=noise_steps)  # refuses an impossible budget before anything is written
     dev = resolve_device(device)
     outdir = ensure_outdir(outdir)
     photo = write_demo_photo(outdir / "astronaut_face.png")
@@ -200,7 +201,7 @@ def render(latent, out, device, network) -> None:
 # -- sample ------------------------------------------------------------------------------------------------------
 @cli.command(short_help="Random faces from the generator, each with its exact latent.npz (nothing to embed).")
 @click.option("--seeds", default="0", show_default=True, help="Seeds, e.g. 0,3,10-12; one face per seed.")
-@click.option("--truncation", default=0.7, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--truncation", default=0.7, show_default=True, type=float,
               help="psi of the truncation trick, w = w_avg + psi (w - w_avg); 1 = none (more variety, more artefacts).")
 @click.option("--outdir", required=True, type=click.Path(path_type=Path), help="Output folder (created if missing).")
 @device_option("cpu")
@@ -211,12 +212,13 @@ def sample(seeds, truncation, outdir, device, network) -> None:
     The same seed gives the same face on every device. Pass the .npz to any --from option (crossover,
     style-transfer, transfer-attribute, latent-edit, ...) to edit the face without embedding it first.
     """
-    from ..apps.sample import parse_seeds
+    from ..apps.sample import check_truncation, parse_seeds
     from ..apps.sample import sample as draw
     from ..io import ensure_outdir, save_image
     from ..latents import save_latent
 
     seed_list = parse_seeds(seeds)
+    check_truncation(truncation)
     outdir = ensure_outdir(outdir)
     generator, sha = open_generator(network, resolve_device(device))
     for seed in seed_list:

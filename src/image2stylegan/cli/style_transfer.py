@@ -40,10 +40,9 @@ def _finish(outdir: Path, result, generator, sha, command: str, settings, inputs
 @mask_option(help="Region whose CONTENT is kept (e.g. the face): a preset (left-half, right-half, top-half, "
                    "bottom-half, center) or a PNG (white = keep). STYLE's style goes everywhere else.")
 @from_option(FROM_HELP.format(what="content"))
-@click.option("--embed-steps", default=default(StyleTransferSettings, "embed_steps"), show_default=True,
-              type=click.IntRange(min=0),
+@click.option("--embed-steps", default=default(StyleTransferSettings, "embed_steps"), show_default=True, type=int,
               help="W+ steps embedding CONTENT first (Alg. 6 line 1; skipped with --from).")
-@click.option("--style-weight", default=DEFAULT_STYLE_WEIGHT, show_default=True, type=click.FloatRange(min=0, min_open=True),
+@click.option("--style-weight", default=DEFAULT_STYLE_WEIGHT, show_default=True, type=float,
               help="lambda_s of the Gram (conv3_3) style term, with lambda_mse = lambda_p = 1. The paper's ratio "
                    "(0.05) is for its own Gram normalisation; this default gives the style term the content terms' "
                    "gradient size at the start (docs/algorithm.md#style-weight).")
@@ -92,17 +91,15 @@ def style_transfer(content, style, mask_spec, from_latent, embed_steps, style_we
              help="Edited region (preset or PNG, white = edited). Default: the pixels where SCRIBBLED differs "
                    "from PHOTO by more than --threshold.")
 @from_option(FROM_HELP.format(what="photo"))
-@click.option("--embed-w-steps", default=default(ScribbleSettings, "embed_w_steps"), show_default=True,
-              type=click.IntRange(min=0),
+@click.option("--embed-w-steps", default=default(ScribbleSettings, "embed_w_steps"), show_default=True, type=int,
               help="W+ steps embedding PHOTO first (skipped with --from).")
 @click.option("--embed-noise-steps", default=default(ScribbleSettings, "embed_noise_steps"), show_default=True,
-              type=click.IntRange(min=0),
-              help="Noise steps embedding PHOTO first (skipped with --from).")
-@click.option("--max-resolution", default=16, show_default=True, type=click.IntRange(min=1),
+              type=int, help="Noise steps embedding PHOTO first (skipped with --from).")
+@click.option("--max-resolution", default=default(ScribbleSettings, "max_resolution"), show_default=True, type=int,
               help="Optimise the W+ rows of the layers running at this many px or fewer: the paper's 'first 4 to 6 "
                    "layers' of W+ (rows 0-6 of the bundled generator).")
 @click.option("--rows", "rows_spec", default=None, help="Explicit W+ rows to optimise, e.g. 0,1,2,3 (overrides --max-resolution).")
-@click.option("--threshold", default=0.05, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
+@click.option("--threshold", default=default(ScribbleSettings, "threshold"), show_default=True, type=float,
               help="A pixel is scribbled when a channel changed by more than this (on the 0-1 scale).")
 @align_options
 @run_options(ScribbleSettings, w_lr=True, feather=True, init=True)
