@@ -13,12 +13,16 @@ A generator G(w, n) exposes:
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Union
+from typing import Any, Union
 
 import torch
 from torch import nn
+
+from ..errors import WeightsFormatError
 
 # An activation edit: a replacement tensor, or a function of the original activation returning its replacement.
 Edit = Union[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
@@ -237,3 +241,138 @@ def apply_edit(name: str, x: torch.Tensor, edits: Mapping[str, Edit]) -> torch.T
 def _check_space(space: str) -> None:
     if space not in NOISE_SPACES:
         raise ValueError(f"noise space must be one of {NOISE_SPACES}, got {space!r}")
+
+
+# -- sanity limits of a generator's settings ------------------------------------------------------------------------
+# Settings come from files (a converted checkpoint's JSON config, the keyword arguments recorded in a pickle), so
+# each is checked against these before a module is built: a few bytes of config must not ask for tens of GB.
+MAX_RESOLUTION = 4096  # output side in px
+MAX_WIDTH = 8192  # z_dim, w_dim, hidden mapping widths, channel counts
+MAX_CHANNEL_BASE = 1 << 20  # StyleGAN2's channel_base / StyleGAN's fmap_base (config-f: 32768 / 8192)
+MAX_MAPPING_LAYERS = 32
+MAX_IMAGE_CHANNELS = 4
+MAX_FILTER_TAPS = 16
+MAX_PARAMETERS = 500_000_000  # parameters and buffers together (2 GB of float32); FFHQ-1024 StyleGAN2 has 33 M
+
+# Field name -> (smallest, largest) for the integer settings of the config classes; None allowed where marked.
+_INT_BOUNDS: dict[str, tuple[int, int]] = {
+    "resolution": (4, MAX_RESOLUTION),
+    "z_dim": (1, MAX_WIDTH),
+    "w_dim": (1, MAX_WIDTH),
+    "mapping_layers": (1, MAX_MAPPING_LAYERS),
+    "mapping_features": (1, MAX_WIDTH),
+    "mapping_fmaps": (1, MAX_WIDTH),
+    "channel_base": (1, MAX_CHANNEL_BASE),
+    "channel_max": (1, MAX_WIDTH),
+    "fmap_base": (1, MAX_CHANNEL_BASE),
+    "fmap_max": (1, MAX_WIDTH),
+    "base_channels": (1, MAX_WIDTH),
+    "img_channels": (1, MAX_IMAGE_CHANNELS),
+    "image_channels": (1, MAX_IMAGE_CHANNELS),
+    "truncation_cutoff": (0, 4 * MAX_RESOLUTION.bit_length()),
+}
+_OPTIONAL = {"mapping_features", "conv_clamp"}
+_PER_ITEM = {"channels": (1, MAX_WIDTH)}  # tuples of channel counts (MobileStyleGAN's blocks)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_resolution(value: Any) -> int:
+    """``value`` as a resolution: a power of two from 4 to :data:`MAX_RESOLUTION`.
+
+    Raises:
+        WeightsFormatError: anything else (the message names the setting and the allowed range).
+    """
+    if not _is_int(value) or not 4 <= value <= MAX_RESOLUTION or value & (value - 1):
+        raise WeightsFormatError(
+            f"unsupported generator settings: resolution = {_show(value)}, expected a power of two from 4 to "
+            f"{MAX_RESOLUTION}"
+        )
+    return value
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_config(config: Any, generator_cls: type[nn.Module]) -> None:
+    """Check a generator config read from a file before anything is allocated for it.
+
+    Every size-like setting must be an integer within the limits above (resolution a power of two from 4 to
+    :data:`MAX_RESOLUTION`, widths up to :data:`MAX_WIDTH`, at most :data:`MAX_MAPPING_LAYERS` mapping layers, ...),
+    every real-valued one finite, and the module it describes, built on PyTorch's ``meta`` device (shapes only,
+    no memory), must have at most :data:`MAX_PARAMETERS` parameters and buffers.
+
+    Raises:
+        WeightsFormatError: one line naming the setting (or the parameter count) and the limit.
+    """
+    if not dataclasses.is_dataclass(config):
+        raise WeightsFormatError(f"unsupported generator settings: {type(config).__name__} is not a config")
+    for f in dataclasses.fields(config):
+        name = f.name
+        value = getattr(config, name)
+        if value is None and name in _OPTIONAL:
+            continue
+        if name == "resolution":
+            check_resolution(value)
+        elif name in _INT_BOUNDS:
+            low, high = _INT_BOUNDS[name]
+            if not _is_int(value) or not low <= value <= high:
+                raise WeightsFormatError(
+                    f"unsupported generator settings: {name} = {_show(value)}, expected a whole number from {low} "
+                    f"to {high}"
+                )
+        elif name in _PER_ITEM:
+            low, high = _PER_ITEM[name]
+            items = tuple(value) if isinstance(value, tuple | list) else (value,)
+            limit = MAX_RESOLUTION.bit_length() - 4  # each block doubles 8 px ... up to MAX_RESOLUTION
+            if not items or len(items) > limit or not all(_is_int(v) and low <= v <= high for v in items):
+                raise WeightsFormatError(
+                    f"unsupported generator settings: {name} = {_show(value)}, expected 1 to {limit} whole numbers "
+                    f"from {low} to {high}"
+                )
+        elif name == "blur_filter":
+            if not isinstance(value, tuple | list) or len(value) > MAX_FILTER_TAPS:
+                raise WeightsFormatError(
+                    f"unsupported generator settings: blur_filter = {_show(value)}, expected at most "
+                    f"{MAX_FILTER_TAPS} taps"
+                )
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise WeightsFormatError(f"unsupported generator settings: {name} = {value!r}, expected a finite number")
+    try:
+        state = expected_state(config, generator_cls)
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError, RuntimeError) as e:
+        raise WeightsFormatError(f"unsupported generator settings: {' '.join(str(e).split())}") from None
+    count = sum(t.numel() for t in state.values())
+    if count > MAX_PARAMETERS:
+        raise WeightsFormatError(
+            f"unsupported generator settings: they describe {count:,} parameters, over the limit of "
+            f"{MAX_PARAMETERS:,}"
+        )
+
+
+# Factories whose size comes from their arguments: under _ShapesOnly they make meta tensors (shape and dtype, no
+# memory). Small constants made from data (torch.tensor: FIR taps) stay real, so the arithmetic constructors do
+# on them runs on the CPU: arithmetic on meta tensors would pull in torch._dynamo (seconds of imports).
+_SIZED_FACTORIES = {
+    torch.empty, torch.empty_strided, torch.zeros, torch.ones, torch.full, torch.rand, torch.randn, torch.randint,
+    torch.arange, torch.linspace, torch.eye,
+}
+
+
+class _ShapesOnly(torch.overrides.TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func in _SIZED_FACTORIES and kwargs.get("device") is None:
+            kwargs["device"] = "meta"
+        return func(*args, **kwargs)
+
+
+def expected_state(config: Any, generator_cls: type[nn.Module]) -> dict[str, torch.Tensor]:
+    """The state dict ``generator_cls(config)`` would have, its parameters and buffers as ``meta`` tensors (shapes
+    and dtypes, no memory). Call :func:`check_config` first: a config's sizes are not checked here."""
+    with _ShapesOnly():
+        return generator_cls(config).state_dict()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,10 +35,10 @@ from safetensors.torch import save
 
 from ..errors import WeightsFormatError, WeightsNotFoundError
 from ..io import atomic_write_bytes
-from .base import StyleGenerator, compute_w_avg
+from .base import StyleGenerator, check_config, compute_w_avg, expected_state
 from .convert_stylegan2 import convert_rosinality, convert_stylegan2_ada
 from .mobilestylegan import MobileStyleGAN, MobileStyleGANConfig
-from .safe_pickle import ADA_PICKLE, load_restricted_pickle
+from .safe_pickle import ADA_PICKLE, check_legacy_torch_sizes, load_restricted_pickle, torch_load_refusal
 from .stylegan1 import StyleGAN, StyleGANConfig
 from .stylegan2 import StyleGAN2, StyleGAN2Config
 from .tf_pickle import is_tf_network_pickle, read_tf_generator, tf_generator_kind
@@ -50,6 +51,13 @@ CONVERTED_VERSION = "1"  # bump when the converted layout changes
 # rosinality's training checkpoints hold the generator, the discriminator, both optimisers and the run's arguments.
 _ROSINALITY_KEYS = {"g_ema", "latent_avg", "g", "d", "g_optim", "d_optim", "args", "ada_aug_p"}
 _TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."  # pickle of torch's legacy magic number
+# A converted file's JSON header lists each tensor (~100 bytes each) and the config: ~30 KB for a 1024 px StyleGAN2.
+MAX_SAFETENSORS_HEADER = 16 << 20
+# How safetensors names the dtypes our generators hold (everything is float32 today).
+_SAFETENSORS_DTYPES = {
+    torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64", torch.int64: "I64",
+    torch.int32: "I32", torch.uint8: "U8", torch.bool: "BOOL",
+}
 
 
 @dataclass(frozen=True)
@@ -183,6 +191,7 @@ def checkpoint_sha256(path: str | Path) -> str:
     sha256 when it has one, else the file's own sha256."""
     path = Path(path)
     if sniff_format(path) == "converted":
+        _check_header_size(path)
         try:
             with safe_open(str(path), framework="pt", device="cpu") as f:
                 recorded = (f.metadata() or {}).get("source_sha256")
@@ -200,6 +209,7 @@ def checkpoint_sha256(path: str | Path) -> str:
 # -- internals ------------------------------------------------------------------------------------------------------
 def _instantiate(checkpoint: Checkpoint, path: str | Path) -> StyleGenerator:
     generator_cls = _KINDS[_kind_of(checkpoint.config)][0]
+    _with_path(Path(path), check_config, checkpoint.config, generator_cls)  # every size, before any allocation
     generator = generator_cls(checkpoint.config)
     tensors = dict(checkpoint.tensors)
     has_avg = "w_avg" in tensors
@@ -226,7 +236,20 @@ def _read_tf_pickle(path: Path) -> tuple[dict[str, torch.Tensor], Any]:
     return _with_path(path, convert, gs)
 
 
+def _check_header_size(path: Path) -> None:
+    with open(path, "rb") as f:
+        declared = int.from_bytes(f.read(8), "little")
+    if declared > MAX_SAFETENSORS_HEADER:
+        raise WeightsFormatError(
+            f"{path}: its safetensors header declares {declared:,} bytes, over the limit of {MAX_SAFETENSORS_HEADER:,}; "
+            "not a file written by `i2s convert`"
+        )
+
+
 def _read_converted(path: Path) -> tuple[dict[str, torch.Tensor], Any]:
+    """Metadata, then the config's sizes (:func:`.base.check_config`), then every tensor's name, shape and dtype from
+    the header against the generator the config describes; only then is any tensor data read."""
+    _check_header_size(path)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             meta = f.metadata() or {}
@@ -240,24 +263,81 @@ def _read_converted(path: Path) -> tuple[dict[str, torch.Tensor], Any]:
             if meta.get("generator") not in _KINDS:
                 raise WeightsFormatError(f"{path}: unknown generator kind {meta.get('generator')!r}")
             generator_cls, config_cls = _KINDS[meta["generator"]]
-            config = config_cls.from_dict(json.loads(meta["config"]))
+            try:
+                settings = json.loads(meta.get("config", ""))
+            except (ValueError, RecursionError):
+                raise WeightsFormatError(f"{path}: the generator config in its header is not valid JSON") from None
+            if not isinstance(settings, dict):
+                raise WeightsFormatError(f"{path}: the generator config in its header is not a JSON object")
+            try:
+                config = config_cls.from_dict(settings)
+            except (ValueError, TypeError) as e:
+                raise WeightsFormatError(f"{path}: unsupported generator settings: {_one_line(e)}") from None
+            _with_path(path, check_config, config, generator_cls)
+            expected = expected_state(config, generator_cls)
+            _check_header_tensors(path, f, expected)
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError, KeyError, TypeError) as e:  # ValueError covers bad JSON
-        raise WeightsFormatError(f"{path}: unreadable converted checkpoint: {e}") from e
-    expected = generator_cls(config).state_dict()
-    if set(tensors) != set(expected) or any(tensors[k].shape != expected[k].shape for k in expected):
-        missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
-        raise WeightsFormatError(f"{path}: tensors do not match the config: missing {missing[:5]}, extra {extra[:5]}")
+    except (SafetensorError, OSError) as e:
+        raise WeightsFormatError(f"{path}: unreadable converted checkpoint: {_one_line(e)}") from None
     return tensors, config
 
 
+def _check_header_tensors(path: Path, f: Any, expected: dict[str, torch.Tensor]) -> None:
+    """Names, shapes and dtypes the safetensors header declares against the generator's (meta) state dict."""
+    keys = set(f.keys())
+    if keys != set(expected):
+        missing, extra = sorted(set(expected) - keys), sorted(keys - set(expected))
+        raise WeightsFormatError(f"{path}: tensors do not match the config: missing {missing[:5]}, extra {extra[:5]}")
+    for key in sorted(keys):
+        declared = f.get_slice(key)
+        shape, dtype = list(declared.get_shape()), declared.get_dtype()
+        want = expected[key]
+        if shape != list(want.shape) or dtype != _SAFETENSORS_DTYPES.get(want.dtype):
+            raise WeightsFormatError(
+                f"{path}: tensor {key} is {dtype} {shape}, the config needs {_SAFETENSORS_DTYPES.get(want.dtype)} "
+                f"{list(want.shape)}"
+            )
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _check_torch_sizes(path: Path) -> None:
+    """The sizes a torch file declares, checked before ``torch.load`` reserves memory for them: a zip file's entries
+    must lie within the file and expand at most to twice its size (torch writes them uncompressed); a legacy file's
+    storages must fit in the bytes that follow its pickles (:func:`.safe_pickle.check_legacy_torch_sizes`)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":
+            f.seek(0)
+            check_legacy_torch_sizes(f, size, str(path))
+            return
+        try:
+            with zipfile.ZipFile(f) as archive:
+                infos = archive.infolist()
+        except (zipfile.BadZipFile, EOFError, ValueError) as e:
+            raise WeightsFormatError(f"{path}: truncated or corrupt torch file ({_one_line(e)})") from None
+    for info in infos:
+        stored_mismatch = info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size
+        if stored_mismatch or info.header_offset + info.compress_size > size:
+            raise WeightsFormatError(f"{path}: truncated or corrupt torch file (entry {info.filename!r} does not fit)")
+    declared, allowed = sum(info.file_size for info in infos), max(2 * size, 64 << 20)
+    if declared > allowed:
+        raise WeightsFormatError(
+            f"{path}: its entries declare {declared:,} bytes uncompressed, over {allowed:,} for a file of {size:,} "
+            "bytes; not a torch checkpoint we read"
+        )
+
+
 def _read_rosinality(path: Path) -> tuple[dict[str, torch.Tensor], StyleGAN2Config]:
+    _check_torch_sizes(path)
     try:
         # Training checkpoints also store the run's argparse.Namespace: admit that one plain class as well.
         with torch.serialization.safe_globals([argparse.Namespace]):
             data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError / RuntimeError for unsafe or corrupt files
-        raise WeightsFormatError(f"{path}: refused by torch's weights-only loader: {e}") from e
+        raise WeightsFormatError(f"{path}: {torch_load_refusal(e)}") from None
     if not isinstance(data, dict) or "g_ema" not in data:
         keys = sorted(map(str, data)) if isinstance(data, dict) else type(data).__name__
         raise WeightsFormatError(

@@ -26,12 +26,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 import torch
 
 from ..errors import WeightsFormatError
+from .base import check_config, check_resolution, expected_state
 from .safe_pickle import PersistentObject
 from .stylegan2 import FIR_TAPS, LRELU_GAIN, StyleGAN2, StyleGAN2Config, fir_kernel_2d
 
@@ -41,6 +41,20 @@ _MISSING = object()
 # -- checking helpers -----------------------------------------------------------------------------------------------
 def _fail(msg: str) -> WeightsFormatError:
     return WeightsFormatError(f"cannot convert: {msg}")
+
+
+def _config(**settings: Any) -> StyleGAN2Config:
+    """A StyleGAN2Config from settings read from a file, every size checked (:func:`.base.check_config`) before
+    anything is allocated for it."""
+    try:
+        config = StyleGAN2Config(**settings)
+    except (TypeError, ValueError) as e:
+        raise _fail(f"unsupported generator settings: {' '.join(str(e).split())}") from None
+    try:
+        check_config(config, StyleGAN2)
+    except WeightsFormatError as e:
+        raise _fail(str(e)) from None
+    return config
 
 
 def _close(a: Any, b: float) -> bool:
@@ -179,11 +193,15 @@ def convert_stylegan2_ada(g_ema: Any) -> tuple[dict[str, torch.Tensor], StyleGAN
     mapping, synthesis = g.child("mapping", "MappingNetwork"), g.child("synthesis", "SynthesisNetwork")
     if "input" in synthesis.children or any(k.startswith("L") for k in synthesis.children):
         raise _fail("G_ema is a StyleGAN3 generator; only StyleGAN2 generators are supported")
+    try:
+        check_resolution(res)
+    except WeightsFormatError as e:
+        raise _fail(str(e)) from None
 
     tensors: dict[str, torch.Tensor] = {}
     blocks = [f"b{2 ** i}" for i in range(2, int(res).bit_length())]
     b4 = synthesis.child("b4", "SynthesisBlock")
-    config = StyleGAN2Config(
+    config = _config(
         resolution=res, z_dim=z_dim, w_dim=w_dim, mapping_layers=mapping.attr("num_layers"),
         channel_base=skw.get("channel_base", 32768), channel_max=skw.get("channel_max", 512),
         img_channels=g.attr("img_channels"), architecture=b4.attr("architecture"),
@@ -191,7 +209,8 @@ def convert_stylegan2_ada(g_ema: Any) -> tuple[dict[str, torch.Tensor], StyleGAN
     )
     _check_synthesis_kwargs(skw, config)
     lr_mul, hidden = _convert_mapping(mapping, config, mkw, tensors)
-    config = replace(config, mapping_lr_multiplier=lr_mul, mapping_features=None if hidden == w_dim else hidden)
+    config = _config(**{**config.to_dict(), "mapping_lr_multiplier": lr_mul,
+                        "mapping_features": None if hidden == w_dim else hidden})
     synthesis.expect("w_dim", w_dim)
     synthesis.expect("img_resolution", res)
     synthesis.expect("img_resolution_log2", len(blocks) + 1)
@@ -429,7 +448,7 @@ def convert_rosinality(
     if left:
         raise _fail(f"g_ema has tensors this converter does not understand: {left[:8]}")
 
-    config = StyleGAN2Config(
+    config = _config(
         resolution=res, z_dim=w_dim, w_dim=w_dim, mapping_layers=n_mlp, mapping_lr_multiplier=lr_mlp,
         channel_base=_channel_base(channels, res), channel_max=channels[4], img_channels=3,
     )
@@ -450,8 +469,9 @@ def _channel_base(channels: dict[int, int], res: int) -> int:
 
 
 def _check_complete(state: dict[str, torch.Tensor], config: StyleGAN2Config) -> None:
-    """Every target tensor filled with the right shape, nothing extra (``w_avg`` optional: computed if absent)."""
-    target = StyleGAN2(config).state_dict()
+    """Every target tensor filled with the right shape, nothing extra (``w_avg`` optional: computed if absent).
+    The target's shapes come from a meta-device build (no memory); ``config`` was checked by :func:`_config`."""
+    target = expected_state(config, StyleGAN2)
     missing = sorted(set(target) - set(state) - {"w_avg"})
     extra = sorted(set(state) - set(target))
     if missing or extra:

@@ -33,6 +33,7 @@ import hashlib
 import io
 import os
 import pickle
+import re
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -53,7 +54,9 @@ __all__ = [
     "PicklePolicy",
     "RecordedState",
     "RestrictedUnpickler",
+    "check_legacy_torch_sizes",
     "load_restricted_pickle",
+    "torch_load_refusal",
 ]
 
 _NUMERIC_KINDS = "biufc"  # bool, signed, unsigned, float, complex: dtypes whose values are plain bytes
@@ -122,10 +125,13 @@ def _load_storage_from_bytes(data: Any) -> torch.storage.TypedStorage | torch.Un
     read by torch's weights-only unpickler (which admits storages and nothing executable)."""
     if not isinstance(data, (bytes, bytearray)):
         raise WeightsFormatError(f"storage payload is {type(data).__name__}, expected bytes")
+    stream = io.BytesIO(data)
+    check_legacy_torch_sizes(stream, len(data), "storage stream")  # declared sizes fit the bytes, before any alloc
+    stream.seek(0)
     try:
-        storage = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        storage = torch.load(stream, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError / RuntimeError / ValueError on bad or unsafe streams
-        raise WeightsFormatError(f"storage stream refused by torch's weights-only loader: {e}") from e
+        raise WeightsFormatError(f"storage stream: {torch_load_refusal(e)}") from None
     if not isinstance(storage, (torch.storage.TypedStorage, torch.UntypedStorage)):
         raise WeightsFormatError(f"storage stream holds a {type(storage).__name__}, expected a storage")
     return storage
@@ -315,3 +321,124 @@ def _load(f: BinaryIO, policy: PicklePolicy, name: str) -> Any:
         # E.g. UnpicklingError / EOFError on junk, TypeError when a stand-in is called with the wrong arguments,
         # AttributeError for BUILD on an object without instance state.
         raise WeightsFormatError(f"{name}: not a readable {policy.name}: {type(e).__name__}: {e}") from e
+
+
+# -- torch.load: sizes before allocation, and its errors in our words ----------------------------------------------
+_TORCH_LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C  # the first pickle of a legacy torch.save stream
+# Bytes per element of the storage classes a legacy stream names ('torch', 'FloatStorage'); others count as 16.
+_STORAGE_ITEMSIZE = {
+    "DoubleStorage": 8, "FloatStorage": 4, "HalfStorage": 2, "BFloat16Storage": 2, "LongStorage": 8, "IntStorage": 4,
+    "ShortStorage": 2, "CharStorage": 1, "ByteStorage": 1, "BoolStorage": 1, "ComplexFloatStorage": 8,
+    "ComplexDoubleStorage": 16, "UntypedStorage": 1,
+}
+
+
+class _Inert:
+    """What :class:`_SizeScanner` builds for every global: accepts any arguments and state, does nothing."""
+
+    global_name: tuple[str, str] = ("", "")
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> _Inert:
+        return object.__new__(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+    def append(self, value: Any) -> None:
+        pass
+
+    def extend(self, values: Any) -> None:
+        pass
+
+
+class _SizeScanner(pickle.Unpickler):
+    """Walks a pickle without importing or calling anything (every global is an :class:`_Inert` subclass), only to
+    record the storages a legacy ``torch.save`` stream declares: persistent ids ``('storage', type, key, location,
+    numel, ...)``."""
+
+    def __init__(self, file: BinaryIO):
+        super().__init__(file, encoding="utf-8")
+        self.storages: dict[str, int] = {}  # key -> declared bytes
+        self._globals: dict[tuple[str, str], type] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        key = (str(module), str(name))
+        if key not in self._globals:
+            self._globals[key] = type("_Global", (_Inert,), {"global_name": key})
+        return self._globals[key]
+
+    def persistent_load(self, pid: Any) -> Any:
+        if isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage":
+            storage_type, key, numel = pid[1], pid[2], pid[4]
+            if type(numel) is not int or numel < 0:
+                raise WeightsFormatError(f"malformed storage record (size {numel!r})")
+            itemsize = _STORAGE_ITEMSIZE.get(getattr(storage_type, "global_name", ("", ""))[1], 16)
+            self.storages[str(key)] = max(self.storages.get(str(key), 0), numel * itemsize)
+        return _Inert()
+
+
+def check_legacy_torch_sizes(f: BinaryIO, size: int, name: str) -> None:
+    """Check that the tensor data a legacy (non-zip) ``torch.save`` stream declares fits in its ``size`` bytes,
+    before ``torch.load`` reserves memory for it (it allocates each storage at its declared size first). Nothing is
+    imported or called while reading the pickles (:class:`_SizeScanner`). ``f`` is left at an arbitrary position.
+
+    Raises:
+        WeightsFormatError: the stream is not a legacy torch stream, is truncated, or declares more data than it holds.
+    """
+    try:
+        scanner = _SizeScanner(f)
+        if scanner.load() != _TORCH_LEGACY_MAGIC_NUMBER:
+            raise WeightsFormatError(f"{name}: not a torch.save stream (wrong magic number)")
+        _SizeScanner(f).load()  # protocol version
+        _SizeScanner(f).load()  # sys_info
+        scanner = _SizeScanner(f)
+        scanner.load()  # the object, with a persistent id per storage
+        keys = _SizeScanner(f).load()  # the storages' keys, in the order their data follows
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise WeightsFormatError(f"{name}: malformed list of storages")
+        declared = sum(scanner.storages.get(k, 0) + 8 for k in keys)  # each: an 8-byte element count, the data
+        held = size - f.tell()
+    except WeightsError:
+        raise
+    except Exception as e:  # only _Inert runs: any failure is a malformed or truncated stream
+        raise WeightsFormatError(f"{name}: truncated or corrupt torch file ({_first_sentence(e)})") from None
+    if declared > held:
+        raise WeightsFormatError(
+            f"{name}: declares {declared:,} bytes of tensor data but holds {max(held, 0):,}; truncated or corrupt"
+        )
+
+
+_GLOBAL_NAME = re.compile(r"GLOBAL ([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)")
+_WEIGHTS_UNPICKLER_DETAIL = re.compile(r"WeightsUnpickler error: ([^\n]*)")
+
+
+def torch_load_refusal(e: BaseException) -> str:
+    """One line for an exception of ``torch.load(..., weights_only=True)``, for a message "<file>: <this>".
+
+    A refused global or object is reported as code or objects we do not load, naming the global; torch's own advice
+    (reload with ``weights_only=False``, allow-list the global) is never repeated: it would run the file's payload.
+    Anything else is reported as a truncated or corrupt file.
+    """
+    text = str(e)
+    if "Weights only load failed" in text:
+        found = _GLOBAL_NAME.search(text)
+        if found:
+            return (f"it contains code or Python objects we do not load (it references {found.group(1)}); nothing "
+                    "in it was run")
+        detail = _WEIGHTS_UNPICKLER_DETAIL.search(text)
+        reason = _first_sentence(detail.group(1)) if detail else "unsupported content"
+        return (f"refused: it is damaged, or holds code or Python objects we do not load ({reason}); nothing in it "
+                "was run")
+    return f"truncated or corrupt torch file ({_first_sentence(e)})"
+
+
+def _first_sentence(e: BaseException | str) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    text = re.split(r"(?<=[a-z0-9)])\. ", text, maxsplit=1)[0]
+    return text if len(text) <= 160 else text[:157] + "..."

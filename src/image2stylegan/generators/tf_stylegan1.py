@@ -16,7 +16,8 @@ from typing import Any
 import torch
 
 from ..errors import WeightsFormatError
-from .stylegan1 import StyleGANConfig
+from .base import check_config
+from .stylegan1 import StyleGAN, StyleGANConfig
 from .tf_pickle import TFNetwork, VariableTable, check_kwargs, merged_static_kwargs, tf_generator_kind
 
 __all__ = ["convert_tf_stylegan1", "stylegan1_config_from_kwargs"]
@@ -65,9 +66,14 @@ def stylegan1_config_from_kwargs(kwargs: Mapping[str, Any], what: str = "StyleGA
     if values.get("truncation_psi", 0.7) is None or cutoff is None or cutoff <= 0:
         values["truncation_psi"], values["truncation_cutoff"] = 1.0, StyleGANConfig.truncation_cutoff
     try:
-        return StyleGANConfig(**values)
+        config = StyleGANConfig(**values)
     except (TypeError, ValueError) as exc:
         raise WeightsFormatError(f"{what}: unsupported settings: {exc}") from None
+    try:
+        check_config(config, StyleGAN)  # every size, before anything is allocated for it
+    except WeightsFormatError as exc:
+        raise WeightsFormatError(f"{what}: {exc}") from None
+    return config
 
 
 def convert_tf_stylegan1(gs: TFNetwork) -> tuple[dict[str, torch.Tensor], StyleGANConfig]:

@@ -43,7 +43,8 @@ import numpy as np
 import torch
 
 from ..errors import WeightsFormatError
-from .stylegan2 import FIR_TAPS, StyleGAN2Config
+from .base import check_config
+from .stylegan2 import FIR_TAPS, StyleGAN2, StyleGAN2Config
 from .tf_pickle import TFNetwork, VariableTable, check_kwargs, merged_static_kwargs, tf_generator_kind
 
 __all__ = ["ada_to_stylegan2_key", "convert_tf_stylegan2", "convert_tf_stylegan2_to_ada", "tf_stylegan2_hparams"]
@@ -95,10 +96,11 @@ def tf_stylegan2_hparams(gs: TFNetwork) -> dict[str, Any]:
     if hp["activation"] != "lrelu" or hp["mapping_activation"] != "lrelu":
         raise WeightsFormatError(f"{what}: only leaky-ReLU networks are supported")
     res = hp["img_resolution"]
-    if res < 4 or 2 ** int(math.log2(res)) != res:
-        raise WeightsFormatError(f"{what}: resolution {res} is not a power of two >= 4")
+    if not isinstance(hp["fmap_base"], int) or isinstance(hp["fmap_base"], bool):
+        raise WeightsFormatError(f"{what}: fmap_base = {hp['fmap_base']!r} is not a whole number")
     hp["resample_filter"] = list(hp["resample_filter"] or [1])
     hp["channel_base"] = hp.pop("fmap_base") * 2
+    _config(hp, what)  # every size checked before any is used
     resolutions = [2**r for r in range(2, int(math.log2(res)) + 1)]
     hp["channels"] = {r: min(hp["channel_base"] // r, hp["channel_max"]) for r in resolutions}
     hp["num_ws"] = 2 * int(math.log2(res)) - 2
@@ -178,17 +180,8 @@ def ada_to_stylegan2_key(key: str) -> str:
     raise WeightsFormatError(f"unexpected ADA tensor name {key!r}")
 
 
-def convert_tf_stylegan2(gs: TFNetwork) -> tuple[dict[str, torch.Tensor], StyleGAN2Config]:
-    """NVIDIA TF StyleGAN2 ``Gs`` -> (state dict for ``StyleGAN2(config)``, config); strict on the source side (the
-    target side is checked by the strict ``load_state_dict`` of :func:`.checkpoints.load_checkpoint`).
-
-    ``w_avg`` is TF's ``dlatent_avg``; the stored noise maps become the model's ``noise_const`` (unit scale, as TF
-    multiplies them by ``noise_strength`` at run time).
-    """
-    what = f"TF StyleGAN2 pickle ({gs.name})"
-    ada, hp = convert_tf_stylegan2_to_ada(gs)
-    if [float(t) for t in hp["resample_filter"]] != list(FIR_TAPS):
-        raise WeightsFormatError(f"{what}: resample_kernel {hp['resample_filter']} is not supported (only {FIR_TAPS})")
+def _config(hp: dict[str, Any], what: str) -> StyleGAN2Config:
+    """The StyleGAN2Config of the hyper-parameters, every size checked (:func:`.base.check_config`)."""
     try:
         config = StyleGAN2Config(
             resolution=hp["img_resolution"],
@@ -204,6 +197,25 @@ def convert_tf_stylegan2(gs: TFNetwork) -> tuple[dict[str, torch.Tensor], StyleG
         )
     except (TypeError, ValueError) as exc:
         raise WeightsFormatError(f"{what}: unsupported settings: {exc}") from None
+    try:
+        check_config(config, StyleGAN2)
+    except WeightsFormatError as exc:
+        raise WeightsFormatError(f"{what}: {exc}") from None
+    return config
+
+
+def convert_tf_stylegan2(gs: TFNetwork) -> tuple[dict[str, torch.Tensor], StyleGAN2Config]:
+    """NVIDIA TF StyleGAN2 ``Gs`` -> (state dict for ``StyleGAN2(config)``, config); strict on the source side (the
+    target side is checked by the strict ``load_state_dict`` of :func:`.checkpoints.load_checkpoint`).
+
+    ``w_avg`` is TF's ``dlatent_avg``; the stored noise maps become the model's ``noise_const`` (unit scale, as TF
+    multiplies them by ``noise_strength`` at run time).
+    """
+    what = f"TF StyleGAN2 pickle ({gs.name})"
+    ada, hp = convert_tf_stylegan2_to_ada(gs)
+    if [float(t) for t in hp["resample_filter"]] != list(FIR_TAPS):
+        raise WeightsFormatError(f"{what}: resample_kernel {hp['resample_filter']} is not supported (only {FIR_TAPS})")
+    config = _config(hp, what)
     # The target side (every tensor of StyleGAN2(config), shapes) is checked by checkpoints.load_checkpoint's strict
     # load_state_dict when the module is built.
     return {ada_to_stylegan2_key(k): v for k, v in ada.items()}, config
