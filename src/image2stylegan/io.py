@@ -237,7 +237,8 @@ def max_pixels() -> int:
 
 
 def _megapixels(pixels: int) -> str:
-    return f"{pixels / 1e6:.3g} megapixels"
+    megapixels = pixels / 1e6
+    return (f"{megapixels:,.0f}" if megapixels >= 100 else f"{megapixels:.3g}") + " megapixels"
 
 
 def _too_large(path: Path, size: str, limit: int) -> InputError:

@@ -100,6 +100,8 @@ def sniff_format(path: str | Path) -> str:
         raise WeightsNotFoundError(f"checkpoint not found: {path}") from e
     except IsADirectoryError as e:
         raise WeightsFormatError(f"{path} is a directory, expected a checkpoint file") from e
+    except OSError as e:  # permissions, a device that fails
+        raise WeightsNotFoundError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
     if head[:4] == b"PK\x03\x04" or head.startswith(_TORCH_LEGACY_MAGIC):
         return "torch"
     if len(head) > 9 and head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size:

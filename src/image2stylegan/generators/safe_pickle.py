@@ -317,6 +317,9 @@ def _load(f: BinaryIO, policy: PicklePolicy, name: str) -> Any:
         return RestrictedUnpickler(f, policy, source=name).load()
     except WeightsError:
         raise
+    except MemoryError:  # a length field asking for more than memory allows (checked by the allocation itself)
+        raise WeightsFormatError(f"{name}: not a readable {policy.name}: it declares an impossibly large item; "
+                                 "truncated or corrupt") from None
     except Exception as e:  # only our stand-ins run: any failure means a stream we do not admit
         # E.g. UnpicklingError / EOFError on junk, TypeError when a stand-in is called with the wrong arguments,
         # AttributeError for BUILD on an object without instance state.
