@@ -93,6 +93,16 @@ def test_paste_back_command_reproduces_pasted_png(aligned_run, canvas, tmp_path)
     Image.open(canvas).resize((450, 300)).save(small)
     assert "alignment was made on a 900x600 photo" in _one_line_error(
         i2s("paste-back", outdir, "--photo", small, "--out", tmp_path / "x.png"))
+    # A result that is not the one the transform was saved with (the folder changed after the run) is refused.
+    import shutil
+
+    changed = tmp_path / "changed"
+    shutil.copytree(outdir, changed)
+    Image.open(changed / "reconstruction.png").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(
+        changed / "reconstruction.png")
+    assert "not the result this alignment was saved with" in _one_line_error(
+        i2s("paste-back", changed, "--out", tmp_path / "y.png"))
+    assert not (tmp_path / "y.png").exists()
 
 
 def test_faces_lists_the_astronaut_and_refuses_a_blank_image(tmp_path):

@@ -121,7 +121,10 @@ def test_cli_writes_every_output(tiny_cli, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["command"] == "inpaint" and metrics["metrics"]["hole_fraction"] == pytest.approx(1 / 16)
 
-    res = tiny_cli.invoke(cli, ["inpaint", "--from", str(out / "latent.npz"), "--mask", "center", *args])
+    again = ["inpaint", "--from", str(out / "latent.npz"), "--mask", "center", *args]
+    refused = tiny_cli.invoke(cli, again)  # the folder holds the first run: replaced only when asked
+    assert refused.exit_code != 0 and "--overwrite" in str(refused.exception)
+    res = tiny_cli.invoke(cli, [*again, "--overwrite"])
     assert res.exit_code == 0, res.output
     res = tiny_cli.invoke(cli, ["inpaint", str(photo), "--from", str(out / "latent.npz"), "--mask", "center", *args])
     assert res.exit_code == 2 and "exactly one of PHOTO or --from" in res.output

@@ -103,3 +103,38 @@ def test_stop_control_turns_the_first_signal_into_a_request_and_a_second_ctrl_c_
     fresh = StopControl()
     fresh.request("stop button")
     assert fresh.reason == "stop button" and fresh.requested
+
+
+@pytest.mark.real_weights
+def test_sigterm_from_outside_stops_a_real_run_and_publishes_a_complete_stopped_set(tmp_path):
+    """What `timeout`, schedulers and Ray send: a real process, the bundled generator, SIGTERM after step 2."""
+    import re
+    import subprocess
+    import sys
+    import threading
+
+    photo = _photo(tmp_path / "a.png", 0)
+    outdir = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from image2stylegan.cli import main; main()", "reconstruct", photo, "--outdir",
+         str(outdir), "--w-steps", "200", "--noise-steps", "10"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen, reached = [], threading.Event()
+
+    def watch() -> None:  # tqdm redraws its bar on stderr after each step (with \r, so read characters)
+        while chunk := process.stderr.read(1):
+            seen.append(chunk)
+            if not reached.is_set() and re.search(r"\b2/200\b", "".join(seen[-400:])):
+                reached.set()
+
+    reader = threading.Thread(target=watch, daemon=True)
+    reader.start()
+    assert reached.wait(timeout=300), "".join(seen)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=300) == INTERRUPTED
+    reader.join(timeout=30)
+    stderr = "".join(seen)
+    assert "interrupted (SIGTERM)" in stderr and "Traceback" not in stderr
+    metrics = json.loads((outdir / "metrics.json").read_text())
+    assert metrics["stopped"] is True and 2 <= metrics["stages"]["w_plus"]["steps"] < 200
+    assert sorted(p.name for p in outdir.iterdir()) == sorted(metrics["files"])  # the whole set, nothing else

@@ -104,10 +104,10 @@ def test_alignment_metadata_round_trip_and_paste_back(aligned, tmp_path):
     record = alignment_record(photos, paste_into="a", result="result.png")
     assert record["role"] == "b" and record["face"] == 0 and record["others"] == {}  # 'a' was not aligned
 
-    extra, write = alignment_outputs(tmp_path, photos, paste_into="b", result="result.png", paste_back=True)
+    extra, write = alignment_outputs(photos, paste_into="b", result="result.png", paste_back=True)
     assert extra["alignment"]["transform"] == aligned.transform.to_dict()
     result = torch.zeros(1, 3, SIZE, SIZE)  # a flat grey "edit"
-    write(result)
+    write(result, tmp_path)
     assert {p.name for p in tmp_path.iterdir()} == {"aligned_b.png", ALIGNMENT_FILE, "pasted.png"}
     pasted = np.asarray(Image.open(tmp_path / "pasted.png"))
     photo = np.asarray(Image.open(aligned.path))

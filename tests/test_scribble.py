@@ -144,7 +144,7 @@ def test_cli_writes_every_output_with_explicit_rows(monkeypatch, tiny64, tiny_pe
     assert metrics["metrics"]["rows"] == [0, 1, 2] and metrics["command"] == "scribble"
     assert "W+ rows optimised: 0,1,2" in result.output
 
-    bad = CliRunner().invoke(cli, [str(a) for a in args[:-3] + ["--rows", "0,x"]])
+    bad = CliRunner().invoke(cli, [str(a) for a in args[:-3] + ["--rows", "0,x", "--overwrite"]])
     assert isinstance(bad.exception, InputError) and "--rows" in str(bad.exception)
 
 

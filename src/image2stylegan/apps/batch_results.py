@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +37,16 @@ class ResultsTable:
         }
 
     # -- rows ----------------------------------------------------------------------------------------------------
-    def load_finished(self) -> int:
-        """Fill the rows of every image whose metrics.json exists; returns how many."""
+    def load_finished(self, finished: Callable[[BatchItem], dict[str, Any] | None] | None = None) -> int:
+        """Fill the rows of every finished image; returns how many. ``finished(item)`` gives an image's metrics
+        when it is done (a folder run: made exactly as this run would make it); by default any readable
+        metrics.json counts."""
         done = 0
         for it in self.items:
-            path = self.outdir / it.name / FINISHED_MARKER
-            if path.is_file():
-                try:
-                    self.ok(it, json.loads(path.read_text(encoding="utf-8")))
-                    done += 1
-                except (OSError, ValueError):
-                    pass  # unreadable: treated as unfinished, so it is recomputed and rewritten
+            metrics = finished(it) if finished is not None else _read(self.outdir / it.name / FINISHED_MARKER)
+            if metrics:  # unreadable or made differently: unfinished, so it is recomputed and rewritten
+                self.ok(it, metrics)
+                done += 1
         return done
 
     def ok(self, item: BatchItem, metrics: dict[str, Any]) -> None:
@@ -94,3 +93,11 @@ def _fmt(value: Any, digits: int = 4) -> str:
         return f"{float(value):.{digits}f}"
     except (TypeError, ValueError):
         return ""
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -27,10 +27,11 @@ from ..embed import Callback, Embedding, initial_noise, initial_ws
 from ..errors import InputError, notices_to
 from ..generators.base import StyleGenerator
 from ..io import ensure_outdir
-from .batch_plan import BatchItem, chunks, is_finished, remove_stale_temporaries
+from .batch_plan import BatchItem, chunks, remove_stale_temporaries
 from .batch_results import ResultsTable
 from .photos import ALIGNMENT_FILE, PASTED_FILE, PhotoInput, alignment_outputs, load_photo_input
-from .outputs import save
+from .outputs import input_record, plain, save
+from .publish import code_version, matches, read_run
 from .reconstruct import (OUTPUT_FILES, SAVE_NAMES, ReconstructionSettings, reconstruct, reconstruction_recipe,
                           reconstruction_result)
 
@@ -52,6 +53,28 @@ class FolderJob:
     face: int = 0
     paste_back: bool = False
     detector: Any = None
+    refuse_stale: bool = False  # a finished image made differently is an error row instead of being redone
+
+    def layout(self) -> dict[str, Any]:
+        """What a folder run's settings add to an image's provenance (recorded under ``"batch"``)."""
+        return {"batch_size": self.batch_size, "align": self.align, "face": self.face, "paste_back": self.paste_back}
+
+
+def expected_record(job: FolderJob, item: BatchItem) -> dict[str, Any]:
+    """What an image's ``metrics.json`` must say for this job to count it as done (see :func:`.publish.matches`):
+    the command, settings, the photo's sha256, the generator and its weights, the code version."""
+    return {"command": "reconstruct", "settings": plain(job.settings),
+            "inputs": input_record({"photo": item.path}) if item.path.is_file() else {},
+            "generator": job.generator.name, "weights_sha256": job.weights_sha256, "code_version": code_version()}
+
+
+def finished_run(job: FolderJob, item: BatchItem, outdir: Path) -> tuple[dict[str, Any] | None, bool]:
+    """(the image's metrics when it is done exactly as ``job`` would do it, whether a different run is there)."""
+    run = read_run(outdir / item.name)
+    if run is None:
+        return None, False
+    same = matches(run, expected_record(job, item)) and {k: (run.get("batch") or {}).get(k) for k in job.layout()} == job.layout()
+    return (run if same else None), not same
 
 
 def seeded_start(generator: StyleGenerator, batch: int, settings: ReconstructionSettings):
@@ -74,7 +97,7 @@ def write_reconstruction(
     plus with an aligned photo
     ``aligned.png``, ``alignment.json`` and (``job.paste_back``) ``pasted.png``; ``metrics.json`` last."""
     remove_stale_temporaries(outdir, [*OUTPUT_FILES, "aligned.png", ALIGNMENT_FILE, PASTED_FILE])
-    extra, before_metrics = alignment_outputs(outdir, {"photo": (photo, "aligned.png")}, paste_into="photo",
+    extra, before_metrics = alignment_outputs({"photo": (photo, "aligned.png")}, paste_into="photo",
                                               result="reconstruction.png", paste_back=job.paste_back)
     if batch_info is not None:
         extra["batch"] = batch_info
@@ -113,7 +136,20 @@ def run_folder(
     say = log or (lambda message: None)
     device = job.generator.w_avg.device
     for chunk in chunks(items, job.batch_size):
-        todo = {it.index for it in chunk if not is_finished(outdir / it.name)}
+        todo = set()
+        for it in chunk:
+            done, different = finished_run(job, it, outdir)
+            if done is not None:
+                continue
+            if different and job.refuse_stale:
+                message = (f"{outdir / it.name} holds a result made with other settings, inputs or code; "
+                           "rerun without --refuse-stale to redo it")
+                table.error(it, message)
+                table.write()
+                if on_image is not None:
+                    on_image(it, "error", message)
+                continue
+            todo.add(it.index)
         if not todo:
             continue
         loaded: list[tuple[BatchItem, PhotoInput]] = []
@@ -150,7 +186,7 @@ def run_folder(
                 continue
             folder = ensure_outdir(outdir / it.name)
             info = {"size": len(loaded), "index": index, "members": [i.name for i, _ in loaded],
-                    "seconds_per_image": seconds / len(loaded)}
+                    "seconds_per_image": seconds / len(loaded), **job.layout()}
             metrics = write_reconstruction(folder, job, target, result, index, photo, info)
             table.ok(it, metrics)
             table.write()

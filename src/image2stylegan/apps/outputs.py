@@ -27,6 +27,7 @@ from ..io import atomic_save_png, atomic_write_json, save_image
 from ..latents import complete_noise, load_latent, save_latent
 from ..metrics import psnr
 from ..report import plot_curves, side_by_side
+from .publish import MANIFEST, code_version, publish, staged
 
 EDIT_OUTPUT_FILES = ("result.png", "panel.png", "latent.npz", "metrics.json", "curves.png")
 
@@ -185,21 +186,25 @@ def save(
     weights_sha256: str | None,
     inputs: Mapping[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
-    before_metrics: Callable[[torch.Tensor], None] | None = None,
+    before_metrics: Callable[[torch.Tensor, Path], None] | None = None,
     image_name: str = "result.png",
     panel_name: str = "panel.png",
     extra_images: Mapping[str, torch.Tensor] | None = None,
+    extra_files: Mapping[str, Callable[[Path], None]] | None = None,
     device: str | None = None,
 ) -> dict[str, Any]:
-    """Write an application's outputs into ``outdir`` (which must exist) and return the metrics written.
+    """Write an application's outputs into ``outdir`` (which must exist) as one set and return the metrics.
 
     Files: ``image_name`` (the result rendered from the saved latent), ``panel_name``, ``latent.npz``,
-    ``curves.png``, each of ``extra_images`` (name -> [3, H, W]), then ``metrics.json`` last: a folder with a
-    ``metrics.json`` is complete. ``before_metrics(result [1, 3, H, W])`` runs after the other files and before
-    ``metrics.json`` (e.g. to paste the result back into the photo). ``extra`` entries are added to the metrics.
+    ``curves.png``, each of ``extra_images`` (name -> [3, H, W]) and ``extra_files`` (name -> a function that
+    writes that file), whatever ``before_metrics(result [1, 3, H, W], folder)`` writes into ``folder`` (e.g. the
+    paste-back), and ``metrics.json``. They are written into a staging folder and published together, replacing
+    the previous set in ``outdir`` (:mod:`.publish`); ``metrics.json`` lists them under ``"files"``. ``extra``
+    entries are added to the metrics.
     """
     image = render(generator, result)
     metrics = {
+        "code_version": code_version(),
         "command": command,
         "generator": generator.name,
         "weights_sha256": weights_sha256,
@@ -207,7 +212,7 @@ def save(
         "machine": f"{platform.machine()} {platform.system()}, torch {torch.__version__}, "
                    f"{torch.get_num_threads()} threads",
         "inputs": input_record(inputs),
-        "settings": _plain(settings),
+        "settings": plain(settings),
         "recipe": result.recipe,
         "stopped": result.stopped,
         "metrics": result.metrics,
@@ -221,35 +226,40 @@ def save(
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **(extra or {}),
     }
-    save_latent(
-        outdir / "latent.npz",
-        result.ws.cpu(),
-        [n.cpu() for n in result.noise],
-        generator_name=generator.name,
-        weights_sha256=weights_sha256,
-        extra={"noise_space": result.noise_space, "command": command},
-        edits={layer: t.detach().cpu() for layer, t in result.edits.items()},
-    )
-    save_image(outdir / image_name, image[0])
-    for name, extra_image in (extra_images or {}).items():
-        save_image(outdir / name, extra_image)
-    labels, tiles = zip(*result.panel) if result.panel else ((), ())
-    atomic_save_png(outdir / panel_name, side_by_side(list(tiles), list(labels)))
-    plot_curves([h.as_dict() for h in result.history], outdir / "curves.png")
-    if before_metrics is not None:
-        before_metrics(image)
-    atomic_write_json(outdir / "metrics.json", metrics)
+    with staged(outdir) as stage:
+        save_latent(
+            stage / "latent.npz",
+            result.ws.cpu(),
+            [n.cpu() for n in result.noise],
+            generator_name=generator.name,
+            weights_sha256=weights_sha256,
+            extra={"noise_space": result.noise_space, "command": command},
+            edits={layer: t.detach().cpu() for layer, t in result.edits.items()},
+        )
+        save_image(stage / image_name, image[0])
+        for name, extra_image in (extra_images or {}).items():
+            save_image(stage / name, extra_image)
+        for name, write in (extra_files or {}).items():
+            write(stage / name)
+        labels, tiles = zip(*result.panel) if result.panel else ((), ())
+        atomic_save_png(stage / panel_name, side_by_side(list(tiles), list(labels)))
+        plot_curves([h.as_dict() for h in result.history], stage / "curves.png")
+        if before_metrics is not None:
+            before_metrics(image, stage)
+        metrics["files"] = sorted([*(p.name for p in stage.iterdir() if p.is_file()), MANIFEST])
+        atomic_write_json(stage / MANIFEST, metrics)
+        publish(stage, outdir)
     return metrics
 
 
-def _plain(settings: Any) -> Any:
+def plain(settings: Any) -> Any:
     """Settings as JSON-friendly data (tensors summarised, dataclasses as dicts)."""
     if is_dataclass(settings) and not isinstance(settings, type):
         settings = asdict(settings)
     if isinstance(settings, dict):
-        return {k: _plain(v) for k, v in settings.items()}
+        return {k: plain(v) for k, v in settings.items()}
     if isinstance(settings, (list, tuple)):
-        return [_plain(v) for v in settings]
+        return [plain(v) for v in settings]
     if isinstance(settings, torch.Tensor):
         return f"tensor{list(settings.shape)}"
     if isinstance(settings, Path):

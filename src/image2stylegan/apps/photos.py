@@ -33,6 +33,7 @@ import torch
 from ..align import AlignTransform, align_face, detect_faces, load_photo, paste_back_to_file, select_face
 from ..errors import InputError, notice, notices_to
 from ..io import atomic_save_png, atomic_write_json, load_image
+from .outputs import file_sha256
 
 __all__ = [
     "ALIGNMENT_FILE",
@@ -246,9 +247,9 @@ def pick_role(record: dict[str, Any], role: str | None) -> dict[str, Any]:
 
 
 def alignment_outputs(
-    outdir: Path, photos: dict[str, tuple[PhotoInput | None, str]], *, paste_into: str, result: str,
+    photos: dict[str, tuple[PhotoInput | None, str]], *, paste_into: str, result: str,
     paste_back: bool = False,
-) -> tuple[dict[str, Any], Callable[[torch.Tensor], None] | None]:
+) -> tuple[dict[str, Any], Callable[[torch.Tensor, Path], None] | None]:
     """What an aligned run adds to its outputs: (``{"alignment": record}`` for metrics.json, a hook for
     :func:`.outputs.save`'s ``before_metrics`` that writes the aligned PNGs, ``alignment.json`` and,
     with ``paste_back``, ``pasted.png``). ``({}, None)`` when no photo was aligned."""
@@ -257,10 +258,14 @@ def alignment_outputs(
         return {}, None
     target = photos[record["role"]][0]
 
-    def write(image: torch.Tensor) -> None:
-        write_alignment(outdir, record, photos)
+    def write(image: torch.Tensor, folder: Path) -> None:
+        """Into ``folder`` (the run's staging folder, where the result is already written)."""
+        result_file = folder / record["result"]
+        if result_file.is_file():  # which result this transform belongs to (checked by `i2s paste-back`)
+            record["result_sha256"] = file_sha256(result_file)
+        write_alignment(folder, record, photos)
         if paste_back:
-            paste_result(outdir / PASTED_FILE, image[0], target)
+            paste_result(folder / PASTED_FILE, image[0], target)
 
     return {"alignment": record}, write
 

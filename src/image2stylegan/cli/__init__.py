@@ -9,6 +9,7 @@ click group defined in :mod:`.common`.
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import click
@@ -22,13 +23,24 @@ from .common import cli, resolve_device, showing_notices
 __all__ = ["cli", "main", "resolve_device"]
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside a run (while loading or saving): unwinds like Ctrl-C, so staging folders are removed."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)  # a run's own handler (StopControl) takes over while it optimises
     try:
         with showing_notices():  # library notices as `note: ...` lines (the group installs it too, for CliRunner)
             cli.main(standalone_mode=False)
-    except click.exceptions.Abort:  # click's form of a KeyboardInterrupt outside a run (loading, saving)
-        click.echo("interrupted; no outputs were written for the unfinished run", err=True)
-        sys.exit(130)
+    except click.exceptions.Abort as exc:  # click's form of a KeyboardInterrupt outside a run (loading, saving)
+        terminated = isinstance(exc.__context__, Terminated)
+        click.echo(f"{'terminated (SIGTERM)' if terminated else 'interrupted'}; no outputs were written for the "
+                   "unfinished run", err=True)
+        sys.exit(143 if terminated else 130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

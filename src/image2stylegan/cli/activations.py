@@ -10,7 +10,7 @@ from ..apps.activations import DEFAULT_LAYER, LAYER_ALIASES, OPS, AttributeTrans
 from ..apps.latent_ops import NOISE_MODES, ROW_PRESETS
 from ..apps.latent_ops import OPS as LATENT_OPS
 from ..errors import InputError
-from .common import (cli, device_option, echo_stages, exit_if_stopped, load_from, network_option, notice,
+from .common import (cli, device_option, overwrite_option, echo_stages, exit_if_stopped, load_from, network_option, notice,
                      open_generator, perceptual_loss, resolve_device, run_options, running, setup)
 from .photos import align_options, aligned_files, check_align_options, open_detector, outputs_for, read_photo
 LAYER_HELP = (
@@ -133,15 +133,17 @@ def transfer_attribute(photos, from_a, from_b, mask, layer, op, channels, alpha,
         result = attribute_transfer(generator, mask_t, settings, photos=targets, embeddings=given,
                                     perceptual=perceptual_loss(dev) if targets else None, callback=callback)
     echo_stages(result)
-    for role in targets:
+    def latent_writer(role: str):
         ws, noise = result.embeddings[role]
-        save_latent(outdir / f"{role}_latent.npz", ws.cpu(), [n.cpu() for n in noise],
-                    generator_name=generator.name, weights_sha256=sha, extra={"noise_space": noise_space})
-    extra, before_metrics = outputs_for(outdir, aligned, paste_into=style_from, paste_back=paste_back)
+        return lambda path: save_latent(path, ws.cpu(), [n.cpu() for n in noise], generator_name=generator.name,
+                                        weights_sha256=sha, extra={"noise_space": noise_space})
+
+    extra, before_metrics = outputs_for(aligned, paste_into=style_from, paste_back=paste_back)
     inputs = {"a": from_a or dict(zip(needed, photos)).get("a"), "b": from_b or dict(zip(needed, photos)).get("b"),
               "mask": mask}
     save(outdir, result, generator=generator, command="transfer-attribute", settings=settings,
-         weights_sha256=sha, inputs=inputs, extra=extra, before_metrics=before_metrics)
+         weights_sha256=sha, inputs=inputs, extra=extra, before_metrics=before_metrics,
+         extra_files={f"{role}_latent.npz": latent_writer(role) for role in targets})
     _echo_metrics(result.metrics)
     latents = " ".join(f"{r}_latent.npz" for r in needed)
     click.echo(f"outputs in {outdir}/: result.png panel.png latent.npz metrics.json curves.png {latents}".rstrip()
@@ -185,6 +187,7 @@ def _echo_metrics(metrics: dict) -> None:
 @click.option("--alpha", default=0.5, show_default=True, type=float, help=ALPHA_HELP)
 @click.option("--outdir", required=True, type=click.Path(path_type=Path), help="Output folder (created if missing).")
 @device_option()
+@overwrite_option
 @network_option
 def latent_edit(latents, op, amount, rows, noise, layer, mask, activation_from, activation_op, channels, alpha,
                 outdir, device, network) -> None:

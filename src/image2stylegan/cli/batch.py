@@ -7,6 +7,7 @@ are rows of results.csv and a line on stderr), 2 with one error line when none i
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -17,10 +18,10 @@ from .photos import open_detector
 
 
 def run_batch(specs, outdir: Path, settings, *, batch_size: int, align: bool, face: int, paste_back: bool,
-              device: str, quiet: bool, network: str | None) -> None:
+              device: str, quiet: bool, network: str | None, refuse_stale: bool = False) -> None:
     from ..apps.batch_plan import plan, remove_stale_temporaries
     from ..apps.batch_results import RESULTS_FILE, ResultsTable
-    from ..apps.batch_run import FolderJob, run_folder
+    from ..apps.batch_run import FolderJob, finished_run, run_folder
     from ..io import ensure_outdir
     from ..apps.reconstruct import STAGE_NAMES
     from ..progress import FolderProgress, StopControl, fan_out
@@ -30,17 +31,18 @@ def run_batch(specs, outdir: Path, settings, *, batch_size: int, align: bool, fa
     outdir = ensure_outdir(outdir)
     remove_stale_temporaries(outdir, [RESULTS_FILE])
     table = ResultsTable(outdir, items, STAGE_NAMES)
-    done = table.load_finished()
+    generator, sha = open_generator(network, dev)
+    job = FolderJob(generator, None, None, settings, sha, str(dev), batch_size=batch_size, align=align, face=face,
+                    paste_back=paste_back, refuse_stale=refuse_stale)
+    # Done means made exactly as this run would make it (settings, input sha256, weights, code); others are redone.
+    done = table.load_finished(lambda item: finished_run(job, item, outdir)[0])
     table.write()
     if done == len(items):
         click.echo(f"all {len(items)} images in {outdir}/ are already reconstructed; summary in {outdir}/{RESULTS_FILE}")
         return
 
-    generator, sha = open_generator(network, dev)
-    detector = open_detector(align)
     perceptual, lpips = perceptual_and_lpips(dev)
-    job = FolderJob(generator, perceptual, lpips, settings, sha, str(dev), batch_size=batch_size, align=align,
-                    face=face, paste_back=paste_back, detector=detector)
+    job = replace(job, perceptual=perceptual, lpips=lpips, detector=open_detector(align))
     resumed = f" ({done} already finished)" if done else ""
     click.echo(f"reconstructing {len(items) - done} of {len(items)} images{resumed} on {dev} in batches of "
                f"{batch_size}: {settings.w_steps} W+ steps, {settings.noise_steps} noise steps, "

@@ -157,6 +157,7 @@ def run_options(settings_class, *, w_lr: bool = False, feather: bool = False, in
         click.option("--seed", default=default(settings_class, "seed"), show_default=True, type=int,
                      help="Seeds the initial noise n_ini (and the uniform init)."),
         click.option("--quiet", is_flag=True, help="No progress bars."),
+        overwrite_option,
         network_option,
     ]
     return lambda func: _apply(func, options)
@@ -172,12 +173,28 @@ def open_generator(network: str | None, device: torch.device):
     return load_network(network, device=device)
 
 
+def overwrite_option(func):
+    """``--overwrite``: replace the outputs of an earlier run in --outdir (as a whole). Kept on the click context
+    (read by :func:`setup`), so commands do not pass it around."""
+
+    def remember(ctx: click.Context, param, value: bool) -> bool:
+        ctx.ensure_object(dict)["overwrite"] = value
+        return value
+
+    return click.option("--overwrite", is_flag=True, expose_value=False, callback=remember,
+                        help="Replace the outputs of an earlier run in --outdir (all of them, as one set).")(func)
+
+
 def setup(device: str, outdir: Path, network: str | None):
-    """(device, outdir, generator, weights sha256): the output folder is checked before anything slow."""
+    """(device, outdir, generator, weights sha256). The output folder is checked before anything slow: it must be
+    writable and hold no other run's files (unless --overwrite)."""
+    from ..apps.publish import check_outdir
     from ..io import ensure_outdir
 
     dev = resolve_device(device)
     outdir = ensure_outdir(outdir)  # fail before minutes of work, not after
+    context = click.get_current_context(silent=True)
+    check_outdir(outdir, overwrite=bool(context and (context.obj or {}).get("overwrite")))
     generator, sha = open_generator(network, dev)
     return dev, outdir, generator, sha
 

@@ -79,7 +79,7 @@ def crossover(images, mask_spec, from_a, from_b, align, face, paste_back, outdir
     image_a, ws_a, source_a, input_a = _load_input(generator, photo_a, from_a, align=align, face=face, detector=detector)
     image_b, _, source_b, input_b = _load_input(generator, photo_b, from_b, align=align, face=face, detector=detector)
     aligned = {"a": (input_a, "aligned_a.png"), "b": (input_b, "aligned_b.png")}
-    extra, before_metrics = outputs_for(outdir, aligned, paste_into="b", paste_back=paste_back)
+    extra, before_metrics = outputs_for(aligned, paste_into="b", paste_back=paste_back)
     perceptual, _ = perceptual_and_lpips(dev)
     click.echo(f"crossover on {dev}: {w_steps} W+ steps, {noise_steps} noise steps, mask {mask_spec}")
     with running(quiet) as callback:
@@ -141,7 +141,7 @@ def inpaint(photo, mask_spec, reference, from_latent, align, face, paste_back, o
         ref = (read_like(reference, generator, loaded) if loaded is not None
                else read_photo(reference, generator)).image.to(dev)
     aligned = {"photo": (loaded, "aligned.png")}
-    extra, before_metrics = outputs_for(outdir, aligned, paste_into="photo", paste_back=paste_back)
+    extra, before_metrics = outputs_for(aligned, paste_into="photo", paste_back=paste_back)
     perceptual, lpips = perceptual_and_lpips(dev)
     click.echo(f"inpainting on {dev}: {w_steps} W+ steps, {noise_steps} noise steps, hole {mask_spec} "
                f"({float(hole.mean()):.0%} of the image)")

@@ -59,6 +59,7 @@ def paste_back(source, photo, image, role, out) -> None:
     an --align run (OUTDIR/alignment.json, or the "alignment" key of its metrics.json). The pixels away from
     the face keep the photo's bytes."""
     from ..align import AlignTransform, paste_back_to_file
+    from ..apps.outputs import file_sha256
     from ..apps.photos import pick_role, read_alignment
     from ..io import ensure_outdir
 
@@ -68,9 +69,14 @@ def paste_back(source, photo, image, role, out) -> None:
     photo = Path(photo) if photo is not None else Path(entry["photo"])
     if not photo.is_file():
         raise InputError(f"the original photo {photo} is not there; pass it with --photo")
+    default_image = image is None
     image = Path(image) if image is not None else folder / record.get("result", "result.png")
     if not image.is_file():
         raise InputError(f"{image} is not there; pass the aligned image with --image")
+    expected = record.get("result_sha256")
+    if default_image and expected is not None and file_sha256(image) != expected:
+        raise InputError(f"{image} is not the result this alignment was saved with (its sha256 differs): the folder "
+                         "was changed after the run; pass the aligned image with --image to paste it anyway")
     parent = out.parent if str(out.parent) else Path(".")
     ensure_outdir(parent)
     pasted = paste_back_to_file(out, photo, image, transform)

@@ -83,11 +83,11 @@ def read_mask(spec: str, size: int, reference=None):
     return resolve_mask(spec, size)
 
 
-def outputs_for(outdir: Path, photos: dict, *, paste_into: str, result: str = "result.png", paste_back: bool = False):
+def outputs_for(photos: dict, *, paste_into: str, result: str = "result.png", paste_back: bool = False):
     """(extra metrics, before_metrics hook) for outputs.save: aligned PNGs, alignment.json and pasted.png."""
     from ..apps.photos import alignment_outputs
 
-    return alignment_outputs(outdir, photos, paste_into=paste_into, result=result, paste_back=paste_back)
+    return alignment_outputs(photos, paste_into=paste_into, result=result, paste_back=paste_back)
 
 
 def aligned_files(photos: dict, paste_back: bool) -> str:

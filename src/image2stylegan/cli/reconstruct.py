@@ -53,13 +53,16 @@ def weights_status() -> None:
               type=click.Choice(["strength", "paper"]),
               help="'strength': each noise map's lr is scaled to its layer's noise strength so every layer moves alike; "
                    "'paper': one lr for every map.")
+@click.option("--refuse-stale", is_flag=True,
+              help="Folder runs: an image whose folder holds a result made with other settings, inputs or code is an "
+                   "error row instead of being redone.")
 @click.option("--batch-size", default=1, show_default=True, type=click.IntRange(min=1),
               help="Folder runs: optimise this many images together in one batch; each image's loss and optimiser "
                    "state stay its own. On 2 CPU cores a batch of 4 ran 1.3x the images per hour of batch 1 "
                    "(bench/batch.py); memory grows with the batch.")
 @align_options
 @run_options(ReconstructionSettings, init=True)
-def reconstruct(photos, noise_lr_scaling, batch_size, align, face, paste_back, outdir, w_steps, noise_steps,
+def reconstruct(photos, noise_lr_scaling, refuse_stale, batch_size, align, face, paste_back, outdir, w_steps, noise_steps,
                 noise_space, init, device, seed, quiet, network) -> None:
     """Embed PHOTO (W+ stage, then noise stage) and write the reconstruction, a side-by-side, latent.npz,
     metrics.json and the loss/PSNR curves into OUTDIR.
@@ -67,11 +70,13 @@ def reconstruct(photos, noise_lr_scaling, batch_size, align, face, paste_back, o
     Several photos, a FOLDER or a quoted GLOB ('photos/*.jpg') make a folder run: one output folder per image
     (OUTDIR/<stem>/) and OUTDIR/results.csv (file, status, PSNR per stage, SSIM, LPIPS, seconds), rewritten after
     every image. A folder run is resumable: run the same command again after a crash or Ctrl-C and it skips the
-    finished images (those with a metrics.json, written last) and finishes the rest, with the same bytes an
-    uninterrupted run writes. A file that cannot be read (or, with --align, has no face) is an error row and the
+    images finished exactly as this command would make them (same settings, same photo by sha256, same weights
+    and code, recorded in each metrics.json) and redoes the rest, with the same bytes an uninterrupted run
+    writes. A file that cannot be read (or, with --align, has no face) is an error row and the
     run goes on; the exit status is 0 if any image is reconstructed, 2 if none is. With --batch-size > 1,
     curves.png shows the batch's mean loss and PSNR. Ctrl-C on a single photo saves the embedding reached so far
-    (marked "stopped" in metrics.json) and exits with status 130.
+    (marked "stopped" in metrics.json) and exits with status 130. A single photo's OUTDIR must not hold another
+    run's outputs unless --overwrite is given.
     """
     from ..apps.batch_plan import is_batch_request
 
@@ -84,7 +89,7 @@ def reconstruct(photos, noise_lr_scaling, batch_size, align, face, paste_back, o
         from .batch import run_batch
 
         run_batch(photos, outdir, settings, batch_size=batch_size, align=align, face=face, paste_back=paste_back,
-                  device=device, quiet=quiet, network=network)
+                  device=device, quiet=quiet, network=network, refuse_stale=refuse_stale)
         return
     _reconstruct_one(photos[0], outdir, settings, align=align, face=face, paste_back=paste_back, device=device,
                      quiet=quiet, network=network)

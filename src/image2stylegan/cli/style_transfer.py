@@ -26,7 +26,7 @@ def _finish(outdir: Path, result, generator, sha, command: str, settings, inputs
 
     echo_stages(result)
     click.echo(summary)
-    extra, before_metrics = outputs_for(outdir, aligned, paste_into="photo", paste_back=paste_back)
+    extra, before_metrics = outputs_for(aligned, paste_into="photo", paste_back=paste_back)
     save(outdir, result, generator=generator, command=command, settings=settings, weights_sha256=sha, inputs=inputs,
          extra=extra, before_metrics=before_metrics)
     click.echo(f"outputs in {outdir}/: {' '.join(EDIT_OUTPUT_FILES)}{aligned_files(aligned, paste_back)}")
