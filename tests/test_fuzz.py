@@ -575,7 +575,7 @@ CONVERTED_CASES = _damaged("checkpoint", "converted .safetensors", ".safetensors
     Case("checkpoint", "converted: header declaring 1 TiB", lambda d: _write(d, "c.safetensors",
                                                                           _header_declaring(1 << 40))),
     Case("checkpoint", "converted: header of 17 MiB", lambda d: _write(d, "c.safetensors",
-                                                                    _header_declaring(17 << 20, 17 << 20))),
+                                                                    _header_declaring(17 << 20, (17 << 20) + 8))),
 ]
 
 
@@ -647,6 +647,10 @@ EXPECTED = {  # what the message says for a few cases (the rest: any one line of
     "checkpoint: converted: 7.3e9 parameters (channel_base 2**20, channel_max 8192, 4096 px)":
         "7,295,222,710 parameters, over the limit of 500,000,000",
     "checkpoint: ADA pickle: img_resolution 2**20": "resolution = 1048576",
+    "checkpoint: ADA pickle: tensor view far past its storage": "view.pkl: malformed tensor record: a view of size",
+    "checkpoint: converted: header of 17 MiB": "header declares 17,825,792 bytes, over the limit of 16,777,216",
+    "checkpoint: converted: resolution '1024' (a string)": "resolution = '1024', expected a power of two",
+    "vgg: an object array": "object.ckpt: numpy dtype 'O8' is not numeric",
     "checkpoint: TF StyleGAN2 pickle: dlatent_size 10**9": "expected a whole number from 1 to 8192",
 }
 

@@ -298,50 +298,61 @@ def _show(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def check_settings(settings: Mapping[str, Any]) -> None:
+    """Check the size-like entries of a generator's settings as read from a file (a dict of config fields, before a
+    config class sees them), so that a wrong type or an absurd value gets a message naming it: the limits of
+    :func:`check_config`. Entries it does not know are left to the config class.
+
+    Raises:
+        WeightsFormatError: one line naming the setting and the limit.
+    """
+    for name, value in settings.items():
+        _check_field(str(name), value)
+
+
+def _check_field(name: str, value: Any) -> None:
+    if value is None and name in _OPTIONAL:
+        return
+    if name == "resolution":
+        check_resolution(value)
+    elif name in _INT_BOUNDS:
+        low, high = _INT_BOUNDS[name]
+        if not _is_int(value) or not low <= value <= high:
+            raise WeightsFormatError(
+                f"unsupported generator settings: {name} = {_show(value)}, expected a whole number from {low} to {high}"
+            )
+    elif name in _PER_ITEM:
+        low, high = _PER_ITEM[name]
+        items = tuple(value) if isinstance(value, tuple | list) else (value,)
+        limit = MAX_RESOLUTION.bit_length() - 4  # each block doubles 8 px ... up to MAX_RESOLUTION
+        if not items or len(items) > limit or not all(_is_int(v) and low <= v <= high for v in items):
+            raise WeightsFormatError(
+                f"unsupported generator settings: {name} = {_show(value)}, expected 1 to {limit} whole numbers "
+                f"from {low} to {high}"
+            )
+    elif name == "blur_filter":
+        if not isinstance(value, tuple | list) or len(value) > MAX_FILTER_TAPS:
+            raise WeightsFormatError(
+                f"unsupported generator settings: blur_filter = {_show(value)}, expected at most {MAX_FILTER_TAPS} taps"
+            )
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise WeightsFormatError(f"unsupported generator settings: {name} = {value!r}, expected a finite number")
+
+
 def check_config(config: Any, generator_cls: type[nn.Module]) -> None:
     """Check a generator config read from a file before anything is allocated for it.
 
     Every size-like setting must be an integer within the limits above (resolution a power of two from 4 to
     :data:`MAX_RESOLUTION`, widths up to :data:`MAX_WIDTH`, at most :data:`MAX_MAPPING_LAYERS` mapping layers, ...),
-    every real-valued one finite, and the module it describes, built on PyTorch's ``meta`` device (shapes only,
-    no memory), must have at most :data:`MAX_PARAMETERS` parameters and buffers.
+    every real-valued one finite, and the module it describes, built with its parameters on PyTorch's ``meta``
+    device (shapes only, no memory), must have at most :data:`MAX_PARAMETERS` parameters and buffers.
 
     Raises:
         WeightsFormatError: one line naming the setting (or the parameter count) and the limit.
     """
     if not dataclasses.is_dataclass(config):
         raise WeightsFormatError(f"unsupported generator settings: {type(config).__name__} is not a config")
-    for f in dataclasses.fields(config):
-        name = f.name
-        value = getattr(config, name)
-        if value is None and name in _OPTIONAL:
-            continue
-        if name == "resolution":
-            check_resolution(value)
-        elif name in _INT_BOUNDS:
-            low, high = _INT_BOUNDS[name]
-            if not _is_int(value) or not low <= value <= high:
-                raise WeightsFormatError(
-                    f"unsupported generator settings: {name} = {_show(value)}, expected a whole number from {low} "
-                    f"to {high}"
-                )
-        elif name in _PER_ITEM:
-            low, high = _PER_ITEM[name]
-            items = tuple(value) if isinstance(value, tuple | list) else (value,)
-            limit = MAX_RESOLUTION.bit_length() - 4  # each block doubles 8 px ... up to MAX_RESOLUTION
-            if not items or len(items) > limit or not all(_is_int(v) and low <= v <= high for v in items):
-                raise WeightsFormatError(
-                    f"unsupported generator settings: {name} = {_show(value)}, expected 1 to {limit} whole numbers "
-                    f"from {low} to {high}"
-                )
-        elif name == "blur_filter":
-            if not isinstance(value, tuple | list) or len(value) > MAX_FILTER_TAPS:
-                raise WeightsFormatError(
-                    f"unsupported generator settings: blur_filter = {_show(value)}, expected at most "
-                    f"{MAX_FILTER_TAPS} taps"
-                )
-        elif isinstance(value, float) and not math.isfinite(value):
-            raise WeightsFormatError(f"unsupported generator settings: {name} = {value!r}, expected a finite number")
+    check_settings({f.name: getattr(config, f.name) for f in dataclasses.fields(config)})
     try:
         state = expected_state(config, generator_cls)
     except (TypeError, ValueError, ZeroDivisionError, OverflowError, RuntimeError) as e:

@@ -35,7 +35,7 @@ from safetensors.torch import save
 
 from ..errors import WeightsFormatError, WeightsNotFoundError
 from ..io import atomic_write_bytes
-from .base import StyleGenerator, check_config, compute_w_avg, expected_state
+from .base import StyleGenerator, check_config, check_settings, compute_w_avg, expected_state
 from .convert_stylegan2 import convert_rosinality, convert_stylegan2_ada
 from .mobilestylegan import MobileStyleGAN, MobileStyleGANConfig
 from .safe_pickle import ADA_PICKLE, check_legacy_torch_sizes, load_restricted_pickle, torch_load_refusal
@@ -271,6 +271,7 @@ def _read_converted(path: Path) -> tuple[dict[str, torch.Tensor], Any]:
                 raise WeightsFormatError(f"{path}: the generator config in its header is not valid JSON") from None
             if not isinstance(settings, dict):
                 raise WeightsFormatError(f"{path}: the generator config in its header is not a JSON object")
+            _with_path(path, check_settings, settings)
             try:
                 config = config_cls.from_dict(settings)
             except (ValueError, TypeError) as e:

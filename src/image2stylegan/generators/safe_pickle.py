@@ -144,7 +144,7 @@ def _check_hooks(hooks: Any) -> None:
 
 def _rebuild_tensor_v2(storage: Any, storage_offset: Any, size: Any, stride: Any, requires_grad: Any = False,
                        backward_hooks: Any = None, metadata: Any = None) -> torch.Tensor:
-    """Stand-in for ``torch._utils._rebuild_tensor_v2``: a tensor view of a storage, bounds checked by torch."""
+    """Stand-in for ``torch._utils._rebuild_tensor_v2``: a tensor view of a storage, within its bounds."""
     if isinstance(storage, torch.storage.TypedStorage):
         with warnings.catch_warnings():  # TypedStorage's deprecation notice: we only unwrap it
             warnings.simplefilter("ignore", UserWarning)
@@ -158,10 +158,21 @@ def _rebuild_tensor_v2(storage: Any, storage_offset: Any, size: Any, stride: Any
     _check_hooks(backward_hooks)
     if metadata:
         raise WeightsFormatError(f"tensor pickled with metadata {metadata!r}; not supported")
+    # Checked here, not by torch: set_ grows a resizable storage to fit the view, allocating what the record claims.
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    if storage_offset < 0 or any(v < 0 for v in (*size, *stride)):
+        raise WeightsFormatError(f"malformed tensor record: offset {storage_offset}, size {size}, stride {stride}")
+    if 0 not in size:
+        needed = (storage_offset + sum((n - 1) * st for n, st in zip(size, stride)) + 1) * itemsize
+        if needed > storage.nbytes():
+            raise WeightsFormatError(
+                f"malformed tensor record: a view of size {list(size)} needs {needed:,} bytes, its storage holds "
+                f"{storage.nbytes():,}"
+            )
     try:
         return torch.empty((0,), dtype=dtype).set_(storage, storage_offset, size, stride)
-    except RuntimeError as e:  # out of bounds for the storage
-        raise WeightsFormatError(f"malformed tensor record: {e}") from e
+    except RuntimeError as e:  # anything else torch finds wrong with the view
+        raise WeightsFormatError(f"malformed tensor record: {' '.join(str(e).split())}") from None
 
 
 def _rebuild_parameter(data: Any, requires_grad: Any, backward_hooks: Any, state: Any = None) -> torch.Tensor:
@@ -315,6 +326,10 @@ def load_restricted_pickle(source: str | os.PathLike[str] | BinaryIO, policy: Pi
 def _load(f: BinaryIO, policy: PicklePolicy, name: str) -> Any:
     try:
         return RestrictedUnpickler(f, policy, source=name).load()
+    except WeightsFormatError as e:  # from the unpickler (names the file) or a stand-in (does not)
+        if str(e).startswith(f"{name}:"):
+            raise
+        raise WeightsFormatError(f"{name}: {e}") from None
     except WeightsError:
         raise
     except MemoryError:  # a length field asking for more than memory allows (checked by the allocation itself)

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from ..errors import WeightsFormatError
-from .base import check_config
+from .base import check_config, check_settings
 from .stylegan2 import FIR_TAPS, StyleGAN2, StyleGAN2Config
 from .tf_pickle import TFNetwork, VariableTable, check_kwargs, merged_static_kwargs, tf_generator_kind
 
@@ -182,23 +182,18 @@ def ada_to_stylegan2_key(key: str) -> str:
 
 def _config(hp: dict[str, Any], what: str) -> StyleGAN2Config:
     """The StyleGAN2Config of the hyper-parameters, every size checked (:func:`.base.check_config`)."""
+    settings = {
+        "resolution": hp["img_resolution"], "z_dim": hp["z_dim"], "w_dim": hp["w_dim"],
+        "mapping_layers": hp["mapping_layers"], "mapping_features": hp["mapping_fmaps"],
+        "mapping_lr_multiplier": hp["mapping_lr_multiplier"], "channel_base": hp["channel_base"],
+        "channel_max": hp["channel_max"], "img_channels": hp["img_channels"], "architecture": hp["architecture"],
+    }
     try:
-        config = StyleGAN2Config(
-            resolution=hp["img_resolution"],
-            z_dim=hp["z_dim"],
-            w_dim=hp["w_dim"],
-            mapping_layers=hp["mapping_layers"],
-            mapping_features=hp["mapping_fmaps"],
-            mapping_lr_multiplier=hp["mapping_lr_multiplier"],
-            channel_base=hp["channel_base"],
-            channel_max=hp["channel_max"],
-            img_channels=hp["img_channels"],
-            architecture=hp["architecture"],
-        )
+        check_settings(settings)
+        config = StyleGAN2Config(**settings)
+        check_config(config, StyleGAN2)
     except (TypeError, ValueError) as exc:
         raise WeightsFormatError(f"{what}: unsupported settings: {exc}") from None
-    try:
-        check_config(config, StyleGAN2)
     except WeightsFormatError as exc:
         raise WeightsFormatError(f"{what}: {exc}") from None
     return config
