@@ -391,7 +391,9 @@ def load_image(path: PathLike, size: int) -> torch.Tensor:
     :class:`~image2stylegan.errors.Notice` warning (:func:`image2stylegan.errors.notice`).
 
     Raises:
-        InputError: the file is missing, not an image, truncated or in an unusable mode.
+        InputError: the file is missing, not an image, larger than :func:`max_pixels` (40 megapixels unless
+            ``I2S_MAX_PIXELS`` says otherwise; checked from the header, before decoding), truncated or in an unusable
+            mode.
     """
     if not isinstance(size, int) or size <= 0:
         raise ValueError(f"size must be a positive int, got {size!r}")
