@@ -222,7 +222,7 @@ class AlignTransform:
     def from_json(cls, text: str) -> AlignTransform:
         try:
             data = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # deeply nested JSON recurses
             raise InputError(f"alignment transform is not valid JSON: {exc}") from None
         if not isinstance(data, dict):
             raise InputError("alignment transform must be a JSON object")

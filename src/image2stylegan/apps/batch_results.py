@@ -98,6 +98,6 @@ def _fmt(value: Any, digits: int = 4) -> str:
 def _read(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # deeply nested JSON recurses
         return None
     return data if isinstance(data, dict) else None

@@ -224,7 +224,7 @@ def read_alignment(source: str | os.PathLike[str]) -> tuple[dict[str, Any], Path
         raise InputError(f"{source}: no {ALIGNMENT_FILE} there; was the run made with --align?")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:  # deeply nested JSON recurses
         raise InputError(f"{path}: cannot read it as JSON ({exc})") from None
     if isinstance(data, dict) and "alignment" in data and data.get("format") != ALIGNMENT_FORMAT:
         data = data["alignment"]

@@ -78,7 +78,7 @@ def read_run(folder: Path) -> dict[str, Any] | None:
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):  # deeply nested JSON recurses
         return {}
     return data if isinstance(data, dict) else {}
 
