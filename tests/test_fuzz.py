@@ -26,17 +26,16 @@ import random
 import struct
 import subprocess
 import sys
-import types
 import zipfile
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from nvidia_modules import nvidia_stand_ins
 import torch
 from PIL import Image
 from test_stylegan2 import _nvidia_g_ema, _rosinality_state, random_state, tiny_config
@@ -330,31 +329,11 @@ LATENT_CASES = _damaged("latent", "latent.npz", ".npz", _valid_latent) + [
 
 
 # -- checkpoints: stylegan2-ada-pytorch pickles -------------------------------------------------------------------
-@contextmanager
-def _nvidia_stand_ins() -> Iterator[types.SimpleNamespace]:
-    """torch_utils.persistence and dnnlib.util while an ADA pickle is written (as test_stylegan2's fixture does)."""
-    persistence, util = types.ModuleType("torch_utils.persistence"), types.ModuleType("dnnlib.util")
-
-    def _reconstruct_persistent_obj(meta):  # pragma: no cover - only referenced, never called
-        raise AssertionError
-
-    class EasyDict(dict):
-        pass
-
-    _reconstruct_persistent_obj.__module__, EasyDict.__module__ = "torch_utils.persistence", "dnnlib.util"
-    _reconstruct_persistent_obj.__qualname__, EasyDict.__qualname__ = "_reconstruct_persistent_obj", "EasyDict"
-    persistence._reconstruct_persistent_obj, util.EasyDict = _reconstruct_persistent_obj, EasyDict
-    modules = {"torch_utils": types.ModuleType("torch_utils"), "torch_utils.persistence": persistence,
-               "dnnlib": types.ModuleType("dnnlib"), "dnnlib.util": util}
-    with pytest.MonkeyPatch.context() as patch:
-        for name, module in modules.items():
-            patch.setitem(sys.modules, name, module)
-        yield types.SimpleNamespace(reconstruct=_reconstruct_persistent_obj, EasyDict=EasyDict)
 
 
 def _ada_pickle(edit: Callable | None = None) -> bytes:
     cfg = tiny_config()
-    with _nvidia_stand_ins() as ns:
+    with nvidia_stand_ins() as ns:
         g_ema = _nvidia_g_ema(ns, random_state(cfg), cfg)
         if edit is not None:
             edit(g_ema)

@@ -21,12 +21,11 @@ import io
 import math
 import os
 import pickle
-import sys
-import types
 from collections import OrderedDict
 
 import numpy as np
 import pytest
+from nvidia_modules import nvidia_stand_ins
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -306,25 +305,10 @@ _MODULE_SRC = "# stands in for training/networks.py; never run\nraise SystemExit
 
 
 @pytest.fixture
-def nvidia_modules(monkeypatch):
-    """Stand-ins for torch_utils.persistence and dnnlib.util while a test writes a pickle; pickle names them by
-    module and attribute, exactly as NVIDIA's classes are named in real files."""
-    persistence = types.ModuleType("torch_utils.persistence")
-    util = types.ModuleType("dnnlib.util")
-
-    def _reconstruct_persistent_obj(meta):  # pragma: no cover - only referenced, never called
-        raise AssertionError
-
-    class EasyDict(dict):
-        pass
-
-    _reconstruct_persistent_obj.__module__, EasyDict.__module__ = "torch_utils.persistence", "dnnlib.util"
-    _reconstruct_persistent_obj.__qualname__, EasyDict.__qualname__ = "_reconstruct_persistent_obj", "EasyDict"
-    persistence._reconstruct_persistent_obj, util.EasyDict = _reconstruct_persistent_obj, EasyDict
-    for name, mod in (("torch_utils", types.ModuleType("torch_utils")), ("torch_utils.persistence", persistence),
-                      ("dnnlib", types.ModuleType("dnnlib")), ("dnnlib.util", util)):
-        monkeypatch.setitem(sys.modules, name, mod)
-    return types.SimpleNamespace(reconstruct=_reconstruct_persistent_obj, EasyDict=EasyDict)
+def nvidia_modules():
+    """Stand-ins for torch_utils.persistence and dnnlib.util while a test writes a pickle (tests/nvidia_modules.py)."""
+    with nvidia_stand_ins() as stand_ins:
+        yield stand_ins
 
 
 class _Persistent(nn.Module):

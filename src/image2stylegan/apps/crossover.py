@@ -37,7 +37,7 @@ from ..losses import PerceptualLoss
 from ..masks import check_mask_content, feather
 from ..recipe import NoiseStage, Recipe, WPlusStage, image_term
 from .ranges import WEIGHT, check_not_all_zero, setting
-from .settings import EditSettings
+from .settings import EditSettings, mse_weight_setting, perceptual_weight_setting
 from .outputs import EditResult, copy_paste, db
 from .plan import Plan
 
@@ -60,8 +60,8 @@ class CrossoverSettings(EditSettings):
     * ``seed`` seeds n_ini (and so the whole run).
     """
 
-    mse_weight: float = setting(1.0, WEIGHT, "weight of the pixel MSE in the W+ stage")
-    perceptual_weight: float = setting(1.0, WEIGHT, "weight of the perceptual (VGG16) loss in the W+ stage")
+    mse_weight: float = mse_weight_setting()
+    perceptual_weight: float = perceptual_weight_setting()
     noise_second_weight: float = setting(1.0, WEIGHT, "weight of B's term in the noise stage (A's is 1)")
 
     def __post_init__(self) -> None:

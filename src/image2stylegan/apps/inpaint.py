@@ -43,8 +43,8 @@ from ..generators.base import StyleGenerator
 from ..losses import PerceptualLoss
 from ..masks import blend_mask, check_mask_content
 from ..recipe import NoiseStage, Recipe, Rendered, WPlusStage, image_term
-from .ranges import FEATHER, LAST_ROWS, MAX_RESOLUTION, ROW, WEIGHT, check_not_all_zero, setting
-from .settings import EditSettings
+from .ranges import FEATHER, LAST_ROWS, WEIGHT, check_not_all_zero, setting
+from .settings import EditSettings, max_resolution_setting, mse_weight_setting, perceptual_weight_setting, rows_setting
 from .outputs import EditResult, db
 from .plan import Plan
 
@@ -68,12 +68,11 @@ class InpaintSettings(EditSettings):
     * ``noise_space``, ``noise_lr_scaling``: see :class:`NoiseStage`; ``seed`` seeds n_ini.
     """
 
-    mse_weight: float = setting(1.0, WEIGHT, "weight of the pixel MSE in the W+ stage")
-    perceptual_weight: float = setting(1.0, WEIGHT, "weight of the perceptual (VGG16) loss in the W+ stage")
-    max_resolution: int = setting(64, MAX_RESOLUTION, "optimise the W+ rows of the layers at most this many px")
+    mse_weight: float = mse_weight_setting()
+    perceptual_weight: float = perceptual_weight_setting()
+    max_resolution: int = max_resolution_setting(64)
     last_rows: int = setting(2, LAST_ROWS, "also optimise this many last W+ rows (colour consistency)")
-    rows: tuple[int, ...] | None = setting(None, ROW, "W+ rows to optimise instead of the rule", optional=True,
-                                           items=True)
+    rows: tuple[int, ...] | None = rows_setting()
     known_weight: float = setting(1.0, WEIGHT, "noise stage: weight of matching the known pixels")
     hole_weight: float = setting(10.0, WEIGHT, "noise stage: weight of keeping the W+ prediction in the hole")
     dilate: float | None = setting(None, FEATHER, "the hole's dilation before the blur, as a fraction of the image "

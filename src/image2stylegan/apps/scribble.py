@@ -28,8 +28,9 @@ from ..generators.base import StyleGenerator
 from ..losses import PerceptualLoss
 from ..masks import check_mask_content, difference_mask, feather
 from ..recipe import NoiseStage, Recipe, WPlusStage, image_term
-from .ranges import MAX_RESOLUTION, ROW, STEPS, THRESHOLD, WEIGHT, check_not_all_zero, setting
-from .settings import EditSettings, init_setting
+from .ranges import STEPS, THRESHOLD, check_not_all_zero, setting
+from .settings import (EditSettings, init_setting, max_resolution_setting, mse_weight_setting,
+                       perceptual_weight_setting, rows_setting)
 from .outputs import EditResult, by_stage, db, start_point
 from .plan import Plan
 
@@ -56,11 +57,10 @@ class ScribbleSettings(EditSettings):
 
     embed_w_steps: int = setting(1000, STEPS, "W+ steps embedding the photo first; 0 skips them")
     embed_noise_steps: int = setting(1000, STEPS, "noise steps embedding the photo first; 0 skips them")
-    max_resolution: int = setting(16, MAX_RESOLUTION, "optimise the W+ rows of the layers at most this many px")
-    rows: tuple[int, ...] | None = setting(None, ROW, "W+ rows to optimise instead of the rule", optional=True,
-                                           items=True)
-    mse_weight: float = setting(1.0, WEIGHT, "weight of the pixel MSE in the W+ stage")
-    perceptual_weight: float = setting(1.0, WEIGHT, "weight of the perceptual (VGG16) loss in the W+ stage")
+    max_resolution: int = max_resolution_setting(16)
+    rows: tuple[int, ...] | None = rows_setting()
+    mse_weight: float = mse_weight_setting()
+    perceptual_weight: float = perceptual_weight_setting()
     threshold: float = setting(0.05, THRESHOLD, "a pixel is scribbled when a channel changed by more, on the "
                                                 "0-1 scale")
     init: str = init_setting()

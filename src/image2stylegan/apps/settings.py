@@ -9,7 +9,7 @@ import torch
 
 from ..masks import DEFAULT_FEATHER_FRACTION
 from ..recipe import NoiseStage, Rendered
-from .ranges import FEATHER, LEARNING_RATE, SEED, STEPS, check_ranges, choice, setting
+from .ranges import FEATHER, LEARNING_RATE, MAX_RESOLUTION, ROW, SEED, STEPS, WEIGHT, check_ranges, choice, setting
 
 NOISE_SPACES = ("paper", "extended")
 NOISE_LR_SCALINGS = ("strength", "paper")
@@ -54,6 +54,22 @@ def noise_lr_scaling_setting(default: str = "strength") -> Any:
 
 def init_setting(default: str = "mean") -> Any:
     return choice(default, INITS, "initial W+ when embedding a photo: the mean latent or U[-1, 1]")
+
+
+def mse_weight_setting() -> Any:
+    return setting(1.0, WEIGHT, "weight of the pixel MSE in the W+ stage")
+
+
+def perceptual_weight_setting() -> Any:
+    return setting(1.0, WEIGHT, "weight of the perceptual (VGG16) loss in the W+ stage")
+
+
+def max_resolution_setting(default: int) -> Any:
+    return setting(default, MAX_RESOLUTION, "optimise the W+ rows of the layers at most this many px")
+
+
+def rows_setting() -> Any:
+    return setting(None, ROW, "W+ rows to optimise instead of the rule", optional=True, items=True)
 
 
 @dataclass(frozen=True)

@@ -339,6 +339,24 @@ def _check_field(name: str, value: Any) -> None:
         raise WeightsFormatError(f"unsupported generator settings: {name} = {value!r}, expected a finite number")
 
 
+def checked_config(config_cls: type, generator_cls: type[nn.Module], settings: Mapping[str, Any], what: str):
+    """``config_cls(**settings)`` for settings read from a file, every value and size checked
+    (:func:`check_settings`, :func:`check_config`) before anything is allocated for the model.
+
+    Raises:
+        WeightsFormatError: ``"<what>: unsupported generator settings: ..."`` in one line.
+    """
+    try:
+        check_settings(settings)
+        config = config_cls(**settings)
+        check_config(config, generator_cls)
+    except (TypeError, ValueError) as exc:
+        raise WeightsFormatError(f"{what}: unsupported generator settings: {' '.join(str(exc).split())}") from None
+    except WeightsFormatError as exc:
+        raise WeightsFormatError(f"{what}: {exc}") from None
+    return config
+
+
 def check_config(config: Any, generator_cls: type[nn.Module]) -> None:
     """Check a generator config read from a file before anything is allocated for it.
 

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from ..errors import WeightsFormatError
-from .base import check_config, check_resolution, check_settings, expected_state
+from .base import check_resolution, checked_config, expected_state
 from .safe_pickle import PersistentObject
 from .stylegan2 import FIR_TAPS, LRELU_GAIN, StyleGAN2, StyleGAN2Config, fir_kernel_2d
 
@@ -46,15 +46,7 @@ def _fail(msg: str) -> WeightsFormatError:
 def _config(**settings: Any) -> StyleGAN2Config:
     """A StyleGAN2Config from settings read from a file, every size checked (:func:`.base.check_config`) before
     anything is allocated for it."""
-    try:
-        check_settings(settings)
-        config = StyleGAN2Config(**settings)
-        check_config(config, StyleGAN2)
-    except (TypeError, ValueError) as e:
-        raise _fail(f"unsupported generator settings: {' '.join(str(e).split())}") from None
-    except WeightsFormatError as e:
-        raise _fail(str(e)) from None
-    return config
+    return checked_config(StyleGAN2Config, StyleGAN2, settings, "cannot convert")
 
 
 def _close(a: Any, b: float) -> bool:

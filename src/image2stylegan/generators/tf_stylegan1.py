@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..errors import WeightsFormatError
-from .base import check_config, check_settings
+from .base import checked_config
 from .stylegan1 import StyleGAN, StyleGANConfig
 from .tf_pickle import TFNetwork, VariableTable, check_kwargs, merged_static_kwargs, tf_generator_kind
 
@@ -65,15 +65,7 @@ def stylegan1_config_from_kwargs(kwargs: Mapping[str, Any], what: str = "StyleGA
     cutoff = values.get("truncation_cutoff", StyleGANConfig.truncation_cutoff)
     if values.get("truncation_psi", 0.7) is None or cutoff is None or cutoff <= 0:
         values["truncation_psi"], values["truncation_cutoff"] = 1.0, StyleGANConfig.truncation_cutoff
-    try:
-        check_settings(values)
-        config = StyleGANConfig(**values)
-        check_config(config, StyleGAN)  # every size, before anything is allocated for it
-    except (TypeError, ValueError) as exc:
-        raise WeightsFormatError(f"{what}: unsupported settings: {exc}") from None
-    except WeightsFormatError as exc:
-        raise WeightsFormatError(f"{what}: {exc}") from None
-    return config
+    return checked_config(StyleGANConfig, StyleGAN, values, what)  # every size, before anything is allocated
 
 
 def convert_tf_stylegan1(gs: TFNetwork) -> tuple[dict[str, torch.Tensor], StyleGANConfig]:

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from ..errors import WeightsFormatError
-from .base import check_config, check_settings
+from .base import checked_config
 from .stylegan2 import FIR_TAPS, StyleGAN2, StyleGAN2Config
 from .tf_pickle import TFNetwork, VariableTable, check_kwargs, merged_static_kwargs, tf_generator_kind
 
@@ -188,15 +188,7 @@ def _config(hp: dict[str, Any], what: str) -> StyleGAN2Config:
         "mapping_lr_multiplier": hp["mapping_lr_multiplier"], "channel_base": hp["channel_base"],
         "channel_max": hp["channel_max"], "img_channels": hp["img_channels"], "architecture": hp["architecture"],
     }
-    try:
-        check_settings(settings)
-        config = StyleGAN2Config(**settings)
-        check_config(config, StyleGAN2)
-    except (TypeError, ValueError) as exc:
-        raise WeightsFormatError(f"{what}: unsupported settings: {exc}") from None
-    except WeightsFormatError as exc:
-        raise WeightsFormatError(f"{what}: {exc}") from None
-    return config
+    return checked_config(StyleGAN2Config, StyleGAN2, settings, what)
 
 
 def convert_tf_stylegan2(gs: TFNetwork) -> tuple[dict[str, torch.Tensor], StyleGAN2Config]:
