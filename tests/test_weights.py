@@ -249,7 +249,7 @@ def test_verified_hash_is_stamped_so_lookups_do_not_rehash(fake, monkeypatch):
     def no_hashing(path):
         raise AssertionError(f"re-hashed {path}")
 
-    monkeypatch.setattr(weights, "_sha256_file", no_hashing)
+    monkeypatch.setattr(weights, "sha256_file", no_hashing)
     assert find_file("fake-wheel", "Net.bin", root=root).name == "Net.bin"
 
 

@@ -239,20 +239,28 @@ def embed(
     like = generator.w_avg
     starts = _starts(start, like)
     batch = _batch_size(recipe, starts)
-    states: dict[str, Embedding] = dict(starts)
+    # Every embedding the recipe names or was given, at its start: a given one completed (ws or noise None) and the
+    # others from the recipe's initialisation. A stopped run returns those it never reached as they started.
+    states: dict[str, Embedding] = {}
+    for name in [*starts, *(s.embedding for s in recipe.stages)]:
+        ws, noise = starts.get(name, (None, None))
+        states[name] = Embedding(initial_ws(generator, batch, recipe.init, recipe.seed) if ws is None else ws,
+                                 initial_noise(generator, batch, recipe.seed) if noise is None else noise)
     ends: dict[str, Embedding] = {}
     renders: dict[str, torch.Tensor] = {}
     history: list[StepInfo] = []
     outcomes: list[StageOutcome] = []
-    stop = False
-    current = next(iter(states.values()), None)
+    stop, done = False, 0
+    current = next(iter(starts), None)  # the embedding the result's ws / noise come from
 
-    def report(info: StepInfo) -> None:
-        nonlocal stop
+    def report(info: StepInfo) -> bool:
+        nonlocal stop, done
+        done = info.step
         history.append(info)
         if callback is not None and callback(info):
             stop = True
         info._image = None  # previews are for the callback only; the history must not keep every image alive
+        return stop
 
     def resolve(target: Target | None) -> torch.Tensor | None:
         if isinstance(target, Rendered):
@@ -262,32 +270,16 @@ def embed(
     for stage in recipe.stages:
         if stop:
             break
-        if stage.start is not None:
-            ws, noise = ends[stage.start]
-        elif stage.embedding in states:
-            ws, noise = states[stage.embedding]
-        else:
-            ws, noise = None, None
-        if ws is None:
-            ws = initial_ws(generator, batch, recipe.init, recipe.seed)
-        if noise is None:
-            noise = initial_noise(generator, batch, recipe.seed)
+        ws, noise = ends[stage.start] if stage.start is not None else states[stage.embedding]
         if ws.shape[0] != batch:
             raise ValueError(f"starting ws has batch {ws.shape[0]}, the recipe's targets have {batch}")
         began = time.perf_counter()
         done = 0
-
-        def step_report(info: StepInfo) -> bool:
-            nonlocal done
-            done = info.step
-            report(info)
-            return stop
-
         if isinstance(stage, WPlusStage):
-            ws = _run_w_plus(generator, stage, resolve, ws, noise, perceptual, step_report)
+            ws = _run_w_plus(generator, stage, resolve, ws, noise, perceptual, report)
         elif isinstance(stage, NoiseStage):
             noise = _run_noise(generator, stage, resolve, ws, to_noise_space(generator, noise, stage.noise_space),
-                               step_report)
+                               report)
         else:
             raise TypeError(f"unknown stage {stage!r}")
         seconds = time.perf_counter() - began
@@ -296,16 +288,13 @@ def embed(
         reference = resolve(stage.report_target)
         outcomes.append(StageOutcome(stage.name, image, psnr(image.clamp(-1, 1), reference), seconds, done,
                                      stage.embedding, stopped=stop and done < stage.steps))
-        current = ends[stage.name] = states[stage.embedding] = Embedding(ws, noise)
+        ends[stage.name] = states[stage.embedding] = Embedding(ws, noise)
+        current = stage.embedding
         renders[stage.name] = image
     if current is None:
         raise ValueError("the recipe has no stage and no start embedding: nothing to return")
-    if current.ws is None or current.noise is None:  # a start that no stage ran from
-        current = Embedding(initial_ws(generator, batch, recipe.init, recipe.seed) if current.ws is None
-                            else current.ws,
-                            initial_noise(generator, batch, recipe.seed) if current.noise is None else current.noise)
-    return EmbeddingResult(current.ws.detach(), [n.detach() for n in current.noise], history, outcomes,
-                           {k: v for k, v in states.items()}, stopped=stop)
+    ws, noise = states[current]
+    return EmbeddingResult(ws.detach(), [n.detach() for n in noise], history, outcomes, states, stopped=stop)
 
 
 def _starts(start, like: torch.Tensor) -> dict[str, Embedding]:

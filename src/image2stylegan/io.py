@@ -76,7 +76,7 @@ def _current_umask() -> int:
     return 0o022
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
     """Persist a rename in ``directory`` (best effort: not every OS lets you open a folder)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
@@ -112,7 +112,7 @@ def atomic_open(path: PathLike) -> Iterator[IO[bytes]]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_directory(path.parent)
+    fsync_directory(path.parent)
 
 
 def atomic_write(path: PathLike, write_fn: Callable[[IO[bytes]], Any]) -> None:

