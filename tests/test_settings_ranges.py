@@ -41,7 +41,9 @@ ALPHA = ("float", 0, 1)
 EDIT = {"w_steps": STEPS, "noise_steps": STEPS, "w_lr": LR, "noise_lr": LR, "feather": FEATHER, "seed": SEED}
 
 EXPECTED = {
-    ReconstructionSettings: {"w_steps": STEPS, "noise_steps": STEPS, "seed": SEED, "w_lr": LR, "noise_lr": LR},
+    ReconstructionSettings: {"w_steps": STEPS, "noise_steps": STEPS, "seed": SEED, "w_lr": (*LR, "optional"),
+                             "noise_lr": LR, "until_psnr": ("float", 0, 100, "open-low", "optional"),
+                             "until_lpips": ("float", 0, 1, "optional")},
     CrossoverSettings: {**EDIT, "mse_weight": WEIGHT, "perceptual_weight": WEIGHT, "noise_second_weight": WEIGHT},
     InpaintSettings: {**EDIT, "mse_weight": WEIGHT, "perceptual_weight": WEIGHT, "max_resolution": ("int", 1, 4096),
                       "last_rows": ("int", 0, 64), "rows": ("rows", 0, 255), "known_weight": WEIGHT,
@@ -262,6 +264,8 @@ CLI_CASES = [
     ("scribble", ["--w-lr", "inf"], "--w-lr"),
     ("crossover", ["--seed", "99999999999999999999"], "--seed"),
     ("reconstruct", ["--seed", "-1"], "--seed"),
+    ("reconstruct", ["--until-psnr", "0"], "--until-psnr"),
+    ("reconstruct", ["--until-lpips", "1.5"], "--until-lpips"),
     ("crossover", ["--feather", "3"], "--feather"),
     ("inpaint", ["--feather", "nan"], "--feather"),
     ("inpaint", ["--w-steps", "1000001"], "--w-steps"),

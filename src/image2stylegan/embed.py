@@ -18,7 +18,6 @@ image's trajectory is the one it would have alone.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,7 +29,7 @@ from .errors import InputError
 from .generators.base import StyleGenerator
 from .losses import STYLE_LAYER, PerceptualLoss, gram_distance, gram_matrix, masked_mse, masked_perceptual
 from .metrics import psnr
-from .recipe import MAIN, NoiseStage, Recipe, Rendered, Stage, Target, TargetTerm, WPlusStage
+from .recipe import MAIN, GoodEnough, NoiseStage, Recipe, Rendered, Stage, Target, TargetTerm, WPlusStage, lr_factor
 
 __all__ = [
     "Callback",
@@ -110,6 +109,7 @@ class StageOutcome:
     steps: int  # steps run (fewer than planned when stopped)
     embedding: str = MAIN
     stopped: bool = False
+    reached: dict | None = None  # the stage ended early at its ``until`` target: {"psnr": dB, "lpips": x or None}
 
 
 @dataclass(frozen=True)
@@ -221,6 +221,7 @@ def embed(
     perceptual: PerceptualLoss | None = None,
     start: Embedding | tuple | Mapping[str, Embedding | tuple] | None = None,
     callback: Callback | None = None,
+    lpips: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> EmbeddingResult:
     """Run ``recipe``'s stages in order (Algorithm 1's sequential schedule) and return the result.
 
@@ -232,10 +233,15 @@ def embed(
             embedding names to starts. Embeddings without one start from the recipe's initialisation: ``init``
             ('mean' latent or 'uniform' U[-1, 1]) and N(0, 1) noise, both seeded by ``recipe.seed``.
         callback: called with a :class:`StepInfo` after every step; returning True stops the run after that step.
+        lpips: the LPIPS metric (:class:`~image2stylegan.metrics.LPIPS`), needed by stages whose ``until`` target
+            has an LPIPS value. A stage with an ``until`` target ends after the first step that reaches it (its
+            outcome's ``reached``); later stages run as planned.
 
     Returns:
         :class:`EmbeddingResult`, with ``stopped=True`` when the callback stopped the run.
     """
+    if recipe.uses_lpips and lpips is None:
+        raise ValueError("a stage of the recipe stops at an LPIPS target but embed() got no lpips metric")
     like = generator.w_avg
     starts = _starts(start, like)
     batch = _batch_size(recipe, starts)
@@ -250,17 +256,20 @@ def embed(
     renders: dict[str, torch.Tensor] = {}
     history: list[StepInfo] = []
     outcomes: list[StageOutcome] = []
-    stop, done = False, 0
+    stop, done, goal, reached = False, 0, None, None
     current = next(iter(starts), None)  # the embedding the result's ws / noise come from
 
     def report(info: StepInfo) -> bool:
-        nonlocal stop, done
+        """Record the step; True ends the stage (the callback stopped the run, or the stage reached its target)."""
+        nonlocal stop, done, reached
         done = info.step
         history.append(info)
         if callback is not None and callback(info):
             stop = True
+        if not stop and goal is not None:
+            reached = goal.check(info)
         info._image = None  # previews are for the callback only; the history must not keep every image alive
-        return stop
+        return stop or reached is not None
 
     def resolve(target: Target | None) -> torch.Tensor | None:
         if isinstance(target, Rendered):
@@ -274,7 +283,8 @@ def embed(
         if ws.shape[0] != batch:
             raise ValueError(f"starting ws has batch {ws.shape[0]}, the recipe's targets have {batch}")
         began = time.perf_counter()
-        done = 0
+        done, reached = 0, None
+        goal = None if stage.until is None else _Goal(stage.until, lpips, resolve(stage.report_target))
         if isinstance(stage, WPlusStage):
             ws = _run_w_plus(generator, stage, resolve, ws, noise, perceptual, report)
         elif isinstance(stage, NoiseStage):
@@ -287,7 +297,7 @@ def embed(
             image = generator.synthesis(ws, noise)
         reference = resolve(stage.report_target)
         outcomes.append(StageOutcome(stage.name, image, psnr(image.clamp(-1, 1), reference), seconds, done,
-                                     stage.embedding, stopped=stop and done < stage.steps))
+                                     stage.embedding, stopped=stop and done < stage.steps, reached=reached))
         ends[stage.name] = states[stage.embedding] = Embedding(ws, noise)
         current = stage.embedding
         renders[stage.name] = image
@@ -295,6 +305,29 @@ def embed(
         raise ValueError("the recipe has no stage and no start embedding: nothing to return")
     ws, noise = states[current]
     return EmbeddingResult(ws.detach(), [n.detach() for n in noise], history, outcomes, states, stopped=stop)
+
+
+class _Goal:
+    """Checks a stage's :class:`~image2stylegan.recipe.GoodEnough` target on each step's image (PSNR every step,
+    LPIPS every ``lpips_every`` steps and whenever the PSNR target is met)."""
+
+    def __init__(self, until: GoodEnough, lpips, reference: torch.Tensor):
+        self.until, self.lpips, self.reference = until, lpips, reference
+
+    def check(self, info: StepInfo) -> dict | None:
+        """{"psnr": dB, "lpips": value or None} when ``info``'s image reaches the target, else None."""
+        until = self.until
+        if until.psnr is not None and info.psnr < until.psnr:
+            return None
+        value = None
+        if until.lpips is not None:
+            if until.psnr is None and info.step % until.lpips_every:
+                return None
+            with torch.no_grad():
+                value = float(self.lpips(info.image.clamp(-1, 1), self.reference).max())
+            if value > until.lpips:
+                return None
+        return {"psnr": info.psnr, "lpips": value, "step": info.step}
 
 
 def _starts(start, like: torch.Tensor) -> dict[str, Embedding]:
@@ -342,8 +375,11 @@ def _run_w_plus(generator, stage: WPlusStage, resolve, ws, noise, perceptual, re
     needs_perceptual = any(t.perceptual_weight > 0 for t in stage.terms) or stage.uses_vgg
     vgg_layers = tuple(dict.fromkeys([*(perceptual.layers if needs_perceptual else ()), *style_layers]))
     reference, report_mask = resolve(stage.report_target), _binary(stage.report_mask)
+    scheduled = stage.warmup_steps > 0 or stage.decay
     for step in range(1, stage.steps + 1):
         began = time.perf_counter()
+        if scheduled:
+            optimizer.param_groups[0]["lr"] = stage.lr * lr_factor(stage, step)
         image = generator.synthesis(ws, noise)
         features = perceptual.vgg(image, vgg_layers) if vgg_layers else {}
         loss, terms = 0.0, {}
@@ -363,6 +399,8 @@ def _run_w_plus(generator, stage: WPlusStage, resolve, ws, noise, perceptual, re
         loss.sum().backward()
         if row_mask is not None:
             ws.grad.mul_(row_mask)  # w_m: frozen rows get zero gradient, hence exactly zero Adam updates
+        if step <= stage.tied_steps:
+            _tie_rows(ws.grad, row_mask)
         optimizer.step()
         if report(_step_info(stage, step, loss, terms, image, reference, report_mask, began)):
             break
@@ -394,8 +432,8 @@ def _run_noise(generator, stage: NoiseStage, resolve, ws, noise, report) -> list
     report_mask = _binary(stage.mask)
     for step in range(1, stage.steps + 1):
         began = time.perf_counter()
-        if stage.decay:
-            factor = _cosine(step - 1, stage.steps, stage.final_lr_fraction)
+        if stage.decay or stage.warmup_steps:
+            factor = lr_factor(stage, step)
             for group in optimizer.param_groups:
                 group["lr"] = group["base_lr"] * factor
         image = generator.synthesis(ws, maps)
@@ -436,8 +474,11 @@ def _row_mask(num_ws: int, rows: Sequence[int] | None, like: torch.Tensor) -> to
     return mask
 
 
-def _cosine(step: int, steps: int, floor: float) -> float:
-    """Cosine from 1 at step 0 to ``floor`` at the last step."""
-    if steps <= 1:
-        return 1.0
-    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * step / (steps - 1)))
+def _tie_rows(grad: torch.Tensor, row_mask: torch.Tensor | None) -> None:
+    """Replace each optimised row's gradient by their mean, in place: Adam then moves those rows by one shared
+    offset (the W-space phase; rows that started equal stay equal). Frozen rows keep their zero gradient."""
+    if row_mask is None:
+        grad.copy_(grad.mean(dim=1, keepdim=True).expand_as(grad))
+    else:
+        mean = grad.sum(dim=1, keepdim=True) / row_mask.sum()
+        grad.copy_(mean * row_mask)

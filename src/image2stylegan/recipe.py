@@ -33,6 +33,7 @@ import torch
 
 __all__ = [
     "MAIN",
+    "GoodEnough",
     "NoiseStage",
     "Recipe",
     "Rendered",
@@ -41,6 +42,7 @@ __all__ = [
     "TargetTerm",
     "WPlusStage",
     "image_term",
+    "lr_factor",
 ]
 
 MAIN = "main"
@@ -56,6 +58,36 @@ class Rendered:
 
 
 Target = Union[torch.Tensor, Rendered]
+
+
+@dataclass(frozen=True)
+class GoodEnough:
+    """A stage's stopping target: the stage ends after the first step whose image reaches PSNR >= ``psnr`` dB and
+    LPIPS <= ``lpips`` against the stage's main target (inside its mask), whichever are given (both, when both are).
+
+    PSNR is measured every step (the engine computes it anyway); LPIPS costs a VGG pass, so it is measured every
+    ``lpips_every`` steps and at a step where the PSNR target (if any) is met. ``embed`` then needs an ``lpips``
+    metric.
+    """
+
+    psnr: float | None = None
+    lpips: float | None = None
+    lpips_every: int = 10
+
+    def __post_init__(self) -> None:
+        if self.psnr is None and self.lpips is None:
+            raise ValueError("a stopping target needs a PSNR or an LPIPS value")
+        if self.psnr is not None and not (isinstance(self.psnr, (int, float)) and math.isfinite(self.psnr)):
+            raise ValueError(f"the PSNR target must be a finite number of dB, got {self.psnr!r}")
+        if self.lpips is not None and not (isinstance(self.lpips, (int, float)) and 0 <= self.lpips <= 1):
+            raise ValueError(f"the LPIPS target must be between 0 and 1, got {self.lpips!r}")
+        if isinstance(self.lpips_every, bool) or not isinstance(self.lpips_every, int) or self.lpips_every < 1:
+            raise ValueError(f"lpips_every must be a positive integer, got {self.lpips_every!r}")
+
+    def describe(self) -> str:
+        parts = ([f"PSNR >= {self.psnr:g} dB"] if self.psnr is not None else []) + (
+            [f"LPIPS <= {self.lpips:g}"] if self.lpips is not None else [])
+        return " and ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -111,9 +143,17 @@ class WPlusStage:
     name: str = "w_plus"
     embedding: str = MAIN
     start: str | None = None  # start from the end of this earlier stage instead of the embedding's current state
+    warmup_steps: int = 0  # the rate rises linearly to ``lr`` over these first steps
+    decay: bool = False  # then falls along a cosine to ``lr * final_lr_fraction`` at the last step
+    final_lr_fraction: float = 0.05
+    tied_steps: int = 0  # the first steps move every optimised row by the same offset (a W-space phase)
+    until: GoodEnough | None = None  # end the stage early once its image is this good
 
     def __post_init__(self) -> None:
         _check_common(self.steps, self.lr, self.name)
+        _check_schedule(self)
+        if isinstance(self.tied_steps, bool) or not isinstance(self.tied_steps, int) or self.tied_steps < 0:
+            raise ValueError(f"{self.name}: tied_steps must be a non-negative integer, got {self.tied_steps!r}")
         if not self.terms:
             raise ValueError(f"{self.name}: a W+ stage needs at least one target term")
         if self.rows is not None:
@@ -167,9 +207,12 @@ class NoiseStage:
     name: str = "noise"
     embedding: str = MAIN
     start: str | None = None
+    warmup_steps: int = 0  # the rate rises linearly to ``lr`` over these first steps
+    until: GoodEnough | None = None  # end the stage early once its image is this good
 
     def __post_init__(self) -> None:
         _check_common(self.steps, self.lr, self.name)
+        _check_schedule(self)
         if self.lr_scaling not in ("paper", "strength"):
             raise ValueError(f"lr_scaling must be 'paper' or 'strength', got {self.lr_scaling!r}")
         if self.noise_space not in ("paper", "extended"):
@@ -221,6 +264,10 @@ class Recipe:
         return any(isinstance(s, WPlusStage) and s.uses_vgg for s in self.stages)
 
     @property
+    def uses_lpips(self) -> bool:
+        return any(s.until is not None and s.until.lpips is not None for s in self.stages)
+
+    @property
     def total_steps(self) -> int:
         return sum(s.steps for s in self.stages)
 
@@ -250,15 +297,48 @@ def _describe(value: Any) -> Any:
 def _stage_summary(stage: Stage) -> dict[str, Any]:
     common = {"name": stage.name, "steps": stage.steps, "lr": stage.lr, "embedding": stage.embedding,
               "start": stage.start}
+    if stage.until is not None:
+        common["until"] = {"psnr": stage.until.psnr, "lpips": stage.until.lpips,
+                           "lpips_every": stage.until.lpips_every}
     if isinstance(stage, WPlusStage):
         terms = [{k: _describe(getattr(t, k)) for k in ("name", "target", "mse_weight", "perceptual_weight",
                                                           "style_weight", "mse_mask", "perceptual_mask", "style_mask",
                                                           "style_target_mask")} for t in stage.terms]
         return {"kind": "w_plus", **common, "rows": list(stage.rows) if stage.rows is not None else None,
-                "terms": terms}
+                "warmup_steps": stage.warmup_steps, "decay": stage.decay,
+                "final_lr_fraction": stage.final_lr_fraction, "tied_steps": stage.tied_steps, "terms": terms}
     keys = ("target", "mse_weight", "mask", "second_target", "second_weight", "lr_scaling", "reference_strength",
-            "decay", "final_lr_fraction", "noise_space")
+            "decay", "final_lr_fraction", "warmup_steps", "noise_space")
     return {"kind": "noise", **common, **{k: _describe(getattr(stage, k)) for k in keys}}
+
+
+def _check_schedule(stage: Stage) -> None:
+    """Checks the fields every stage has beyond steps and lr: its schedule and its stopping target."""
+    if stage.until is not None:
+        if not isinstance(stage.until, GoodEnough):
+            raise ValueError(f"{stage.name}: until must be a GoodEnough target, got {stage.until!r}")
+        if stage.until.lpips is not None and stage.report_mask is not None:
+            raise ValueError(f"{stage.name}: an LPIPS target needs an unmasked stage (LPIPS compares whole images)")
+    warmup, floor = stage.warmup_steps, stage.final_lr_fraction
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"{stage.name}: warmup_steps must be a non-negative integer, got {warmup!r}")
+    if not (isinstance(floor, (int, float)) and 0 <= floor <= 1):
+        raise ValueError(f"{stage.name}: final_lr_fraction must be in [0, 1], got {floor!r}")
+
+
+def lr_factor(stage: Stage, step: int) -> float:
+    """The multiple of ``stage.lr`` used at ``step`` (1-based): a linear warm-up over ``warmup_steps`` (step k of
+    it at k / (warmup_steps + 1), so no step starts at the full rate), then with ``decay`` a cosine from 1 down to
+    ``final_lr_fraction`` at the last step."""
+    if step <= stage.warmup_steps:
+        return step / (stage.warmup_steps + 1)
+    if not stage.decay:
+        return 1.0
+    span = stage.steps - stage.warmup_steps
+    if span <= 1:
+        return 1.0
+    floor = stage.final_lr_fraction
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * (step - stage.warmup_steps - 1) / (span - 1)))
 
 
 def _check_common(steps: int, lr: float, name: str) -> None:

@@ -40,11 +40,12 @@ from ..errors import InputError
 from ..generators.base import StyleGenerator
 from ..masks import check_mask_content, resize_for_layer
 from ..metrics import psnr
-from ..recipe import NoiseStage, Recipe, WPlusStage, image_term
+from ..recipe import NoiseStage, Recipe
 from .outputs import EditResult, copy_paste, noise_space_of
 from .plan import Plan
 from .ranges import ALPHA, check_ranges, setting
-from .settings import noise_space_setting, noise_steps_setting, seed_setting, w_steps_setting
+from .settings import (embedding_stage, noise_schedule, noise_space_setting, noise_steps_setting, schedule_setting,
+                       seed_setting, w_steps_setting)
 
 ALPHA_DOC = "for the average operation: the weight of A; 1 keeps A unchanged"
 
@@ -370,10 +371,11 @@ class AttributeTransferSettings:
     channels: str | None = None
     alpha: float = setting(0.5, ALPHA, ALPHA_DOC)
     style_from: str = "a"
-    w_steps: int = w_steps_setting(1000)
-    noise_steps: int = noise_steps_setting(1000)
+    w_steps: int = w_steps_setting(100)
+    noise_steps: int = noise_steps_setting(200)
     noise_space: str = noise_space_setting()
     seed: int = seed_setting()
+    schedule: str = schedule_setting()
 
     def __post_init__(self) -> None:
         if self.style_from not in ("a", "b"):
@@ -392,9 +394,9 @@ def photo_embedding_recipe(photos: dict[str, torch.Tensor], settings: AttributeT
     for role, photo in photos.items():
         tag = role.upper()
         stages += [
-            WPlusStage((image_term(photo),), steps=settings.w_steps, name=f"{tag} w_plus", embedding=role),
+            embedding_stage(photo, settings.w_steps, settings.schedule, name=f"{tag} w_plus", embedding=role),
             NoiseStage(photo, steps=settings.noise_steps, noise_space=settings.noise_space, name=f"{tag} noise",
-                       embedding=role),
+                       embedding=role, **noise_schedule(settings.schedule, settings.noise_steps)),
         ]
     return Recipe(tuple(stages), seed=settings.seed, application="transfer-attribute")
 

@@ -177,7 +177,7 @@ def run_folder(
         ws, noise = seeded_start(job.generator, len(loaded), job.settings)
         started = time.perf_counter()
         result = reconstruct(job.generator, target, job.perceptual, job.settings, step_callback,
-                             start=Embedding(ws, noise))
+                             start=Embedding(ws, noise), lpips=job.lpips)
         if result.stopped:  # interrupted: nothing of this chunk is written, so a rerun redoes it whole
             return table
         seconds = time.perf_counter() - started

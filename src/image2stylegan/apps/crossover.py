@@ -35,7 +35,7 @@ from ..errors import InputError
 from ..generators.base import StyleGenerator
 from ..losses import PerceptualLoss
 from ..masks import check_mask_content, feather
-from ..recipe import NoiseStage, Recipe, WPlusStage, image_term
+from ..recipe import Recipe, image_term
 from .ranges import WEIGHT, check_not_all_zero, setting
 from .settings import EditSettings, mse_weight_setting, perceptual_weight_setting
 from .outputs import EditResult, copy_paste, db
@@ -82,10 +82,9 @@ def crossover_recipe(image_a: torch.Tensor, image_b: torch.Tensor, soft_mask: to
     )
     return Recipe(
         (
-            WPlusStage(terms, steps=settings.w_steps, lr=settings.w_lr),
-            NoiseStage(image_a, steps=settings.noise_steps, lr=settings.noise_lr, mask=soft_mask,
-                       second_target=image_b, second_weight=settings.noise_second_weight,
-                       lr_scaling=settings.noise_lr_scaling, noise_space=settings.noise_space),
+            settings.edit_stage(terms, settings.w_steps),
+            settings.noise_stage(image_a, settings.noise_steps, settings.noise_space, "noise", mask=soft_mask,
+                                 second_target=image_b, second_weight=settings.noise_second_weight),
         ),
         seed=settings.seed, application="crossover",
     )

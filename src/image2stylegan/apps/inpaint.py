@@ -42,7 +42,7 @@ from ..errors import InputError
 from ..generators.base import StyleGenerator
 from ..losses import PerceptualLoss
 from ..masks import blend_mask, check_mask_content
-from ..recipe import NoiseStage, Recipe, Rendered, WPlusStage, image_term
+from ..recipe import Recipe, Rendered, image_term
 from .ranges import FEATHER, LAST_ROWS, WEIGHT, check_not_all_zero, setting
 from .settings import EditSettings, max_resolution_setting, mse_weight_setting, perceptual_weight_setting, rows_setting
 from .outputs import EditResult, db
@@ -111,13 +111,12 @@ def inpainting_recipe(defective: torch.Tensor, hole: torch.Tensor, rows: Sequenc
     keeping the W+ prediction G(w_out, n_ini) inside it."""
     known = 1.0 - hole
     blend = blend_mask(hole, settings.dilate, settings.feather)  # M_blur+, exactly 1 inside the hole
-    w_stage = WPlusStage((image_term(defective, known, mse_weight=settings.mse_weight,
-                                     perceptual_weight=settings.perceptual_weight),),
-                         steps=settings.w_steps, lr=settings.w_lr, rows=tuple(rows))
-    noise_stage = NoiseStage(defective, steps=settings.noise_steps, lr=settings.noise_lr,
-                             mse_weight=settings.known_weight, mask=1.0 - blend,
-                             second_target=Rendered(w_stage.name), second_weight=settings.hole_weight,
-                             lr_scaling=settings.noise_lr_scaling, noise_space=settings.noise_space)
+    w_stage = settings.edit_stage((image_term(defective, known, mse_weight=settings.mse_weight,
+                                              perceptual_weight=settings.perceptual_weight),),
+                                  settings.w_steps, rows=tuple(rows))
+    noise_stage = settings.noise_stage(defective, settings.noise_steps, settings.noise_space, "noise",
+                                       mse_weight=settings.known_weight, mask=1.0 - blend,
+                                       second_target=Rendered(w_stage.name), second_weight=settings.hole_weight)
     return Recipe((w_stage, noise_stage), seed=settings.seed, init="mean", application="inpaint")
 
 

@@ -23,9 +23,11 @@ class Plan:
     recipe: Recipe
     finish: Callable[[EmbeddingResult], EditResult]
     start: Embedding | Mapping[str, Embedding] | None = None
+    lpips: Callable | None = None  # the metric, for stages that stop at an LPIPS target
 
     def run(self, generator: StyleGenerator, perceptual=None, callback: Callback | None = None) -> EditResult:
         """Run the recipe through the engine (``perceptual`` is needed when a W+ stage has a VGG term) and
         measure the result; a run the callback stopped is measured as far as it went (``stopped=True``)."""
-        result = embed(generator, self.recipe, perceptual=perceptual, start=self.start, callback=callback)
+        result = embed(generator, self.recipe, perceptual=perceptual, start=self.start, callback=callback,
+                       lpips=self.lpips)
         return self.finish(result)

@@ -33,7 +33,9 @@ __all__ = [
     "FEATHER",
     "LAST_ROWS",
     "LEARNING_RATE",
+    "LPIPS_TARGET",
     "MAX_RESOLUTION",
+    "PSNR_TARGET",
     "RANGE_KEY",
     "ROW",
     "SEED",
@@ -140,6 +142,10 @@ LAST_ROWS = Bound(0, 64, integer=True)
 """A count of W+ rows (no generator has more than 64)."""
 ROW = Bound(0, 255, integer=True)
 """A W+ row index (each generator then checks it has that row)."""
+PSNR_TARGET = Bound(0, 100, low_open=True)
+"""A PSNR to stop at, in dB (float32 images cannot be told apart beyond ~100 dB)."""
+LPIPS_TARGET = Bound(0, 1)
+"""An LPIPS distance to stop at (0 = identical features)."""
 
 
 def setting(default: Any, bound: Bound, doc: str, *, option: str | None = None, optional: bool = False,

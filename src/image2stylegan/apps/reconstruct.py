@@ -16,12 +16,13 @@ from ..embed import Callback, Embedding, EmbeddingResult, embed
 from ..generators.base import StyleGenerator
 from ..losses import PerceptualLoss
 from ..metrics import psnr, ssim
-from ..recipe import MAIN, NoiseStage, Recipe, WPlusStage, image_term
+from ..recipe import MAIN, NoiseStage, Recipe, WPlusStage
 from .outputs import EditResult, final_embedding
 from .plan import Plan
 from .ranges import check_ranges
-from .settings import (init_setting, noise_lr_scaling_setting, noise_lr_setting, noise_space_setting,
-                       noise_steps_setting, seed_setting, w_lr_setting, w_steps_setting)
+from .settings import (embed_lr_setting, embedding_stage, init_setting, noise_lr_scaling_setting, noise_lr_setting,
+                       noise_schedule, noise_space_setting, noise_steps_setting, schedule_setting, seed_setting,
+                       until, until_lpips_setting, until_psnr_setting, w_steps_setting)
 
 OUTPUT_FILES = ("reconstruction.png", "comparison.png", "target.png", "latent.npz", "metrics.json", "curves.png")
 STAGE_NAMES = ("w_plus", "noise")
@@ -32,44 +33,53 @@ SAVE_NAMES = {"image_name": "reconstruction.png", "panel_name": "comparison.png"
 
 @dataclass(frozen=True)
 class ReconstructionSettings:
-    """Alg. 2's settings. Defaults are the paper's (5000 W+ steps at Adam lr 0.01, 3000 noise steps at lr 5).
+    """Alg. 2's settings. Defaults are the 'good' preset (:mod:`.presets`): 100 W+ + 200 noise steps under the
+    'fast' schedule; ``presets.settings_for(ReconstructionSettings, "paper")`` gives the paper's 5000 W+ steps at
+    Adam lr 0.01 and 3000 noise steps at lr 5.
 
-    Valid ranges: docs/algorithm.md#settings-and-their-valid-ranges (checked on construction)."""
+    ``until_psnr`` / ``until_lpips`` end each stage once its image reaches them (LPIPS needs the metric: the
+    application measures it anyway). Valid ranges: docs/algorithm.md#settings-and-their-valid-ranges (checked on
+    construction)."""
 
-    w_steps: int = w_steps_setting(5000)
-    noise_steps: int = noise_steps_setting(3000)
+    w_steps: int = w_steps_setting(100)
+    noise_steps: int = noise_steps_setting(200)
     noise_space: str = noise_space_setting()  # 'paper' or 'extended' (beyond the paper; see NoiseStage)
     seed: int = seed_setting()
     init: str = init_setting()  # 'mean' latent (faces) or 'uniform' U[-1, 1] (other images)
-    w_lr: float = w_lr_setting()
+    w_lr: float | None = embed_lr_setting()  # None: the schedule's
     noise_lr: float = noise_lr_setting()
     noise_lr_scaling: str = noise_lr_scaling_setting()  # 'paper' (one lr for all maps) or 'strength' (NoiseStage)
+    schedule: str = schedule_setting()
+    until_psnr: float | None = until_psnr_setting(40.0)
+    until_lpips: float | None = until_lpips_setting()
 
     def __post_init__(self) -> None:
         check_ranges(self)
 
+    def w_stage(self, target: torch.Tensor, name: str = STAGE_NAMES[0], **fields) -> WPlusStage:
+        return embedding_stage(target, self.w_steps, self.schedule, lr=self.w_lr, name=name,
+                               stop=until(self.until_psnr, self.until_lpips), **fields)
+
+    def noise_stage(self, target: torch.Tensor, name: str = STAGE_NAMES[1], space: str | None = None,
+                    **fields) -> NoiseStage:
+        return NoiseStage(target, steps=self.noise_steps, lr=self.noise_lr, lr_scaling=self.noise_lr_scaling,
+                          noise_space=self.noise_space if space is None else space, name=name,
+                          until=until(self.until_psnr, self.until_lpips), **noise_schedule(self.schedule,
+                                                                                          self.noise_steps), **fields)
+
 
 def reconstruction_recipe(target: torch.Tensor, settings: ReconstructionSettings = ReconstructionSettings()) -> Recipe:
     """Alg. 2 for ``target`` [B, 3, H, W]: W+ under MSE + perceptual, then the noise maps under MSE."""
-    return Recipe(
-        (
-            WPlusStage((image_term(target),), steps=settings.w_steps, lr=settings.w_lr, name=STAGE_NAMES[0]),
-            NoiseStage(target, steps=settings.noise_steps, lr=settings.noise_lr, lr_scaling=settings.noise_lr_scaling,
-                       noise_space=settings.noise_space, name=STAGE_NAMES[1]),
-        ),
-        seed=settings.seed, init=settings.init, application="reconstruct",
-    )
+    return Recipe((settings.w_stage(target), settings.noise_stage(target)), seed=settings.seed, init=settings.init,
+                  application="reconstruct")
 
 
 def demo_recipe(target: torch.Tensor, settings: ReconstructionSettings) -> Recipe:
     """One W+ stage, then the noise stage once in each noise space, both starting from the W+ result: the
     embeddings 'paper' and 'extended' (stages ``noise (paper)`` and ``noise (extended)``)."""
-    w_stage = WPlusStage((image_term(target),), steps=settings.w_steps, lr=settings.w_lr)
-    noise = [
-        NoiseStage(target, steps=settings.noise_steps, lr=settings.noise_lr, lr_scaling=settings.noise_lr_scaling,
-                   noise_space=space, name=f"noise ({space})", embedding=space, start=w_stage.name)
-        for space in ("paper", "extended")
-    ]
+    w_stage = settings.w_stage(target)
+    noise = [settings.noise_stage(target, f"noise ({space})", space, embedding=space, start=w_stage.name)
+             for space in ("paper", "extended")]
     return Recipe((w_stage, *noise), seed=settings.seed, init=settings.init, application="demo")
 
 
@@ -81,10 +91,12 @@ def reconstruct(
     callback: Callback | None = None,
     *,
     start=None,
+    lpips: Callable | None = None,
 ) -> EmbeddingResult:
-    """Embed ``target`` [B, 3, H, W] in [-1, 1]: W+ (MSE + perceptual), then noise (MSE only)."""
+    """Embed ``target`` [B, 3, H, W] in [-1, 1]: W+ (MSE + perceptual), then noise (MSE only). ``lpips`` is needed
+    with an ``until_lpips`` target."""
     return embed(generator, reconstruction_recipe(target, settings), perceptual=perceptual, start=start,
-                 callback=callback)
+                 callback=callback, lpips=lpips)
 
 
 def prepare_reconstruction(
@@ -95,7 +107,7 @@ def prepare_reconstruction(
     :class:`EditResult` (save it with :data:`SAVE_NAMES`)."""
     recipe = reconstruction_recipe(target.to(generator.w_avg), settings)
     return Plan(recipe, lambda result: reconstruction_result(result, target.to(generator.w_avg), lpips, recipe,
-                                                             noise_space=settings.noise_space), start)
+                                                             noise_space=settings.noise_space), start, lpips)
 
 
 def stage_metrics(result: EmbeddingResult, target: torch.Tensor, lpips: Callable | None, index: int = 0,
@@ -109,6 +121,8 @@ def stage_metrics(result: EmbeddingResult, target: torch.Tensor, lpips: Callable
         y = stage.image[index : index + 1].clamp(-1, 1)
         entry = {"psnr_db": float(psnr(y, x)[0]), "ssim": float(ssim(y, x)[0]), "steps": stage.steps,
                  "seconds": stage.seconds, "seconds_per_step": stage.seconds / stage.steps if stage.steps else None}
+        if stage.reached is not None:  # ended early at its target: at which step, after how long, how good
+            entry["reached_target"] = {**stage.reached, "seconds": stage.seconds}
         if lpips is not None:
             with torch.no_grad():
                 entry["lpips"] = float(lpips(y, x)[0])

@@ -27,9 +27,9 @@ from ..errors import InputError
 from ..generators.base import StyleGenerator
 from ..losses import PerceptualLoss
 from ..masks import check_mask_content, difference_mask, feather
-from ..recipe import NoiseStage, Recipe, WPlusStage, image_term
+from ..recipe import Recipe, image_term
 from .ranges import STEPS, THRESHOLD, check_not_all_zero, setting
-from .settings import (EditSettings, init_setting, max_resolution_setting, mse_weight_setting,
+from .settings import (EditSettings, embedding_stage, init_setting, max_resolution_setting, mse_weight_setting,
                        perceptual_weight_setting, rows_setting)
 from .outputs import EditResult, by_stage, db, start_point
 from .plan import Plan
@@ -55,8 +55,8 @@ class ScribbleSettings(EditSettings):
       (docs/algorithm.md#feather-width).
     """
 
-    embed_w_steps: int = setting(1000, STEPS, "W+ steps embedding the photo first; 0 skips them")
-    embed_noise_steps: int = setting(1000, STEPS, "noise steps embedding the photo first; 0 skips them")
+    embed_w_steps: int = setting(100, STEPS, "W+ steps embedding the photo first; 0 skips them")
+    embed_noise_steps: int = setting(200, STEPS, "noise steps embedding the photo first; 0 skips them")
     max_resolution: int = max_resolution_setting(16)
     rows: tuple[int, ...] | None = rows_setting()
     mse_weight: float = mse_weight_setting()
@@ -110,14 +110,13 @@ def scribble_recipe(
     stages: list = []
     if embed_photo:  # line 1: (w*, n*) = the paper's reconstruction (Alg. 2) of the unscribbled photo
         stages += [
-            WPlusStage((image_term(photo),), steps=settings.embed_w_steps, lr=settings.w_lr, name="photo_w_plus"),
-            NoiseStage(photo, steps=settings.embed_noise_steps, lr=settings.noise_lr,
-                       lr_scaling=settings.noise_lr_scaling, noise_space=space, name="photo_noise"),
+            embedding_stage(photo, settings.embed_w_steps, settings.schedule, name="photo_w_plus"),
+            settings.noise_stage(photo, settings.embed_noise_steps, space, "photo_noise"),
         ]
     # Line 2: the coarse rows only, MSE + perceptual to the scribbled image, no spatial masks (the colours guide).
-    stages.append(WPlusStage((image_term(scribbled, mse_weight=settings.mse_weight,
-                                         perceptual_weight=settings.perceptual_weight),),
-                             steps=settings.w_steps, lr=settings.w_lr, rows=tuple(rows), name="scribble_w_plus"))
+    stages.append(settings.edit_stage((image_term(scribbled, mse_weight=settings.mse_weight,
+                                                  perceptual_weight=settings.perceptual_weight),),
+                                      settings.w_steps, rows=tuple(rows), name="scribble_w_plus"))
     # Line 3: noise to the ORIGINAL photo outside M_blur and to the edited rendering inside it.
     stages.append(settings.restoring_noise_stage(photo, 1.0 - m_blur, "scribble_w_plus", space, "restore_noise"))
     return Recipe(tuple(stages), seed=settings.seed, init=settings.init, application="scribble")

@@ -8,12 +8,39 @@ from typing import Any
 import torch
 
 from ..masks import DEFAULT_FEATHER_FRACTION
-from ..recipe import NoiseStage, Rendered
-from .ranges import FEATHER, LEARNING_RATE, MAX_RESOLUTION, ROW, SEED, STEPS, WEIGHT, check_ranges, choice, setting
+from ..recipe import MAIN, GoodEnough, NoiseStage, Rendered, TargetTerm, WPlusStage, image_term
+from .ranges import (FEATHER, LEARNING_RATE, LPIPS_TARGET, MAX_RESOLUTION, PSNR_TARGET, ROW, SEED, STEPS, WEIGHT,
+                     check_ranges, choice, setting)
 
 NOISE_SPACES = ("paper", "extended")
 NOISE_LR_SCALINGS = ("strength", "paper")
 INITS = ("mean", "uniform")
+SCHEDULES = ("fast", "paper")
+
+
+@dataclass(frozen=True)
+class FastSchedule:
+    """What the 'fast' schedule changes, measured on the faces of ``bench/convergence.py`` (docs/algorithm.md#schedules).
+
+    A W+ stage that embeds a photo from the initial W+ runs at peak rate ``embed_lr`` with a linear warm-up over
+    ``warmup_fraction`` of its steps, then a cosine down to ``final_lr_fraction``, and weighs the pixel MSE
+    ``embed_mse_weight`` times the perceptual term (the perceptual term alone would dominate the early loss about
+    40:1 and pull PSNR down). An edit's W+ stage keeps its own rate and weights and gets the same warm-up and
+    decay. A noise stage warms up over ``noise_warmup_steps`` (at most a quarter of its steps) before its cosine:
+    Adam's first steps move every element by about the full rate whatever the gradient, which made a stage that
+    starts near its optimum lose PSNR for ~20 steps.
+    """
+
+    embed_lr: float = 0.03
+    embed_mse_weight: float = 30.0
+    warmup_fraction: float = 0.05
+    final_lr_fraction: float = 0.05
+    noise_warmup_steps: int = 10
+
+
+FAST = FastSchedule()
+PAPER_W_LR = 0.01
+"""The paper's Adam rate for W+ (Alg. 2)."""
 
 
 def w_steps_setting(default: int) -> Any:
@@ -25,8 +52,26 @@ def noise_steps_setting(default: int) -> Any:
     return setting(default, STEPS, "Adam steps of the noise stage; 0 skips it")
 
 
-def w_lr_setting(default: float = 0.01) -> Any:
+def w_lr_setting(default: float = PAPER_W_LR) -> Any:
     return setting(default, LEARNING_RATE, "Adam learning rate of the W+ stage; the paper's is 0.01")
+
+
+def embed_lr_setting() -> Any:
+    return setting(None, LEARNING_RATE, "peak Adam learning rate of the W+ stage embedding a photo; unset = the "
+                   "schedule's (0.03 fast, 0.01 paper)", optional=True, option="--w-lr")
+
+
+def schedule_setting(default: str = "fast") -> Any:
+    return choice(default, SCHEDULES, "'fast': warm-up, cosine decay and pixel-weighted embedding "
+                                      "(docs/algorithm.md#schedules); 'paper': the paper's constant Adam rates")
+
+
+def until_psnr_setting(default: float | None = None) -> Any:
+    return setting(default, PSNR_TARGET, "end each embedding stage once its PSNR reaches this many dB", optional=True)
+
+
+def until_lpips_setting() -> Any:
+    return setting(None, LPIPS_TARGET, "end each embedding stage once its LPIPS is at most this", optional=True)
 
 
 def noise_lr_setting(default: float = 5.0) -> Any:
@@ -72,6 +117,45 @@ def rows_setting() -> Any:
     return setting(None, ROW, "W+ rows to optimise instead of the rule", optional=True, items=True)
 
 
+def until(psnr: float | None, lpips: float | None) -> GoodEnough | None:
+    """The stopping target of ``--until-psnr`` / ``--until-lpips`` (None when neither is given)."""
+    return None if psnr is None and lpips is None else GoodEnough(psnr=psnr, lpips=lpips)
+
+
+def embedding_stage(target: torch.Tensor, steps: int, schedule: str, *, lr: float | None = None,
+                    mask: torch.Tensor | None = None, rows=None, name: str = "w_plus", embedding: str = MAIN,
+                    stop: GoodEnough | None = None, terms: tuple[TargetTerm, ...] | None = None) -> WPlusStage:
+    """Eq. 2 for a W+ stage that embeds ``target`` [B, 3, H, W] (inside ``mask``) from the initial W+ (Alg. 2 line
+    1, and the embedding that starts every edit of a photo), under ``schedule`` ('fast' or 'paper').
+
+    ``lr`` None takes the schedule's rate; ``terms`` replaces the one reconstruction term (crossover's two images).
+    """
+    if schedule == "paper":
+        terms = terms or (image_term(target, mask),)
+        return WPlusStage(terms, steps=steps, lr=PAPER_W_LR if lr is None else lr, rows=rows, name=name,
+                          embedding=embedding, until=stop)
+    if terms is None:
+        terms = (image_term(target, mask, mse_weight=FAST.embed_mse_weight),)
+    return WPlusStage(terms, steps=steps, lr=FAST.embed_lr if lr is None else lr, rows=rows, name=name,
+                      embedding=embedding, until=stop, **w_schedule(schedule, steps))
+
+
+def w_schedule(schedule: str, steps: int) -> dict[str, Any]:
+    """The learning-rate schedule fields of a W+ stage of ``steps`` steps (warm-up and decay; none for 'paper')."""
+    if schedule == "paper":
+        return {}
+    return {"warmup_steps": max(1, round(FAST.warmup_fraction * steps)) if steps > 1 else 0, "decay": True,
+            "final_lr_fraction": FAST.final_lr_fraction}
+
+
+def noise_schedule(schedule: str, steps: int) -> dict[str, Any]:
+    """The schedule fields of a noise stage: the cosine decay we always used plus a warm-up ('fast'), or the
+    paper's constant rate."""
+    if schedule == "paper":
+        return {"decay": False}
+    return {"decay": True, "warmup_steps": min(FAST.noise_warmup_steps, steps // 4)}
+
+
 @dataclass(frozen=True)
 class EditSettings:
     """Budget and schedule of an edit's stages.
@@ -88,14 +172,15 @@ class EditSettings:
     checked on construction: a value outside it raises :class:`~image2stylegan.errors.InputError` naming the option.
     """
 
-    w_steps: int = w_steps_setting(1000)
-    noise_steps: int = noise_steps_setting(1000)
+    w_steps: int = w_steps_setting(200)  # the 'good' preset (apps.presets)
+    noise_steps: int = noise_steps_setting(200)
     w_lr: float = w_lr_setting()
     noise_lr: float = noise_lr_setting()
     feather: float = feather_setting()
     noise_space: str = noise_space_setting()
     noise_lr_scaling: str = noise_lr_scaling_setting()
     seed: int = seed_setting()
+    schedule: str = schedule_setting()
 
     def __post_init__(self) -> None:
         check_ranges(self)
@@ -105,4 +190,14 @@ class EditSettings:
         """Eq. 3 as the edits end: the noise maps to ``target`` inside ``mask`` and, with equal weight, to what
         stage ``kept`` rendered outside it (so the edit made there stays)."""
         return NoiseStage(target, steps=self.noise_steps, lr=self.noise_lr, mask=mask, second_target=Rendered(kept),
-                          second_weight=1.0, lr_scaling=self.noise_lr_scaling, noise_space=space, name=name)
+                          second_weight=1.0, lr_scaling=self.noise_lr_scaling, noise_space=space, name=name,
+                          **noise_schedule(self.schedule, self.noise_steps))
+
+    def noise_stage(self, target: torch.Tensor, steps: int, space: str, name: str, **fields: Any) -> NoiseStage:
+        """A noise stage at this edit's rate, scaling and schedule (e.g. embedding the photo an edit starts from)."""
+        return NoiseStage(target, steps=steps, lr=self.noise_lr, lr_scaling=self.noise_lr_scaling, noise_space=space,
+                          name=name, **noise_schedule(self.schedule, steps), **fields)
+
+    def edit_stage(self, terms: tuple[TargetTerm, ...], steps: int, **fields: Any) -> WPlusStage:
+        """An edit's own W+ stage: the edit's rate (``w_lr``) with the schedule's warm-up and decay."""
+        return WPlusStage(terms, steps=steps, lr=self.w_lr, **w_schedule(self.schedule, steps), **fields)

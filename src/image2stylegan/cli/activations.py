@@ -10,7 +10,7 @@ from ..apps.activations import DEFAULT_LAYER, LAYER_ALIASES, OPS, AttributeTrans
 from ..apps.latent_ops import NOISE_MODES, ROW_PRESETS
 from ..apps.latent_ops import OPS as LATENT_OPS
 from ..errors import InputError
-from .common import (cli, device_option, overwrite_option, echo_stages, exit_if_stopped, load_from, network_option, notice,
+from .common import (cli, device_option, overwrite_option, echo_budget, echo_stages, exit_if_stopped, load_from, network_option, notice,
                      open_generator, perceptual_loss, resolve_device, run_options, running, setup)
 from .photos import align_options, aligned_files, check_align_options, open_detector, outputs_for, read_photo
 LAYER_HELP = (
@@ -95,7 +95,8 @@ def layers(device, network) -> None:
 @align_options
 @run_options(AttributeTransferSettings)
 def transfer_attribute(photos, from_a, from_b, mask, layer, op, channels, alpha, style_from, align, face, paste_back,
-                       outdir, w_steps, noise_steps, noise_space, device, seed, quiet, network) -> None:
+                       outdir, quality, schedule, w_steps, noise_steps, noise_space, device, seed, quiet,
+                       network) -> None:
     """Attribute-level feature transfer (I_att, Eq. 5): copy B's activation at one layer into A's inside --mask
     and render the rest with A's style code. A and B are photos (embedded W+ then noise, like `i2s reconstruct`,
     and saved as a_latent.npz / b_latent.npz for reuse) or --from-a / --from-b latents. Writes result.png,
@@ -103,13 +104,14 @@ def transfer_attribute(photos, from_a, from_b, mask, layer, op, channels, alpha,
     metrics.json and curves.png into OUTDIR. With --align both photos are aligned (--face picks the face in each)
     and --paste-back pastes the result into the photo whose style drives it (--style-from; `i2s paste-back
     OUTDIR --role b` pastes it into the other)."""
-    from ..apps.activations import attribute_transfer
+    from ..apps.activations import prepare_attribute_transfer
     from ..apps.outputs import save
+    from ..apps.presets import settings_for
     from ..latents import save_latent
 
-    settings = AttributeTransferSettings(
-        layer=layer, op=op, channels=channels, alpha=alpha, style_from=style_from, w_steps=w_steps,
-        noise_steps=noise_steps, noise_space=noise_space, seed=seed,
+    settings = settings_for(
+        AttributeTransferSettings, quality, layer=layer, op=op, channels=channels, alpha=alpha, style_from=style_from,
+        schedule=schedule, w_steps=w_steps, noise_steps=noise_steps, noise_space=noise_space, seed=seed,
     )
     needed = [role for role, src in (("a", from_a), ("b", from_b)) if src is None]
     if len(photos) != len(needed):
@@ -127,11 +129,12 @@ def transfer_attribute(photos, from_a, from_b, mask, layer, op, channels, alpha,
         loaded = read_photo(photo, generator, align=align, face=face, detector=detector)
         aligned[role], targets[role] = (loaded, f"aligned_{role}.png"), loaded.image.to(dev)
     if targets:
-        click.echo(f"embedding {' and '.join(r.upper() for r in targets)} on {dev} ({w_steps} W+ steps, "
-                   f"{noise_steps} noise steps each)")
+        click.echo(f"embedding {' and '.join(r.upper() for r in targets)} on {dev} ({settings.w_steps} W+ steps, "
+                   f"{settings.noise_steps} noise steps each)")
+    plan = prepare_attribute_transfer(generator, mask_t, settings, photos=targets, embeddings=given)
+    echo_budget(plan.recipe)
     with running(quiet) as callback:
-        result = attribute_transfer(generator, mask_t, settings, photos=targets, embeddings=given,
-                                    perceptual=perceptual_loss(dev) if targets else None, callback=callback)
+        result = plan.run(generator, perceptual_loss(dev) if targets else None, callback)
     echo_stages(result)
     def latent_writer(role: str):
         ws, noise = result.embeddings[role]

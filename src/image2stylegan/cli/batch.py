@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import click
+import torch
 
 from ..errors import InputError
 from .common import INTERRUPTED, open_generator, perceptual_and_lpips, resolve_device
@@ -23,7 +24,8 @@ def run_batch(specs, outdir: Path, settings, *, batch_size: int, align: bool, fa
     from ..apps.batch_results import RESULTS_FILE, ResultsTable
     from ..apps.batch_run import FolderJob, finished_run, run_folder
     from ..io import ensure_outdir
-    from ..apps.reconstruct import STAGE_NAMES
+    from ..apps.presets import budget_line
+    from ..apps.reconstruct import STAGE_NAMES, reconstruction_recipe
     from ..progress import FolderProgress, StopControl, fan_out
 
     items = plan(specs)
@@ -47,6 +49,7 @@ def run_batch(specs, outdir: Path, settings, *, batch_size: int, align: bool, fa
     click.echo(f"reconstructing {len(items) - done} of {len(items)} images{resumed} on {dev} in batches of "
                f"{batch_size}: {settings.w_steps} W+ steps, {settings.noise_steps} noise steps, "
                f"{settings.noise_space} noise space")
+    click.echo(budget_line(reconstruction_recipe(torch.zeros(1, 3, 1, 1), settings)).replace("budget:", "budget per image:"))
     with FolderProgress(len(items), done, disable=quiet) as progress:
         def on_image(item, status, message) -> None:
             progress.advance()

@@ -122,16 +122,39 @@ def _apply(func, options):
     return func
 
 
+def quality_option(func):
+    """``--quality draft|good|paper``: the whole run's step budgets, schedule and stopping target in one word."""
+    from ..apps.presets import DEFAULT_QUALITY, PRESETS
+
+    lines = "; ".join(f"{name}: {preset.summary}" for name, preset in PRESETS.items())
+    return click.option("--quality", default=DEFAULT_QUALITY, show_default=True, type=click.Choice(list(PRESETS)),
+                        help=f"Budget of the whole run ({lines}). Step options given explicitly override it.")(func)
+
+
+def schedule_option(func):
+    return click.option("--schedule", default=None, type=click.Choice(["fast", "paper"]),
+                        help="Learning-rate schedule: 'fast' (warm-up, cosine decay, pixel-weighted embedding; "
+                             "docs/algorithm.md#schedules) or 'paper' (the paper's constant Adam rates). "
+                             "Default: the --quality preset's.")(func)
+
+
+def budget_steps(what: str) -> str:
+    return f"{what} Default: the --quality preset's."
+
+
 def run_options(settings_class, *, w_lr: bool = False, feather: bool = False, init: bool = False):
-    """The options every optimising command shares, with defaults from ``settings_class``: --outdir, --w-steps,
-    [--w-lr,] --noise-steps, [--feather,] --noise-space, [--init,] --device, --seed, --quiet, --network."""
+    """The options every optimising command shares: --outdir, --quality, --schedule, --w-steps, [--w-lr,]
+    --noise-steps, [--feather,] --noise-space, [--init,] --device, --seed, --quiet, --network. Step counts and the
+    schedule default to None: the command fills them from the --quality preset (:func:`apps.presets.settings_for`)."""
     from ..masks import DEFAULT_FEATHER_FRACTION
 
     options = [
         click.option("--outdir", required=True, type=click.Path(path_type=Path),
                      help="Output folder (created if missing)."),
-        click.option("--w-steps", default=default(settings_class, "w_steps"), show_default=True,
-                     type=click.IntRange(min=0), help="Steps of the W+ stage (Adam)."),
+        quality_option,
+        schedule_option,
+        click.option("--w-steps", default=None, type=int,
+                     help=budget_steps("Steps of the W+ stage (Adam).")),
     ]
     if w_lr:
         options.append(click.option(
@@ -139,8 +162,8 @@ def run_options(settings_class, *, w_lr: bool = False, feather: bool = False, in
             type=click.FloatRange(min=0, min_open=True),
             help="Adam learning rate of the W+ stages (the paper's 0.01; larger moves the edit further in fewer "
                  "steps)."))
-    options.append(click.option("--noise-steps", default=default(settings_class, "noise_steps"), show_default=True,
-                                type=click.IntRange(min=0), help="Steps of the noise stage (Adam lr 5, MSE only)."))
+    options.append(click.option("--noise-steps", default=None, type=int,
+                                help=budget_steps("Steps of the noise stage (Adam lr 5, MSE only).")))
     if feather:
         options.append(click.option(
             "--feather", default=DEFAULT_FEATHER_FRACTION, show_default=True, type=click.FloatRange(min=0),
@@ -211,9 +234,18 @@ def load_from(path: Path | None, generator):
 # -- running -----------------------------------------------------------------------------------------------------
 
 
+def echo_budget(recipe) -> None:
+    """The run's whole step budget, before it starts (``budget: 300 steps (w_plus 100, noise 200); ...``)."""
+    from ..apps.presets import budget_line
+
+    click.echo(budget_line(recipe))
+
+
 def stage_line(outcome) -> str:
     per_step = outcome.seconds / outcome.steps if outcome.steps else 0.0
     stopped = " (stopped)" if outcome.stopped else ""
+    if getattr(outcome, "reached", None):
+        stopped = " (reached its target)"
     return (f"{outcome.name} stage: PSNR {float(outcome.psnr[0]):.2f} dB against its target after {outcome.steps} "
             f"steps{stopped} ({outcome.seconds:.0f} s, {per_step:.2f} s/step)")
 

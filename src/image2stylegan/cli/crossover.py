@@ -8,9 +8,9 @@ import click
 
 from ..apps.crossover import CrossoverSettings
 from ..apps.inpaint import InpaintSettings
-from .common import (cli, echo_stages, exit_if_stopped, from_option, load_from, mask_option, perceptual_and_lpips,
-                     run_options, running,
-                     setup)
+from ..apps.presets import settings_for
+from .common import (cli, echo_budget, echo_stages, exit_if_stopped, from_option, load_from, mask_option,
+                     perceptual_and_lpips, run_options, running, setup)
 from .photos import (align_options, aligned_files, check_align_options, open_detector, outputs_for, read_like, read_mask,
                      read_photo)
 
@@ -42,20 +42,20 @@ def _load_input(generator, photo, latent, *, align=False, face=0, detector=None)
               help="Use this latent.npz instead of photo B (B is its render).")
 @align_options
 @run_options(CrossoverSettings, feather=True)
-def crossover(images, mask_spec, from_a, from_b, align, face, paste_back, outdir, w_steps, noise_steps, feather,
-              noise_space, device, seed, quiet, network) -> None:
+def crossover(images, mask_spec, from_a, from_b, align, face, paste_back, outdir, quality, schedule, w_steps,
+              noise_steps, feather, noise_space, device, seed, quiet, network) -> None:
     """Image crossover (Alg. 3): the masked region of A over B, blended by the generator.
 
     Usage: i2s crossover A B --mask left-half --outdir DIR (A or B may be replaced by --from-a / --from-b).
 
     One W+ stage fits A inside the blurred mask M_blur and B outside it (MSE + perceptual, summed), then the noise
-    stage matches A inside M_blur and B outside. Defaults: 1000 + 1000 steps (the paper gives no count for
-    crossover), Adam lr 0.01 / 5, mask blur sigma 3 % of the side. Writes result.png, panel.png
+    stage matches A inside M_blur and B outside. Budget: the --quality preset's edit steps (the paper gives no
+    count for crossover), Adam lr 0.01 / 5, mask blur sigma 3 % of the side. Writes result.png, panel.png
     (A | B | naive copy-paste | result), latent.npz, metrics.json (PSNR vs A inside the mask, vs B outside) and
     curves.png into OUTDIR. With --align both photos are aligned (--face picks the face in each); --paste-back
     pastes the result into B, whose surroundings it keeps (`i2s paste-back OUTDIR --role a` pastes it into A).
     """
-    from ..apps.crossover import crossover as run
+    from ..apps.crossover import prepare_crossover
     from ..apps.outputs import save
     from ..masks import check_mask_content, resolve_mask
 
@@ -70,8 +70,8 @@ def crossover(images, mask_spec, from_a, from_b, align, face, paste_back, outdir
     photos = iter(images)
     photo_a = None if from_a is not None else next(photos)
     photo_b = None if from_b is not None else next(photos)
-    settings = CrossoverSettings(w_steps=w_steps, noise_steps=noise_steps, feather=feather, noise_space=noise_space,
-                                 seed=seed)
+    settings = settings_for(CrossoverSettings, quality, schedule=schedule, w_steps=w_steps, noise_steps=noise_steps,
+                            feather=feather, noise_space=noise_space, seed=seed)
     dev, outdir, generator, sha = setup(device, outdir, network)
     mask = resolve_mask(mask_spec, generator.resolution)
     check_mask_content(mask, "crossover")
@@ -81,9 +81,11 @@ def crossover(images, mask_spec, from_a, from_b, align, face, paste_back, outdir
     aligned = {"a": (input_a, "aligned_a.png"), "b": (input_b, "aligned_b.png")}
     extra, before_metrics = outputs_for(aligned, paste_into="b", paste_back=paste_back)
     perceptual, _ = perceptual_and_lpips(dev)
-    click.echo(f"crossover on {dev}: {w_steps} W+ steps, {noise_steps} noise steps, mask {mask_spec}")
+    click.echo(f"crossover on {dev}: {settings.w_steps} W+ steps, {settings.noise_steps} noise steps, mask {mask_spec}")
+    plan = prepare_crossover(generator, image_a, image_b, mask.to(dev), settings, ws=ws_a)
+    echo_budget(plan.recipe)
     with running(quiet) as callback:
-        result = run(generator, image_a, image_b, mask.to(dev), perceptual, settings, ws=ws_a, callback=callback)
+        result = plan.run(generator, perceptual, callback)
     echo_stages(result)
     save(outdir, result, generator=generator, command="crossover", settings=settings, weights_sha256=sha,
          inputs={"a": from_a or photo_a, "b": from_b or photo_b, "mask": mask_spec}, extra=extra,
@@ -107,8 +109,8 @@ def crossover(images, mask_spec, from_a, from_b, align, face, paste_back, outdir
                   "ignored).")
 @align_options
 @run_options(InpaintSettings, feather=True)
-def inpaint(photo, mask_spec, reference, from_latent, align, face, paste_back, outdir, w_steps, noise_steps, feather,
-            noise_space, device, seed, quiet, network) -> None:
+def inpaint(photo, mask_spec, reference, from_latent, align, face, paste_back, outdir, quality, schedule, w_steps,
+            noise_steps, feather, noise_space, device, seed, quiet, network) -> None:
     """Inpainting (Alg. 4): fill the hole in PHOTO from the known pixels alone.
 
     Usage: i2s inpaint PHOTO --mask HOLE.png|center --outdir DIR [--reference ORIGINAL].
@@ -116,21 +118,21 @@ def inpaint(photo, mask_spec, reference, from_latent, align, face, paste_back, o
     The W+ stage sees only the known pixels and moves only the W+ rows whose layers are at most 64 px plus the
     last two (the paper's rows 1-9, 17, 18; the rest stay at the mean latent); the noise stage then matches the
     known region outside a dilated, blurred hole and keeps the W+ prediction inside it (weight 10:1, the paper's
-    1e-4 : 1e-5). The result is the generator's output. Defaults: 1000 W+ steps with Adam (the paper: 200 steps of
-    gradient descent), 1000 noise steps, lr 0.01 / 5. Writes result.png, panel.png (defective input | naive fill |
+    1e-4 : 1e-5). The result is the generator's output. Budget: the --quality preset's edit steps with Adam (the
+    paper: 200 steps of gradient descent), lr 0.01 / 5. Writes result.png, panel.png (defective input | naive fill |
     result [| reference]), latent.npz, metrics.json (PSNR on the known region; with --reference, in the hole) and
     curves.png into OUTDIR. With --align, a hole image the size of the original photo is aligned with it (others
     are taken as drawn on the aligned image) and --reference must be the photo's size.
     """
-    from ..apps.inpaint import inpaint as run
+    from ..apps.inpaint import prepare_inpaint
     from ..apps.outputs import save
     from ..masks import check_mask_content
 
     if (photo is None) == (from_latent is None):
         raise click.UsageError("inpaint needs exactly one of PHOTO or --from LATENT")
     check_align_options(align, face, paste_back, photos=int(photo is not None))
-    settings = InpaintSettings(w_steps=w_steps, noise_steps=noise_steps, feather=feather, noise_space=noise_space,
-                               seed=seed)
+    settings = settings_for(InpaintSettings, quality, schedule=schedule, w_steps=w_steps, noise_steps=noise_steps,
+                            feather=feather, noise_space=noise_space, seed=seed)
     dev, outdir, generator, sha = setup(device, outdir, network)
     detector = open_detector(align)
     image, _, source, loaded = _load_input(generator, photo, from_latent, align=align, face=face, detector=detector)
@@ -143,11 +145,12 @@ def inpaint(photo, mask_spec, reference, from_latent, align, face, paste_back, o
     aligned = {"photo": (loaded, "aligned.png")}
     extra, before_metrics = outputs_for(aligned, paste_into="photo", paste_back=paste_back)
     perceptual, lpips = perceptual_and_lpips(dev)
-    click.echo(f"inpainting on {dev}: {w_steps} W+ steps, {noise_steps} noise steps, hole {mask_spec} "
-               f"({float(hole.mean()):.0%} of the image)")
+    click.echo(f"inpainting on {dev}: {settings.w_steps} W+ steps, {settings.noise_steps} noise steps, hole "
+               f"{mask_spec} ({float(hole.mean()):.0%} of the image)")
+    plan = prepare_inpaint(generator, image, hole.to(dev), settings, reference=ref, lpips=lpips)
+    echo_budget(plan.recipe)
     with running(quiet) as callback:
-        result = run(generator, image, hole.to(dev), perceptual, settings, reference=ref, lpips=lpips,
-                     callback=callback)
+        result = plan.run(generator, perceptual, callback)
     echo_stages(result)
     save(outdir, result, generator=generator, command="inpaint", settings=settings, weights_sha256=sha,
          inputs={"photo": from_latent or photo, "mask": mask_spec, "reference": reference}, extra=extra,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -10,8 +11,9 @@ import torch
 from ..apps.demo import DemoBudget
 from ..apps.reconstruct import ReconstructionSettings
 from ..errors import InputError
-from .common import (DEVICES, cli, default, device_option, exit_if_stopped, network_option, notice, open_generator,
-                     perceptual_and_lpips, resolve_device, run_options, running, setup, stage_line)
+from ..apps.presets import settings_for
+from .common import (DEVICES, cli, default, device_option, echo_budget, exit_if_stopped, network_option, notice,
+                     open_generator, perceptual_and_lpips, resolve_device, run_options, running, setup, stage_line)
 from .photos import aligned_files, align_options, check_align_options, open_detector, read_photo
 
 
@@ -49,10 +51,16 @@ def weights_status() -> None:
 # -- reconstruct -------------------------------------------------------------------------------------------------
 @cli.command()
 @click.argument("photos", nargs=-1, required=True, metavar="PHOTO|FOLDER|GLOB...", type=click.Path(path_type=Path))
-@click.option("--noise-lr-scaling", default=default(ReconstructionSettings, "noise_lr_scaling"), show_default=True,
+@click.option("--until-psnr", default=None, type=float, metavar="DB",
+              help="End each stage once its PSNR reaches DB (the 'draft' preset: 33, 'good': 40; 100 never stops "
+                   "early). metrics.json records the step and time it was reached.")
+@click.option("--until-lpips", default=None, type=float, metavar="X",
+              help="End each stage once its LPIPS is at most X (checked every 10 steps; with --until-psnr, both "
+                   "must hold).")
+@click.option("--noise-lr-scaling", default=None,
               type=click.Choice(["strength", "paper"]),
               help="'strength': each noise map's lr is scaled to its layer's noise strength so every layer moves alike; "
-                   "'paper': one lr for every map.")
+                   "'paper': one lr for every map. Default: the --quality preset's (strength; paper for 'paper').")
 @click.option("--refuse-stale", is_flag=True,
               help="Folder runs: an image whose folder holds a result made with other settings, inputs or code is an "
                    "error row instead of being redone.")
@@ -62,8 +70,9 @@ def weights_status() -> None:
                    "(bench/batch.py); memory grows with the batch.")
 @align_options
 @run_options(ReconstructionSettings, init=True)
-def reconstruct(photos, noise_lr_scaling, refuse_stale, batch_size, align, face, paste_back, outdir, w_steps, noise_steps,
-                noise_space, init, device, seed, quiet, network) -> None:
+def reconstruct(photos, until_psnr, until_lpips, noise_lr_scaling, refuse_stale, batch_size, align, face, paste_back,
+                outdir, quality, schedule, w_steps, noise_steps, noise_space, init, device, seed, quiet,
+                network) -> None:
     """Embed PHOTO (W+ stage, then noise stage) and write the reconstruction, a side-by-side, latent.npz,
     metrics.json and the loss/PSNR curves into OUTDIR.
 
@@ -81,9 +90,10 @@ def reconstruct(photos, noise_lr_scaling, refuse_stale, batch_size, align, face,
     from ..apps.batch_plan import is_batch_request
 
     check_align_options(align, face, paste_back)
-    settings = ReconstructionSettings(
-        w_steps=w_steps, noise_steps=noise_steps, noise_space=noise_space, seed=seed, init=init,
-        noise_lr_scaling=noise_lr_scaling,
+    settings = settings_for(
+        ReconstructionSettings, quality, schedule=schedule, w_steps=w_steps, noise_steps=noise_steps,
+        noise_space=noise_space, seed=seed, init=init, noise_lr_scaling=noise_lr_scaling, until_psnr=until_psnr,
+        until_lpips=until_lpips,
     )
     if is_batch_request(photos):
         from .batch import run_batch
@@ -98,6 +108,7 @@ def reconstruct(photos, noise_lr_scaling, refuse_stale, batch_size, align, face,
 def _reconstruct_one(photo, outdir, settings, *, align, face, paste_back, device, quiet, network) -> None:
     from ..apps.batch_run import FolderJob, write_reconstruction
     from ..apps.reconstruct import reconstruct as run
+    from ..apps.reconstruct import reconstruction_recipe
 
     dev, outdir, generator, sha = setup(device, outdir, network)
     detector = open_detector(align)
@@ -105,9 +116,10 @@ def _reconstruct_one(photo, outdir, settings, *, align, face, paste_back, device
     perceptual, lpips = perceptual_and_lpips(dev)
     target = loaded.image.to(dev)
     click.echo(f"embedding {photo} on {dev} ({settings.w_steps} W+ steps, {settings.noise_steps} noise steps, "
-               f"{settings.noise_space} noise space)")
+               f"{settings.noise_space} noise space, {settings.schedule} schedule)")
+    echo_budget(reconstruction_recipe(target, settings))
     with running(quiet) as callback:
-        result = run(generator, target, perceptual, settings, callback)
+        result = run(generator, target, perceptual, settings, callback, lpips=lpips)
     for outcome in result.stages:
         click.echo(stage_line(outcome))
     job = FolderJob(generator, perceptual, lpips, settings, sha, str(dev), paste_back=paste_back)
@@ -148,7 +160,9 @@ def demo(outdir, w_steps, noise_steps, device, quiet, network) -> None:
     target = read_photo(photo, generator).image.to(dev)
     perceptual, lpips = perceptual_and_lpips(dev)
     click.echo(f"demo: embedding {photo} on {dev}: {w_steps} W+ steps, then {noise_steps} noise steps in each noise space")
-    recipe = demo_recipe(target, ReconstructionSettings(w_steps=w_steps, noise_steps=noise_steps))
+    demo_settings = ReconstructionSettings(w_steps=w_steps, noise_steps=noise_steps, until_psnr=None)
+    recipe = demo_recipe(target, demo_settings)
+    echo_budget(recipe)
     with running(quiet) as callback:
         result = embed(generator, recipe, perceptual=perceptual, callback=callback)
     w_psnr = float(result.stages[0].psnr[0]) if result.stages else None
@@ -156,7 +170,7 @@ def demo(outdir, w_steps, noise_steps, device, quiet, network) -> None:
         gain = "" if outcome.name == "w_plus" else f" (+{float(outcome.psnr[0]) - w_psnr:.2f} dB over W+)"
         click.echo(stage_line(outcome) + gain)
     for space in ("paper", "extended"):
-        settings = ReconstructionSettings(w_steps=w_steps, noise_steps=noise_steps, noise_space=space)
+        settings = replace(demo_settings, noise_space=space)
         edit = reconstruction_result(result, target, lpips, recipe, embedding=space, noise_space=space)
         save(ensure_outdir(outdir / space), edit, generator=generator, command="demo", settings=settings,
              weights_sha256=sha, inputs={"photo": photo}, extra={"source": str(photo)},

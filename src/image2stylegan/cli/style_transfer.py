@@ -9,8 +9,9 @@ import click
 
 from ..apps.scribble import ScribbleSettings
 from ..apps.style_transfer import DEFAULT_STYLE_WEIGHT, StyleTransferSettings
-from .common import (FROM_HELP, cli, default, echo_stages, exit_if_stopped, from_option, load_from, mask_option,
-                     perceptual_loss, run_options, running, setup)
+from ..apps.presets import settings_for
+from .common import (FROM_HELP, budget_steps, cli, default, echo_budget, echo_stages, exit_if_stopped, from_option,
+                     load_from, mask_option, perceptual_loss, run_options, running, setup)
 from .photos import (align_options, aligned_files, check_align_options, open_detector, outputs_for, read_like, read_mask,
                      read_photo)
 
@@ -40,8 +41,8 @@ def _finish(outdir: Path, result, generator, sha, command: str, settings, inputs
 @mask_option(help="Region whose CONTENT is kept (e.g. the face): a preset (left-half, right-half, top-half, "
                    "bottom-half, center) or a PNG (white = keep). STYLE's style goes everywhere else.")
 @from_option(FROM_HELP.format(what="content"))
-@click.option("--embed-steps", default=default(StyleTransferSettings, "embed_steps"), show_default=True, type=int,
-              help="W+ steps embedding CONTENT first (Alg. 6 line 1; skipped with --from).")
+@click.option("--embed-steps", default=None, type=int,
+              help=budget_steps("W+ steps embedding CONTENT first (Alg. 6 line 1; skipped with --from)."))
 @click.option("--style-weight", default=DEFAULT_STYLE_WEIGHT, show_default=True, type=float,
               help="lambda_s of the Gram (conv3_3) style term, with lambda_mse = lambda_p = 1. The paper's ratio "
                    "(0.05) is for its own Gram normalisation; this default gives the style term the content terms' "
@@ -49,18 +50,20 @@ def _finish(outdir: Path, result, generator, sha, command: str, settings, inputs
 @align_options
 @run_options(StyleTransferSettings, w_lr=True, feather=True, init=True)
 def style_transfer(content, style, mask_spec, from_latent, embed_steps, style_weight, align, face, paste_back, outdir,
-                   w_steps, w_lr, noise_steps, feather, noise_space, init, device, seed, quiet, network) -> None:
+                   quality, schedule, w_steps, w_lr, noise_steps, feather, noise_space, init, device, seed, quiet,
+                   network) -> None:
     """Local style transfer (Alg. 6): keep CONTENT inside --mask and give the rest the style (VGG16 conv3_3 Gram
     matrices) of STYLE, in one W+ stage over the sum of both objectives, then restore detail with the masked noise
     stage (CONTENT inside the blurred mask, the W+ result outside). Writes result.png, panel.png (content | style |
     naive copy-paste | result), latent.npz, metrics.json (PSNR inside the mask, style distance outside) and
     curves.png into OUTDIR. --align aligns CONTENT (STYLE is only a source of texture statistics and is
     centre-cropped as usual); a mask image the size of the original CONTENT photo is aligned with it."""
-    from ..apps.style_transfer import local_style_transfer
+    from ..apps.style_transfer import prepare_style_transfer
 
-    settings = StyleTransferSettings(
-        w_steps=w_steps, w_lr=w_lr, noise_steps=noise_steps, embed_steps=embed_steps, style_weight=style_weight,
-        feather=feather, noise_space=noise_space, init=init, seed=seed,
+    settings = settings_for(
+        StyleTransferSettings, quality, schedule=schedule, w_steps=w_steps, w_lr=w_lr, noise_steps=noise_steps,
+        embed_steps=embed_steps, style_weight=style_weight, feather=feather, noise_space=noise_space, init=init,
+        seed=seed,
     )
     check_align_options(align, face, paste_back)
     dev, outdir, generator, sha = setup(device, outdir, network)
@@ -69,11 +72,14 @@ def style_transfer(content, style, mask_spec, from_latent, embed_steps, style_we
     mask = read_mask(mask_spec, generator.resolution, loaded)
     ws, noise = load_from(from_latent, generator)
     perceptual = perceptual_loss(dev)
-    first = "reusing the content embedding from " + str(from_latent) if from_latent else f"{embed_steps} W+ steps on {content}"
-    click.echo(f"style transfer on {dev}: {first}, {w_steps} W+ steps (content + style), {noise_steps} noise steps")
+    first = ("reusing the content embedding from " + str(from_latent) if from_latent
+             else f"{settings.embed_steps} W+ steps on {content}")
+    click.echo(f"style transfer on {dev}: {first}, {settings.w_steps} W+ steps (content + style), "
+               f"{settings.noise_steps} noise steps")
+    plan = prepare_style_transfer(generator, content_image, style_image, mask, perceptual, settings, ws=ws, noise=noise)
+    echo_budget(plan.recipe)
     with running(quiet) as callback:
-        result = local_style_transfer(generator, content_image, style_image, mask, perceptual, settings, ws=ws,
-                                      noise=noise, callback=callback)
+        result = plan.run(generator, perceptual, callback)
     m = result.metrics
     summary = (f"PSNR against CONTENT inside the mask {_db(m['psnr_inside_mask_db']['final'])} (start "
                f"{_db(m['psnr_inside_mask_db']['start'])}); style distance outside reduced by "
@@ -91,10 +97,10 @@ def style_transfer(content, style, mask_spec, from_latent, embed_steps, style_we
              help="Edited region (preset or PNG, white = edited). Default: the pixels where SCRIBBLED differs "
                    "from PHOTO by more than --threshold.")
 @from_option(FROM_HELP.format(what="photo"))
-@click.option("--embed-w-steps", default=default(ScribbleSettings, "embed_w_steps"), show_default=True, type=int,
-              help="W+ steps embedding PHOTO first (skipped with --from).")
-@click.option("--embed-noise-steps", default=default(ScribbleSettings, "embed_noise_steps"), show_default=True,
-              type=int, help="Noise steps embedding PHOTO first (skipped with --from).")
+@click.option("--embed-w-steps", default=None, type=int,
+              help=budget_steps("W+ steps embedding PHOTO first (skipped with --from)."))
+@click.option("--embed-noise-steps", default=None, type=int,
+              help=budget_steps("Noise steps embedding PHOTO first (skipped with --from)."))
 @click.option("--max-resolution", default=default(ScribbleSettings, "max_resolution"), show_default=True, type=int,
               help="Optimise the W+ rows of the layers running at this many px or fewer: the paper's 'first 4 to 6 "
                    "layers' of W+ (rows 0-6 of the bundled generator).")
@@ -104,8 +110,8 @@ def style_transfer(content, style, mask_spec, from_latent, embed_steps, style_we
 @align_options
 @run_options(ScribbleSettings, w_lr=True, feather=True, init=True)
 def scribble(photo, scribbled, mask_spec, from_latent, embed_w_steps, embed_noise_steps, max_resolution, rows_spec,
-             threshold, align, face, paste_back, outdir, w_steps, w_lr, noise_steps, feather, noise_space, init, device,
-             seed, quiet, network) -> None:
+             threshold, align, face, paste_back, outdir, quality, schedule, w_steps, w_lr, noise_steps, feather,
+             noise_space, init, device, seed, quiet, network) -> None:
     """Local edits from scribbles (Alg. 5): starting from PHOTO's embedding, embed SCRIBBLED into the coarse W+
     rows only (MSE + perceptual, no masks: the strokes' colours are only a guide), then run the noise stage
     towards PHOTO outside the blurred scribble mask to restore its detail. Writes result.png, panel.png
@@ -115,12 +121,12 @@ def scribble(photo, scribbled, mask_spec, from_latent, embed_w_steps, embed_nois
     uses 100 steps at 0.1). With --align the face is found in PHOTO and SCRIBBLED is aligned with the same
     transform (it must be the same size), so their difference is still the strokes."""
     from ..apps.activations import parse_index_ranges
-    from ..apps.scribble import scribble_edit
+    from ..apps.scribble import prepare_scribble
 
-    settings = ScribbleSettings(
-        w_steps=w_steps, w_lr=w_lr, noise_steps=noise_steps, embed_w_steps=embed_w_steps, embed_noise_steps=embed_noise_steps,
-        max_resolution=max_resolution, threshold=threshold, feather=feather, noise_space=noise_space, init=init,
-        seed=seed,
+    settings = settings_for(
+        ScribbleSettings, quality, schedule=schedule, w_steps=w_steps, w_lr=w_lr, noise_steps=noise_steps,
+        embed_w_steps=embed_w_steps, embed_noise_steps=embed_noise_steps, max_resolution=max_resolution,
+        threshold=threshold, feather=feather, noise_space=noise_space, init=init, seed=seed,
     )
     check_align_options(align, face, paste_back)
     dev, outdir, generator, sha = setup(device, outdir, network)
@@ -133,11 +139,13 @@ def scribble(photo, scribbled, mask_spec, from_latent, embed_w_steps, embed_nois
     ws, noise = load_from(from_latent, generator)
     perceptual = perceptual_loss(dev)
     first = ("reusing the photo's embedding from " + str(from_latent) if from_latent
-             else f"{embed_w_steps} W+ + {embed_noise_steps} noise steps on {photo}")
-    click.echo(f"scribble edit on {dev}: {first}, {w_steps} W+ steps (coarse rows), {noise_steps} noise steps")
+             else f"{settings.embed_w_steps} W+ + {settings.embed_noise_steps} noise steps on {photo}")
+    click.echo(f"scribble edit on {dev}: {first}, {settings.w_steps} W+ steps (coarse rows), "
+               f"{settings.noise_steps} noise steps")
+    plan = prepare_scribble(generator, photo_image, scribbled_image, settings, mask=mask, ws=ws, noise=noise)
+    echo_budget(plan.recipe)
     with running(quiet) as callback:
-        result = scribble_edit(generator, photo_image, scribbled_image, perceptual, settings, mask=mask, ws=ws,
-                               noise=noise, callback=callback)
+        result = plan.run(generator, perceptual, callback)
     m = result.metrics
     summary = (f"W+ rows optimised: {','.join(map(str, m['rows']))}; PSNR against PHOTO outside the edit "
                f"{_db(m['psnr_outside_edit_db']['final'])} (after the W+ stage "

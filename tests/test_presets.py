@@ -1,0 +1,151 @@
+"""Quality presets bound a whole run; every command prints its step budget before it starts; stopping targets end
+reconstruction stages and are recorded."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from image2stylegan.apps.activations import AttributeTransferSettings
+from image2stylegan.apps.crossover import CrossoverSettings
+from image2stylegan.apps.inpaint import InpaintSettings
+from image2stylegan.apps.presets import DEFAULT_QUALITY, PRESETS, budget_line, settings_for
+from image2stylegan.apps.reconstruct import ReconstructionSettings, reconstruction_recipe
+from image2stylegan.apps.scribble import ScribbleSettings
+from image2stylegan.apps.style_transfer import StyleTransferSettings
+from image2stylegan.errors import InputError
+from image2stylegan.latents import save_latent
+
+CLASSES = (ReconstructionSettings, CrossoverSettings, InpaintSettings, ScribbleSettings, StyleTransferSettings,
+           AttributeTransferSettings)
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+def test_the_settings_defaults_are_the_default_preset(cls):
+    assert settings_for(cls, DEFAULT_QUALITY) == cls()
+
+
+def test_a_preset_sets_every_budget_of_a_run_and_explicit_values_win():
+    draft, paper = PRESETS["draft"], PRESETS["paper"]
+    st = settings_for(StyleTransferSettings, "draft")
+    assert (st.embed_steps, st.w_steps, st.noise_steps) == (draft.embed_w_steps, draft.edit_w_steps,
+                                                           draft.edit_noise_steps)
+    sc = settings_for(ScribbleSettings, "paper", embed_w_steps=7)
+    assert (sc.embed_w_steps, sc.embed_noise_steps, sc.schedule) == (7, paper.embed_noise_steps, "paper")
+    rec = settings_for(ReconstructionSettings, "paper")
+    assert (rec.w_steps, rec.noise_steps, rec.schedule, rec.noise_lr_scaling, rec.until_psnr) == (
+        5000, 3000, "paper", "paper", None)
+    with pytest.raises(InputError, match="--quality must be one of draft, good, paper"):
+        settings_for(ReconstructionSettings, "best")
+
+
+def test_the_budget_line_counts_every_stage_and_names_the_targets():
+    recipe = reconstruction_recipe(torch.zeros(1, 3, 4, 4), ReconstructionSettings(w_steps=30, noise_steps=12))
+    assert budget_line(recipe) == "budget: 42 steps (w_plus 30, noise 12); a stage ends early at PSNR >= 40 dB"
+
+
+def test_the_paper_schedule_is_the_papers_constant_rates():
+    recipe = reconstruction_recipe(torch.zeros(1, 3, 4, 4), settings_for(ReconstructionSettings, "paper"))
+    w, n = recipe.stages
+    assert (w.lr, w.warmup_steps, w.decay, w.terms[0].mse_weight, w.terms[0].perceptual_weight) == (0.01, 0, False,
+                                                                                                   1.0, 1.0)
+    assert (n.lr, n.warmup_steps, n.decay, n.lr_scaling) == (5.0, 0, False, "paper")
+    fast = reconstruction_recipe(torch.zeros(1, 3, 4, 4), ReconstructionSettings())
+    assert fast.stages[0].decay and fast.stages[0].warmup_steps > 0 and fast.stages[1].warmup_steps > 0
+
+
+@pytest.fixture
+def photos(tmp_path, tiny):
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    scribbled = a.copy()
+    scribbled[8:16, 8:16] = (255, 0, 0)  # a red stroke
+    for name, pixels in (("a.png", a), ("b.png", rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)),
+                         ("scribbled.png", scribbled)):
+        Image.fromarray(pixels).save(tmp_path / name)
+    save_latent(tmp_path / "b.npz", tiny.mean_ws(1), tiny.make_noise(1, generator=torch.Generator().manual_seed(1)),
+                generator_name=tiny.name)
+    return tmp_path
+
+
+def _commands(d):
+    return {
+        "reconstruct": ["reconstruct", d / "a.png"],
+        "crossover": ["crossover", d / "a.png", d / "b.png", "--mask", "left-half"],
+        "inpaint": ["inpaint", d / "a.png", "--mask", "center"],
+        "style-transfer": ["style-transfer", d / "a.png", d / "b.png", "--mask", "center"],
+        "scribble": ["scribble", d / "a.png", d / "scribbled.png"],
+        "transfer-attribute": ["transfer-attribute", d / "a.png", "--from-b", d / "b.npz", "--mask", "center"],
+    }
+
+
+# The budget each command runs under --quality draft with --noise-steps 2 (and nothing else given): the photo
+# embedding included, the hidden budgets of before are gone.
+DRAFT = PRESETS["draft"]
+EXPECTED_TOTAL = {
+    "reconstruct": DRAFT.embed_w_steps + 2,
+    "crossover": DRAFT.edit_w_steps + 2,
+    "inpaint": DRAFT.edit_w_steps + 2,
+    "style-transfer": DRAFT.embed_w_steps + DRAFT.edit_w_steps + 2,
+    "scribble": DRAFT.embed_w_steps + DRAFT.embed_noise_steps + DRAFT.edit_w_steps + 2,
+    "transfer-attribute": DRAFT.embed_w_steps + 2,
+}
+
+
+@pytest.mark.parametrize("command", list(EXPECTED_TOTAL))
+def test_every_command_prints_its_whole_budget_before_it_starts(tiny_app_cli, photos, monkeypatch, command):
+    import image2stylegan.embed as engine
+
+    seen = []
+    real = engine.embed
+    monkeypatch.setattr(engine, "embed", lambda *a, **k: seen.append("started") or real(*a, **k))
+    for module in ("image2stylegan.apps.plan", "image2stylegan.apps.reconstruct"):
+        monkeypatch.setattr(f"{module}.embed", lambda *a, **k: (seen.append("started"), real(*a, **k))[1])
+    # Steps are counted, not run: a stop after the first step keeps the test fast.
+    args = [*_commands(photos)[command], "--quality", "draft", "--noise-steps", "2", "--quiet",
+            "--outdir", photos / "out"]
+    lines = []
+    monkeypatch.setattr("click.echo", lambda message="", *a, **k: lines.append(str(message)))
+    monkeypatch.setattr("image2stylegan.cli.common.click.echo", lambda message="", *a, **k: lines.append(str(message)))
+    monkeypatch.setattr("image2stylegan.cli.common.running", _stop_at_once)
+    tiny_app_cli.invoke(__import__("image2stylegan.cli", fromlist=["cli"]).cli, [str(a) for a in args],
+                        catch_exceptions=False)
+    budget = [line for line in lines if line.startswith("budget: ")]
+    assert len(budget) == 1, lines
+    assert int(re.match(r"budget: (\d+) steps", budget[0]).group(1)) == EXPECTED_TOTAL[command], budget
+    assert seen == ["started"]
+
+
+def _stop_at_once(quiet):
+    """``running`` with a callback that stops the run after its first step (signals untouched)."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def block():
+        def callback(info):
+            return True
+
+        callback.control = type("Control", (), {"requested": False})()
+        yield callback
+
+    return block()
+
+
+def test_until_psnr_ends_the_stages_and_metrics_json_records_when(tiny_app_cli, photos):
+    from image2stylegan.cli import cli
+
+    out = photos / "out"
+    result = tiny_app_cli.invoke(cli, ["reconstruct", str(photos / "a.png"), "--w-steps", "30", "--noise-steps", "30",
+                                       "--until-psnr", "1", "--quiet", "--outdir", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "reached its target" in result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    stage = metrics["stages"]["w_plus"]
+    assert stage["steps"] == 1 and stage["reached_target"]["step"] == 1 and stage["reached_target"]["psnr"] >= 1
+    assert stage["reached_target"]["seconds"] == pytest.approx(stage["seconds"])
+    assert metrics["settings"]["until_psnr"] == 1.0

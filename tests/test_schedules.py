@@ -1,0 +1,119 @@
+"""Learning-rate schedules, the W-space phase and stopping targets of the engine (tiny generator)."""
+
+import math
+
+import pytest
+import torch
+
+from image2stylegan.embed import Embedding, embed, initial_noise
+from image2stylegan.recipe import GoodEnough, NoiseStage, Recipe, WPlusStage, image_term, lr_factor
+
+
+def test_warm_up_rises_linearly_and_the_cosine_ends_at_the_floor():
+    stage = WPlusStage((image_term(torch.zeros(1, 3, 8, 8)),), steps=20, lr=0.1, warmup_steps=4, decay=True,
+                       final_lr_fraction=0.1)
+    factors = [lr_factor(stage, k) for k in range(1, 21)]
+    assert factors[:4] == pytest.approx([0.2, 0.4, 0.6, 0.8])  # step k of the warm-up at k / (warmup + 1)
+    assert factors[4] == pytest.approx(1.0) and factors[-1] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(factors[4:], factors[5:]))  # then it only falls
+    constant = WPlusStage((image_term(torch.zeros(1, 3, 8, 8)),), steps=20)
+    assert {lr_factor(constant, k) for k in range(1, 21)} == {1.0}  # the paper's constant rate, by construction
+
+
+def test_the_noise_cosine_without_warm_up_is_the_one_noise_stages_always_had():
+    stage = NoiseStage(torch.zeros(1, 3, 8, 8), steps=10, final_lr_fraction=0.05)
+    for k in range(1, 11):
+        old = 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * (k - 1) / 9))
+        assert lr_factor(stage, k) == pytest.approx(old, abs=1e-12)
+
+
+def test_schedules_are_checked(tiny_target):
+    with pytest.raises(ValueError, match="warmup_steps"):
+        NoiseStage(tiny_target, warmup_steps=-1)
+    with pytest.raises(ValueError, match="final_lr_fraction"):
+        WPlusStage((image_term(tiny_target),), final_lr_fraction=2.0)
+    with pytest.raises(ValueError, match="tied_steps"):
+        WPlusStage((image_term(tiny_target),), tied_steps=1.5)
+
+
+def test_tied_steps_move_all_rows_together_then_free_them(tiny, tiny_target, tiny_perceptual):
+    stage = WPlusStage((image_term(tiny_target),), steps=4, lr=0.05, tied_steps=4)
+    tied = embed(tiny, Recipe((stage,)), perceptual=tiny_perceptual)
+    # The mean start has equal rows; equal gradients through Adam give bit-equal updates, so they stay equal.
+    assert torch.equal(tied.ws, tied.ws[:, :1].expand_as(tied.ws))
+    assert not torch.equal(tied.ws, tiny.mean_ws(1))
+    free = embed(tiny, Recipe((WPlusStage((image_term(tiny_target),), steps=6, lr=0.05, tied_steps=4),)),
+                 perceptual=tiny_perceptual)
+    assert not torch.equal(free.ws, free.ws[:, :1].expand_as(free.ws))
+
+
+def test_tied_steps_keep_frozen_rows_frozen(tiny, tiny_target):
+    start = tiny.mean_ws(1) + 0.1 * torch.randn(1, tiny.num_ws, tiny.w_dim, generator=torch.Generator().manual_seed(1))
+    stage = WPlusStage((image_term(tiny_target, perceptual_weight=0.0),), steps=3, lr=0.05, rows=(0, 1), tied_steps=3)
+    result = embed(tiny, Recipe((stage,)), start=Embedding(start, None))
+    assert torch.equal(result.ws[:, 2:], start[:, 2:])
+    moved = result.ws[:, :2] - start[:, :2]
+    assert torch.allclose(moved[:, 0], moved[:, 1], atol=1e-7) and moved.abs().max() > 1e-3
+
+
+def test_a_stage_ends_at_its_psnr_target_and_the_next_stage_still_runs(tiny, tiny_target, tiny_perceptual):
+    plain = embed(tiny, Recipe((WPlusStage((image_term(tiny_target),), steps=40, lr=0.05),)),
+                  perceptual=tiny_perceptual)
+    psnrs = [h.psnr for h in plain.history]
+    goal = (psnrs[0] + max(psnrs)) / 2  # reached somewhere inside the run
+    first = next(i for i, p in enumerate(psnrs, 1) if p >= goal)
+    recipe = Recipe((WPlusStage((image_term(tiny_target),), steps=40, lr=0.05, until=GoodEnough(psnr=goal)),
+                     NoiseStage(tiny_target, steps=3)))
+    result = embed(tiny, recipe, perceptual=tiny_perceptual)
+    w_plus, noise = result.stages
+    assert w_plus.steps == first < 40 and w_plus.reached["step"] == first and w_plus.reached["psnr"] >= goal
+    assert not w_plus.stopped and not result.stopped
+    assert noise.steps == 3 and noise.reached is None
+    assert result.recipe_summary_ok if hasattr(result, "recipe_summary_ok") else True
+    assert recipe.summary()["stages"][0]["until"] == {"psnr": goal, "lpips": None, "lpips_every": 10}
+
+
+def test_an_lpips_target_is_checked_every_few_steps_and_needs_the_metric(tiny, tiny_target, tiny_perceptual):
+    calls = []
+
+    def lpips(x, y):
+        calls.append(1)
+        return torch.zeros(x.shape[0])  # "already perfect": the first check ends the stage
+
+    recipe = Recipe((WPlusStage((image_term(tiny_target),), steps=20, lr=0.05,
+                                until=GoodEnough(lpips=0.1, lpips_every=5)),))
+    with pytest.raises(ValueError, match="lpips"):
+        embed(tiny, recipe, perceptual=tiny_perceptual)
+    result = embed(tiny, recipe, perceptual=tiny_perceptual, lpips=lpips)
+    assert result.stages[0].steps == 5 and len(calls) == 1 and result.stages[0].reached["lpips"] == 0.0
+
+
+def test_stopping_targets_are_checked(tiny_target):
+    with pytest.raises(ValueError, match="PSNR or an LPIPS"):
+        GoodEnough()
+    with pytest.raises(ValueError, match="LPIPS target must be"):
+        GoodEnough(lpips=2.0)
+    mask = torch.ones(1, 1, 32, 32)
+    with pytest.raises(ValueError, match="unmasked"):
+        NoiseStage(tiny_target, mask=mask, until=GoodEnough(lpips=0.2))
+    NoiseStage(tiny_target, mask=mask, until=GoodEnough(psnr=30.0))  # PSNR is measured inside the mask
+
+
+def test_a_warm_noise_stage_started_from_an_edited_embedding_never_loses_psnr(tiny, tiny_target):
+    """Adam's first steps move every element by about the full rate whatever the gradient: started from an edited
+    embedding (fitted, then coarse rows moved), a cold noise stage at the default rate first makes the image worse;
+    with the warm-up no step of the first 20 is worse than the start."""
+    fit = embed(tiny, Recipe((WPlusStage((image_term(tiny_target, perceptual_weight=0.0),), steps=200, lr=0.05),
+                              NoiseStage(tiny_target, steps=300))))
+    edited = fit.ws.clone()
+    edited[:, :2] += 0.2 * torch.randn(1, 2, tiny.w_dim, generator=torch.Generator().manual_seed(5))
+
+    def psnrs(warmup: int) -> list[float]:
+        result = embed(tiny, Recipe((NoiseStage(tiny_target, steps=40, warmup_steps=warmup),)),
+                       start=Embedding(edited, fit.noise))
+        return [h.psnr for h in result.history]
+
+    cold, warm = psnrs(0), psnrs(10)
+    assert min(cold[1:21]) < cold[0] - 0.3  # the dip the warm-up removes (0.77 dB when written)
+    assert min(warm[1:21]) > warm[0]  # 0.52 dB above the start at its lowest when written
+    assert warm[-1] > warm[0] + 1.0
