@@ -9,10 +9,11 @@ the JSON string ``metrics_json``) the application's metrics, each stage's PSNR a
 inputs are seeded and built by ``cases.py`` for both the generator script and this test; the budgets are tiny
 (4 W+ steps and 3 noise steps per stage) so the whole file runs in seconds on one core.
 
-Generated from commit 670964063397d0898cd0fb0d121cd177852b168b (the embedding engine and applications before the
-recipe/engine rewrite), on the CPU with one thread (``tests/conftest.py`` runs this test with one thread too).
-Commit 442abae8842e7c97dd9492c70e74a5f1b92ad391 (masks snapped to exact 0/1) reproduces them bit for bit, and so
-does 6709640 with 2 or 4 threads (only some logged loss values move, by < 2e-7 relative).
+Generated from commit 9192732 (the 'fast' schedule became the default: W+ stages warm up and decay, photo
+embeddings weigh the pixel MSE 30x at peak rate 0.03, noise stages warm up), on the CPU with one thread
+(``tests/conftest.py`` runs this test with one thread too). The goldens before it came from 6709640 and were
+reproduced bit for bit by later commits and with 2 or 4 threads (only some logged loss values moved, by < 2e-7
+relative).
 
 Tolerances: tensors ``assert_close(rtol=0, atol=1e-5)``; metrics a relative tolerance of 1e-4 (with a 1e-12
 absolute floor for metrics that are exactly 0; timings are not compared).
