@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> dict:
         step_seconds.setdefault(info.stage, []).append(info.seconds)
 
     start = time.perf_counter()
-    recipe = demo_recipe(target, ReconstructionSettings(w_steps=args.w_steps, noise_steps=args.noise_steps))
+    recipe = demo_recipe(target, ReconstructionSettings(w_steps=args.w_steps, noise_steps=args.noise_steps,
+                                                        until_psnr=None))  # as i2s demo: whole stages
     result = embed(generator, recipe, perceptual=perceptual, callback=on_step)
     total = time.perf_counter() - start
     for outcome in result.stages:

@@ -147,5 +147,5 @@ def test_until_psnr_ends_the_stages_and_metrics_json_records_when(tiny_app_cli, 
     metrics = json.loads((out / "metrics.json").read_text())
     stage = metrics["stages"]["w_plus"]
     assert stage["steps"] == 1 and stage["reached_target"]["step"] == 1 and stage["reached_target"]["psnr"] >= 1
-    assert stage["reached_target"]["seconds"] == pytest.approx(stage["seconds"])
+    assert 0 <= stage["reached_target"]["seconds"] <= stage["seconds"]
     assert metrics["settings"]["until_psnr"] == 1.0

@@ -89,3 +89,24 @@ def test_short_embedding_of_a_generated_face_gains_in_both_stages(real_generator
     assert w_plus.image.shape == (1, 3, 1024, 1024) and torch.isfinite(noise.image).all()
     assert w_plus.psnr.item() > history[0].psnr + 1.0  # the W+ stage improves on the mean face
     assert noise.psnr.item() > w_plus.psnr.item() + 3.0  # and the noise stage adds several dB on top
+
+
+def test_noise_stage_from_an_edited_embedding_never_loses_psnr_in_its_first_steps(real_generator):
+    """The default noise stage (strength-scaled lr 5, warm-up, cosine) started from an edited embedding: a
+    generated face's exact (w, n) with its coarse rows moved, restored towards the unedited image."""
+    from image2stylegan.apps.reconstruct import STAGE_NAMES
+    from image2stylegan.apps.sample import sample
+    from image2stylegan.recipe import Recipe
+
+    G = real_generator
+    face = sample(G, 3)
+    with torch.no_grad():
+        target = G.synthesis(face.ws, face.noise).clamp(-1, 1)
+    edited = face.ws.clone()
+    edited[:, :7] += 0.3 * torch.randn(1, 7, G.w_dim, generator=torch.Generator().manual_seed(0))
+    stage = ReconstructionSettings(noise_steps=40, until_psnr=None).noise_stage(target, STAGE_NAMES[1])
+    history = []
+    embed(G, Recipe((stage,)), start=(edited, face.noise), callback=lambda info: history.append(info.psnr) or
+          len(history) >= 21)  # the start (step 1 renders it) and 20 steps after it
+    assert len(history) == 21
+    assert min(history[1:]) > history[0], history

@@ -79,6 +79,11 @@ def test_a_changed_input_or_a_foreign_setting_is_refused(tiny, tmp_path):
         rebuild({**description, "command": "sharpen"}, tiny)
     with pytest.raises(InputError, match="aligned"):
         rebuild({**description, "alignment": {"photos": {}}}, tiny)
+    recorded = json.loads(json.dumps(rebuild(description, tiny).recipe.summary()))
+    assert rebuild({**description, "recipe": recorded}, tiny).recipe.application == "crossover"
+    recorded["stages"][0]["lr"] = 0.01  # a run whose W+ stage ran at another rate (an older version's defaults)
+    with pytest.raises(InputError, match="recorded recipe differs"):
+        rebuild({**description, "recipe": recorded}, tiny)
     _photo(tmp_path / "a.png", 5)  # the photo changed since the run
     with pytest.raises(InputError, match="has changed"):
         rebuild(description, tiny)

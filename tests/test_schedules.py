@@ -66,11 +66,32 @@ def test_a_stage_ends_at_its_psnr_target_and_the_next_stage_still_runs(tiny, tin
                      NoiseStage(tiny_target, steps=3)))
     result = embed(tiny, recipe, perceptual=tiny_perceptual)
     w_plus, noise = result.stages
-    assert w_plus.steps == first < 40 and w_plus.reached["step"] == first and w_plus.reached["psnr"] >= goal
+    (reached,) = w_plus.reached
+    assert w_plus.steps == first < 40 and reached["step"] == first and reached["psnr"] >= goal
+    # The image is kept as the step that reached the target rendered it (not moved by that step's update).
+    assert float(w_plus.psnr) == pytest.approx(psnrs[first - 1], abs=1e-4)
     assert not w_plus.stopped and not result.stopped
     assert noise.steps == 3 and noise.reached is None
-    assert result.recipe_summary_ok if hasattr(result, "recipe_summary_ok") else True
     assert recipe.summary()["stages"][0]["until"] == {"psnr": goal, "lpips": None, "lpips_every": 10}
+
+
+def test_in_a_batch_each_image_stops_at_its_own_target_as_it_would_alone(tiny, tiny_target, tiny_perceptual):
+    other = tiny_target.flip(-1)
+    goal = GoodEnough(psnr=11.0)  # the first image starts above it, the second reaches it after ~15 steps
+
+    noise = initial_noise(tiny, 2, seed=0)  # the batch's maps; each image alone starts from its own share
+
+    def run(target, start=None, steps=60):
+        stage = WPlusStage((image_term(target),), steps=steps, lr=0.05, until=goal)
+        return embed(tiny, Recipe((stage,)), perceptual=tiny_perceptual, start=start)
+
+    alone = [run(t, Embedding(None, [n[i:i + 1] for n in noise])) for i, t in enumerate((tiny_target, other))]
+    both = run(torch.cat([tiny_target, other]), Embedding(None, noise))
+    steps = [a.stages[0].reached[0]["step"] for a in alone]
+    assert steps[0] != steps[1], steps  # the images reach it at different steps, so one waits frozen
+    assert [r["step"] for r in both.stages[0].reached] == steps and both.stages[0].steps == max(steps)
+    for i, a in enumerate(alone):  # element-wise Adam: each image's trajectory, and where it stopped, are its own
+        torch.testing.assert_close(both.ws[i], a.ws[0], rtol=1e-4, atol=1e-4)
 
 
 def test_an_lpips_target_is_checked_every_few_steps_and_needs_the_metric(tiny, tiny_target, tiny_perceptual):
@@ -85,7 +106,7 @@ def test_an_lpips_target_is_checked_every_few_steps_and_needs_the_metric(tiny, t
     with pytest.raises(ValueError, match="lpips"):
         embed(tiny, recipe, perceptual=tiny_perceptual)
     result = embed(tiny, recipe, perceptual=tiny_perceptual, lpips=lpips)
-    assert result.stages[0].steps == 5 and len(calls) == 1 and result.stages[0].reached["lpips"] == 0.0
+    assert result.stages[0].steps == 5 and len(calls) == 1 and result.stages[0].reached[0]["lpips"] == 0.0
 
 
 def test_stopping_targets_are_checked(tiny_target):

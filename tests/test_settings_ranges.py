@@ -38,7 +38,7 @@ LR = ("float", 0, 1000, "open-low")
 FEATHER = ("float", 0, 0.5)
 WEIGHT = ("float", 0, 1e6)
 ALPHA = ("float", 0, 1)
-EDIT = {"w_steps": STEPS, "noise_steps": STEPS, "w_lr": LR, "noise_lr": LR, "feather": FEATHER, "seed": SEED}
+EDIT = {"w_steps": STEPS, "noise_steps": STEPS, "noise_lr": LR, "feather": FEATHER, "seed": SEED}
 
 EXPECTED = {
     ReconstructionSettings: {"w_steps": STEPS, "noise_steps": STEPS, "seed": SEED, "w_lr": (*LR, "optional"),
@@ -48,10 +48,10 @@ EXPECTED = {
     InpaintSettings: {**EDIT, "mse_weight": WEIGHT, "perceptual_weight": WEIGHT, "max_resolution": ("int", 1, 4096),
                       "last_rows": ("int", 0, 64), "rows": ("rows", 0, 255), "known_weight": WEIGHT,
                       "hole_weight": WEIGHT, "dilate": ("float", 0, 0.5, "optional")},
-    ScribbleSettings: {**EDIT, "embed_w_steps": STEPS, "embed_noise_steps": STEPS, "max_resolution": ("int", 1, 4096),
+    ScribbleSettings: {**EDIT, "w_lr": LR, "embed_w_steps": STEPS, "embed_noise_steps": STEPS, "max_resolution": ("int", 1, 4096),
                        "rows": ("rows", 0, 255), "mse_weight": WEIGHT, "perceptual_weight": WEIGHT,
                        "threshold": ("float", 0, 1, "open-low", "open-high")},
-    StyleTransferSettings: {**EDIT, "embed_steps": STEPS, "style_weight": ("float", 0, 1e9, "open-low"),
+    StyleTransferSettings: {**EDIT, "w_lr": LR, "embed_steps": STEPS, "style_weight": ("float", 0, 1e9, "open-low"),
                             "content_mse_weight": WEIGHT, "content_perceptual_weight": WEIGHT},
     AttributeTransferSettings: {"alpha": ALPHA, "w_steps": STEPS, "noise_steps": STEPS, "seed": SEED},
     ActivationOp: {"alpha": ALPHA},

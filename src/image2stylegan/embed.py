@@ -29,7 +29,7 @@ from .errors import InputError
 from .generators.base import StyleGenerator
 from .losses import STYLE_LAYER, PerceptualLoss, gram_distance, gram_matrix, masked_mse, masked_perceptual
 from .metrics import psnr
-from .recipe import MAIN, GoodEnough, NoiseStage, Recipe, Rendered, Stage, Target, TargetTerm, WPlusStage, lr_factor
+from .recipe import MAIN, NoiseStage, Recipe, Rendered, Stage, Target, TargetTerm, WPlusStage, lr_factor
 
 __all__ = [
     "Callback",
@@ -109,7 +109,9 @@ class StageOutcome:
     steps: int  # steps run (fewer than planned when stopped)
     embedding: str = MAIN
     stopped: bool = False
-    reached: dict | None = None  # the stage ended early at its ``until`` target: {"psnr": dB, "lpips": x or None}
+    # With an ``until`` target: per image, None or {"step", "psnr", "lpips", "seconds" into the stage} of the step
+    # whose image reached it (the image is kept as it was then; the stage ended once every image had).
+    reached: tuple[dict | None, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -234,8 +236,9 @@ def embed(
             ('mean' latent or 'uniform' U[-1, 1]) and N(0, 1) noise, both seeded by ``recipe.seed``.
         callback: called with a :class:`StepInfo` after every step; returning True stops the run after that step.
         lpips: the LPIPS metric (:class:`~image2stylegan.metrics.LPIPS`), needed by stages whose ``until`` target
-            has an LPIPS value. A stage with an ``until`` target ends after the first step that reaches it (its
-            outcome's ``reached``); later stages run as planned.
+            has an LPIPS value. With an ``until`` target each image is kept as it was at the first step whose
+            image reached it, and the stage ends once every image has (its outcome's ``reached``); later stages run
+            as planned.
 
     Returns:
         :class:`EmbeddingResult`, with ``stopped=True`` when the callback stopped the run.
@@ -256,20 +259,18 @@ def embed(
     renders: dict[str, torch.Tensor] = {}
     history: list[StepInfo] = []
     outcomes: list[StageOutcome] = []
-    stop, done, goal, reached = False, 0, None, None
+    stop, done = False, 0
     current = next(iter(starts), None)  # the embedding the result's ws / noise come from
 
     def report(info: StepInfo) -> bool:
-        """Record the step; True ends the stage (the callback stopped the run, or the stage reached its target)."""
-        nonlocal stop, done, reached
+        """Record the step; True stops the run (the callback asked)."""
+        nonlocal stop, done
         done = info.step
         history.append(info)
         if callback is not None and callback(info):
             stop = True
-        if not stop and goal is not None:
-            reached = goal.check(info)
         info._image = None  # previews are for the callback only; the history must not keep every image alive
-        return stop or reached is not None
+        return stop
 
     def resolve(target: Target | None) -> torch.Tensor | None:
         if isinstance(target, Rendered):
@@ -283,13 +284,13 @@ def embed(
         if ws.shape[0] != batch:
             raise ValueError(f"starting ws has batch {ws.shape[0]}, the recipe's targets have {batch}")
         began = time.perf_counter()
-        done, reached = 0, None
-        goal = None if stage.until is None else _Goal(stage.until, lpips, resolve(stage.report_target))
+        done = 0
+        goal = None if stage.until is None else _Goal(stage, lpips, resolve(stage.report_target), batch)
         if isinstance(stage, WPlusStage):
-            ws = _run_w_plus(generator, stage, resolve, ws, noise, perceptual, report)
+            ws = _run_w_plus(generator, stage, resolve, ws, noise, perceptual, report, goal)
         elif isinstance(stage, NoiseStage):
             noise = _run_noise(generator, stage, resolve, ws, to_noise_space(generator, noise, stage.noise_space),
-                               report)
+                               report, goal)
         else:
             raise TypeError(f"unknown stage {stage!r}")
         seconds = time.perf_counter() - began
@@ -297,7 +298,8 @@ def embed(
             image = generator.synthesis(ws, noise)
         reference = resolve(stage.report_target)
         outcomes.append(StageOutcome(stage.name, image, psnr(image.clamp(-1, 1), reference), seconds, done,
-                                     stage.embedding, stopped=stop and done < stage.steps, reached=reached))
+                                     stage.embedding, stopped=stop and done < stage.steps,
+                                     reached=None if goal is None else tuple(goal.reached)))
         ends[stage.name] = states[stage.embedding] = Embedding(ws, noise)
         current = stage.embedding
         renders[stage.name] = image
@@ -308,26 +310,51 @@ def embed(
 
 
 class _Goal:
-    """Checks a stage's :class:`~image2stylegan.recipe.GoodEnough` target on each step's image (PSNR every step,
-    LPIPS every ``lpips_every`` steps and whenever the PSNR target is met)."""
+    """A stage's :class:`~image2stylegan.recipe.GoodEnough` target, per image.
 
-    def __init__(self, until: GoodEnough, lpips, reference: torch.Tensor):
-        self.until, self.lpips, self.reference = until, lpips, reference
+    Checked on each step's image before the optimiser moves it (PSNR every step, LPIPS every ``lpips_every`` steps
+    once the PSNR target, if any, is met). An image that reaches the target is frozen there: its variables are put
+    back after every later update, so it ends exactly where a run of that image alone would have stopped, and the
+    others go on; the stage ends once every image has reached it.
+    """
 
-    def check(self, info: StepInfo) -> dict | None:
-        """{"psnr": dB, "lpips": value or None} when ``info``'s image reaches the target, else None."""
-        until = self.until
-        if until.psnr is not None and info.psnr < until.psnr:
-            return None
-        value = None
-        if until.lpips is not None:
-            if until.psnr is None and info.step % until.lpips_every:
-                return None
-            with torch.no_grad():
-                value = float(self.lpips(info.image.clamp(-1, 1), self.reference).max())
-            if value > until.lpips:
-                return None
-        return {"psnr": info.psnr, "lpips": value, "step": info.step}
+    def __init__(self, stage: Stage, lpips, reference: torch.Tensor, batch: int):
+        self.until, self.lpips, self.reference = stage.until, lpips, reference
+        self.began = time.perf_counter()
+        self.mask = _binary(stage.report_mask)
+        self.reached: list[dict | None] = [None] * batch
+        self.kept: list[tuple[int, list[torch.Tensor]]] = []  # (image, its variables when it reached the target)
+
+    @property
+    def done(self) -> bool:
+        return all(r is not None for r in self.reached)
+
+    @torch.no_grad()
+    def check(self, step: int, image: torch.Tensor, variables: Sequence[torch.Tensor]) -> None:
+        """Record the images that ``image`` [B, 3, H, W] (rendered from ``variables``) shows at the target."""
+        until, todo = self.until, [i for i, r in enumerate(self.reached) if r is None]
+        if not todo or until.lpips is not None and step % until.lpips_every:
+            return
+        shown = image.detach().clamp(-1, 1)
+        quality = psnr(shown, self.reference, mask=self.mask)
+        if until.psnr is not None:
+            todo = [i for i in todo if float(quality[i]) >= until.psnr]
+        distance = None
+        if until.lpips is not None and todo:
+            distance = self.lpips(shown, self.reference.expand_as(shown))
+            todo = [i for i in todo if float(distance[i]) <= until.lpips]
+        for i in todo:
+            self.reached[i] = {"step": step, "psnr": float(quality[i]),
+                               "lpips": None if distance is None else float(distance[i]),
+                               "seconds": time.perf_counter() - self.began}
+            self.kept.append((i, [v[i].detach().clone() for v in variables]))
+
+    @torch.no_grad()
+    def restore(self, variables: Sequence[torch.Tensor]) -> None:
+        """Put the frozen images' variables back after an optimiser step."""
+        for i, values in self.kept:
+            for v, kept in zip(variables, values):
+                v[i].copy_(kept)
 
 
 def _starts(start, like: torch.Tensor) -> dict[str, Embedding]:
@@ -362,7 +389,7 @@ def _check_target(target: torch.Tensor, generator: StyleGenerator, batch: int) -
     return target
 
 
-def _run_w_plus(generator, stage: WPlusStage, resolve, ws, noise, perceptual, report) -> torch.Tensor:
+def _run_w_plus(generator, stage: WPlusStage, resolve, ws, noise, perceptual, report, goal) -> torch.Tensor:
     if stage.uses_vgg and perceptual is None:
         raise ValueError(f"W+ stage {stage.name!r} has a perceptual or style term but embed() got no perceptual loss")
     ws = ws.detach().clone().requires_grad_(True)
@@ -401,8 +428,12 @@ def _run_w_plus(generator, stage: WPlusStage, resolve, ws, noise, perceptual, re
             ws.grad.mul_(row_mask)  # w_m: frozen rows get zero gradient, hence exactly zero Adam updates
         if step <= stage.tied_steps:
             _tie_rows(ws.grad, row_mask)
+        if goal is not None:
+            goal.check(step, image, [ws])
         optimizer.step()
-        if report(_step_info(stage, step, loss, terms, image, reference, report_mask, began)):
+        if goal is not None:
+            goal.restore([ws])
+        if report(_step_info(stage, step, loss, terms, image, reference, report_mask, began)) or goal and goal.done:
             break
     return ws.detach()
 
@@ -419,7 +450,7 @@ def _prepare_term(term: TargetTerm, target: torch.Tensor, perceptual):
     return term, features, gram
 
 
-def _run_noise(generator, stage: NoiseStage, resolve, ws, noise, report) -> list[torch.Tensor]:
+def _run_noise(generator, stage: NoiseStage, resolve, ws, noise, report, goal) -> list[torch.Tensor]:
     ws = ws.detach()
     target, second = resolve(stage.target), resolve(stage.second_target)
     maps = [n.detach().clone().requires_grad_(True) for n in noise]
@@ -444,8 +475,12 @@ def _run_noise(generator, stage: NoiseStage, resolve, ws, noise, report) -> list
             loss = loss + stage.second_weight * terms["mse_outside"]
         optimizer.zero_grad(set_to_none=True)
         loss.sum().backward()
+        if goal is not None:
+            goal.check(step, image, maps)
         optimizer.step()
-        if report(_step_info(stage, step, loss, terms, image, target, report_mask, began)):
+        if goal is not None:
+            goal.restore(maps)
+        if report(_step_info(stage, step, loss, terms, image, target, report_mask, began)) or goal and goal.done:
             break
     return [m.detach() for m in maps]
 

@@ -65,9 +65,9 @@ class GoodEnough:
     """A stage's stopping target: the stage ends after the first step whose image reaches PSNR >= ``psnr`` dB and
     LPIPS <= ``lpips`` against the stage's main target (inside its mask), whichever are given (both, when both are).
 
-    PSNR is measured every step (the engine computes it anyway); LPIPS costs a VGG pass, so it is measured every
-    ``lpips_every`` steps and at a step where the PSNR target (if any) is met. ``embed`` then needs an ``lpips``
-    metric.
+    PSNR is measured every step (the engine computes it anyway; reading it synchronises a GPU each step); LPIPS
+    costs a VGG pass, so it is measured every ``lpips_every`` steps, once the PSNR target (if any) is met. ``embed``
+    then needs an ``lpips`` metric. For a batch, the mean PSNR and the worst LPIPS count.
     """
 
     psnr: float | None = None

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import torch
 
@@ -376,6 +377,7 @@ class AttributeTransferSettings:
     noise_space: str = noise_space_setting()
     seed: int = seed_setting()
     schedule: str = schedule_setting()
+    STAGES_EMBED_PHOTOS: ClassVar[bool] = True  # its stages embed the two photos (apps.presets)
 
     def __post_init__(self) -> None:
         if self.style_from not in ("a", "b"):

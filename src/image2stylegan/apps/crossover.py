@@ -37,7 +37,7 @@ from ..losses import PerceptualLoss
 from ..masks import check_mask_content, feather
 from ..recipe import Recipe, image_term
 from .ranges import WEIGHT, check_not_all_zero, setting
-from .settings import EditSettings, mse_weight_setting, perceptual_weight_setting
+from .settings import EditSettings, embedding_stage, mse_weight_setting, perceptual_weight_setting
 from .outputs import EditResult, copy_paste, db
 from .plan import Plan
 
@@ -82,7 +82,7 @@ def crossover_recipe(image_a: torch.Tensor, image_b: torch.Tensor, soft_mask: to
     )
     return Recipe(
         (
-            settings.edit_stage(terms, settings.w_steps),
+            embedding_stage(None, settings.w_steps, settings.schedule, terms=terms),
             settings.noise_stage(image_a, settings.noise_steps, settings.noise_space, "noise", mask=soft_mask,
                                  second_target=image_b, second_weight=settings.noise_second_weight),
         ),

@@ -23,9 +23,10 @@ ASTRONAUT_FACE_BOX = (138, 19, 314, 195)  # left, top, right, bottom
 
 @dataclass(frozen=True)
 class DemoBudget:
-    """Step counts that finish in about 15 minutes on 2 CPU cores (see the README for measured times)."""
+    """Step counts that finish in about 10 minutes on 2 CPU cores under the fast schedule (see the README for
+    measured times)."""
 
-    w_steps: int = w_steps_setting(400)
+    w_steps: int = w_steps_setting(200)
     noise_steps: int = noise_steps_setting(100)
 
     def __post_init__(self) -> None:

@@ -44,7 +44,7 @@ from ..losses import PerceptualLoss
 from ..masks import blend_mask, check_mask_content
 from ..recipe import Recipe, Rendered, image_term
 from .ranges import FEATHER, LAST_ROWS, WEIGHT, check_not_all_zero, setting
-from .settings import EditSettings, max_resolution_setting, mse_weight_setting, perceptual_weight_setting, rows_setting
+from .settings import EditSettings, embedding_stage, max_resolution_setting, mse_weight_setting, perceptual_weight_setting, rows_setting
 from .outputs import EditResult, db
 from .plan import Plan
 
@@ -111,9 +111,9 @@ def inpainting_recipe(defective: torch.Tensor, hole: torch.Tensor, rows: Sequenc
     keeping the W+ prediction G(w_out, n_ini) inside it."""
     known = 1.0 - hole
     blend = blend_mask(hole, settings.dilate, settings.feather)  # M_blur+, exactly 1 inside the hole
-    w_stage = settings.edit_stage((image_term(defective, known, mse_weight=settings.mse_weight,
-                                              perceptual_weight=settings.perceptual_weight),),
-                                  settings.w_steps, rows=tuple(rows))
+    w_stage = embedding_stage(None, settings.w_steps, settings.schedule, rows=tuple(rows),
+                              terms=(image_term(defective, known, mse_weight=settings.mse_weight,
+                                                perceptual_weight=settings.perceptual_weight),))
     noise_stage = settings.noise_stage(defective, settings.noise_steps, settings.noise_space, "noise",
                                        mse_weight=settings.known_weight, mask=1.0 - blend,
                                        second_target=Rendered(w_stage.name), second_weight=settings.hole_weight)

@@ -223,8 +223,7 @@ def save(
         "stages": {
             s.name: {**result.stage_metrics.get(s.name, {}), "steps": s.steps, "seconds": s.seconds,
                      "seconds_per_step": s.seconds / s.steps if s.steps else None,
-                     **({"stopped": True} if s.stopped else {}),
-                     **({"reached_target": {**s.reached, "seconds": s.seconds}} if s.reached else {})}
+                     **({"stopped": True} if s.stopped else {})}
             for s in result.stages
         },
         "total_seconds": sum(s.seconds for s in result.stages),

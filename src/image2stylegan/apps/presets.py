@@ -45,7 +45,8 @@ class Preset:
     def values(self, settings_class: type) -> dict[str, Any]:
         """This preset's value of each field ``settings_class`` has."""
         fields = {f.name for f in dataclasses.fields(settings_class)}
-        embeds = "until_psnr" in fields  # reconstruction: its stages *are* the embedding
+        # Reconstruction's and attribute transfer's stages *are* photo embeddings; the edits' are their own.
+        embeds = getattr(settings_class, "STAGES_EMBED_PHOTOS", False)
         values = {
             "w_steps": self.embed_w_steps if embeds else self.edit_w_steps,
             "noise_steps": self.embed_noise_steps if embeds else self.edit_noise_steps,
@@ -56,8 +57,6 @@ class Preset:
             "noise_lr_scaling": self.noise_lr_scaling,
             "until_psnr": self.until_psnr,
         }
-        if settings_class.__name__ == "AttributeTransferSettings":  # its stages embed the two photos
-            values.update(w_steps=self.embed_w_steps, noise_steps=self.embed_noise_steps)
         return {k: v for k, v in values.items() if k in fields}
 
 

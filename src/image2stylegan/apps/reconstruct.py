@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import torch
 
@@ -52,6 +53,7 @@ class ReconstructionSettings:
     schedule: str = schedule_setting()
     until_psnr: float | None = until_psnr_setting(40.0)
     until_lpips: float | None = until_lpips_setting()
+    STAGES_EMBED_PHOTOS: ClassVar[bool] = True  # the presets give w_steps / noise_steps their embedding budget
 
     def __post_init__(self) -> None:
         check_ranges(self)
@@ -121,8 +123,8 @@ def stage_metrics(result: EmbeddingResult, target: torch.Tensor, lpips: Callable
         y = stage.image[index : index + 1].clamp(-1, 1)
         entry = {"psnr_db": float(psnr(y, x)[0]), "ssim": float(ssim(y, x)[0]), "steps": stage.steps,
                  "seconds": stage.seconds, "seconds_per_step": stage.seconds / stage.steps if stage.steps else None}
-        if stage.reached is not None:  # ended early at its target: at which step, after how long, how good
-            entry["reached_target"] = {**stage.reached, "seconds": stage.seconds}
+        if stage.reached is not None and stage.reached[index] is not None:
+            entry["reached_target"] = stage.reached[index]  # the step whose image reached it, its PSNR (and LPIPS)
         if lpips is not None:
             with torch.no_grad():
                 entry["lpips"] = float(lpips(y, x)[0])

@@ -18,6 +18,7 @@ is the image, and where the application can start from it, it does); a mask is a
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -160,8 +161,9 @@ def rebuild(
     (default: the working directory). Run it with ``plan.run(generator, perceptual, callback)``.
 
     Raises:
-        InputError: unknown application, settings it does not have, an input that is missing or changed, or a
-            run of aligned photos (their aligned inputs are not recorded as files yet).
+        InputError: unknown application, settings it does not have, an input that is missing or changed, a run
+            of aligned photos (their aligned inputs are not recorded as files yet), or a recorded recipe that these
+            settings no longer build (a run of an older version, whose defaults differed).
     """
     command = description.get("command") if isinstance(description, Mapping) else None
     if command not in APPLICATIONS:
@@ -173,7 +175,14 @@ def rebuild(
     app = APPLICATIONS[command]
     settings = _settings(app.settings, description.get("settings") or {})
     inputs = Inputs(generator, description.get("inputs") or {}, Path(base) if base is not None else Path.cwd())
-    return app.prepare(generator, settings, inputs, perceptual, lpips)
+    plan = app.prepare(generator, settings, inputs, perceptual, lpips)
+    recorded = description.get("recipe")
+    if recorded is not None and json.loads(json.dumps(plan.recipe.summary())) != recorded:
+        raise InputError("the recorded recipe differs from the one its settings build now (a run of an older "
+                         "version, whose schedules differed?): run the command again instead of rebuilding it")
+    if plan.recipe.uses_lpips and lpips is None:
+        raise InputError("the description stops a stage at an LPIPS target: rebuild it with the LPIPS metric")
+    return plan
 
 
 def _settings(cls: type, values: Mapping[str, Any]):

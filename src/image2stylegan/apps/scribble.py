@@ -29,7 +29,7 @@ from ..losses import PerceptualLoss
 from ..masks import check_mask_content, difference_mask, feather
 from ..recipe import Recipe, image_term
 from .ranges import STEPS, THRESHOLD, check_not_all_zero, setting
-from .settings import (EditSettings, embedding_stage, init_setting, max_resolution_setting, mse_weight_setting,
+from .settings import (EditSettings, embedding_stage, init_setting, w_lr_setting, max_resolution_setting, mse_weight_setting,
                        perceptual_weight_setting, rows_setting)
 from .outputs import EditResult, by_stage, db, start_point
 from .plan import Plan
@@ -55,6 +55,7 @@ class ScribbleSettings(EditSettings):
       (docs/algorithm.md#feather-width).
     """
 
+    w_lr: float = w_lr_setting()
     embed_w_steps: int = setting(100, STEPS, "W+ steps embedding the photo first; 0 skips them")
     embed_noise_steps: int = setting(200, STEPS, "noise steps embedding the photo first; 0 skips them")
     max_resolution: int = max_resolution_setting(16)
@@ -116,7 +117,7 @@ def scribble_recipe(
     # Line 2: the coarse rows only, MSE + perceptual to the scribbled image, no spatial masks (the colours guide).
     stages.append(settings.edit_stage((image_term(scribbled, mse_weight=settings.mse_weight,
                                                   perceptual_weight=settings.perceptual_weight),),
-                                      settings.w_steps, rows=tuple(rows), name="scribble_w_plus"))
+                                      settings.w_steps, settings.w_lr, rows=tuple(rows), name="scribble_w_plus"))
     # Line 3: noise to the ORIGINAL photo outside M_blur and to the edited rendering inside it.
     stages.append(settings.restoring_noise_stage(photo, 1.0 - m_blur, "scribble_w_plus", space, "restore_noise"))
     return Recipe(tuple(stages), seed=settings.seed, init=settings.init, application="scribble")

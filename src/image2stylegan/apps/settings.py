@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -126,26 +126,28 @@ def embedding_stage(target: torch.Tensor, steps: int, schedule: str, *, lr: floa
                     mask: torch.Tensor | None = None, rows=None, name: str = "w_plus", embedding: str = MAIN,
                     stop: GoodEnough | None = None, terms: tuple[TargetTerm, ...] | None = None) -> WPlusStage:
     """Eq. 2 for a W+ stage that embeds ``target`` [B, 3, H, W] (inside ``mask``) from the initial W+ (Alg. 2 line
-    1, and the embedding that starts every edit of a photo), under ``schedule`` ('fast' or 'paper').
+    1, the embedding that starts every edit of a photo, and the W+ stages of crossover and inpainting, which start
+    from the mean latent too), under ``schedule`` ('fast' or 'paper').
 
-    ``lr`` None takes the schedule's rate; ``terms`` replaces the one reconstruction term (crossover's two images).
+    ``lr`` None takes the schedule's rate; ``terms`` replaces the one reconstruction term (crossover's two images,
+    inpainting's known region), whose MSE weights the 'fast' schedule multiplies by ``FAST.embed_mse_weight``.
     """
+    terms = terms or (image_term(target, mask),)
     if schedule == "paper":
-        terms = terms or (image_term(target, mask),)
         return WPlusStage(terms, steps=steps, lr=PAPER_W_LR if lr is None else lr, rows=rows, name=name,
                           embedding=embedding, until=stop)
-    if terms is None:
-        terms = (image_term(target, mask, mse_weight=FAST.embed_mse_weight),)
+    terms = tuple(replace(t, mse_weight=t.mse_weight * FAST.embed_mse_weight) for t in terms)
     return WPlusStage(terms, steps=steps, lr=FAST.embed_lr if lr is None else lr, rows=rows, name=name,
                       embedding=embedding, until=stop, **w_schedule(schedule, steps))
 
 
-def w_schedule(schedule: str, steps: int) -> dict[str, Any]:
-    """The learning-rate schedule fields of a W+ stage of ``steps`` steps (warm-up and decay; none for 'paper')."""
+def w_schedule(schedule: str, steps: int, *, decay: bool = True) -> dict[str, Any]:
+    """The learning-rate schedule fields of a W+ stage of ``steps`` steps (warm-up, then with ``decay`` the cosine;
+    none for 'paper')."""
     if schedule == "paper":
         return {}
-    return {"warmup_steps": max(1, round(FAST.warmup_fraction * steps)) if steps > 1 else 0, "decay": True,
-            "final_lr_fraction": FAST.final_lr_fraction}
+    warmup = max(1, round(FAST.warmup_fraction * steps)) if steps > 1 else 0
+    return {"warmup_steps": warmup, "decay": decay, "final_lr_fraction": FAST.final_lr_fraction}
 
 
 def noise_schedule(schedule: str, steps: int) -> dict[str, Any]:
@@ -160,9 +162,11 @@ def noise_schedule(schedule: str, steps: int) -> dict[str, Any]:
 class EditSettings:
     """Budget and schedule of an edit's stages.
 
-    * ``w_steps`` / ``noise_steps`` = 1000 / 1000: the paper gives no count for its edits
-      (docs/algorithm.md#iterations).
-    * ``w_lr`` 0.01 and ``noise_lr`` 5: the paper's Adam rates (reconstruction, Alg. 2).
+    * ``w_steps`` / ``noise_steps`` = 200 / 200: the 'good' preset (:mod:`.presets`; the paper gives no count for
+      its edits, docs/algorithm.md#iterations).
+    * ``noise_lr`` 5: the paper's Adam rate (Alg. 2); W+ stages that embed from the mean latent (crossover,
+      inpainting, the photo embedding of scribble and style transfer) run at the ``schedule``'s embedding rate
+      (:func:`embedding_stage`); scribble and style transfer add the rate ``w_lr`` of their own edit stage.
     * ``feather`` = 0.03: σ of the Gaussian making M_blur, as a fraction of the image side (paper: "suitable
       size"; docs/algorithm.md#feather-width); 0 keeps the mask hard.
     * ``noise_space`` 'paper' (one map per noise input) or 'extended'; ``noise_lr_scaling`` see
@@ -174,7 +178,6 @@ class EditSettings:
 
     w_steps: int = w_steps_setting(200)  # the 'good' preset (apps.presets)
     noise_steps: int = noise_steps_setting(200)
-    w_lr: float = w_lr_setting()
     noise_lr: float = noise_lr_setting()
     feather: float = feather_setting()
     noise_space: str = noise_space_setting()
@@ -198,6 +201,7 @@ class EditSettings:
         return NoiseStage(target, steps=steps, lr=self.noise_lr, lr_scaling=self.noise_lr_scaling, noise_space=space,
                           name=name, **noise_schedule(self.schedule, steps), **fields)
 
-    def edit_stage(self, terms: tuple[TargetTerm, ...], steps: int, **fields: Any) -> WPlusStage:
-        """An edit's own W+ stage: the edit's rate (``w_lr``) with the schedule's warm-up and decay."""
-        return WPlusStage(terms, steps=steps, lr=self.w_lr, **w_schedule(self.schedule, steps), **fields)
+    def edit_stage(self, terms: tuple[TargetTerm, ...], steps: int, lr: float, **fields: Any) -> WPlusStage:
+        """An edit's own W+ stage (scribble, style transfer) at rate ``lr`` after the schedule's warm-up, without
+        decay: the edit travels as far as at the constant rate while its first steps do not overshoot."""
+        return WPlusStage(terms, steps=steps, lr=lr, **w_schedule(self.schedule, steps, decay=False), **fields)

@@ -29,7 +29,7 @@ from ..losses import STYLE_LAYER, PerceptualLoss, gram_distance, gram_matrix
 from ..masks import check_mask_content, feather
 from ..recipe import Recipe, TargetTerm
 from .ranges import STEPS, STYLE_WEIGHT, WEIGHT, check_not_all_zero, setting
-from .settings import EditSettings, embedding_stage, init_setting
+from .settings import EditSettings, embedding_stage, init_setting, w_lr_setting
 from .outputs import EditResult, by_stage, copy_paste, db, start_point
 from .plan import Plan
 
@@ -68,6 +68,7 @@ class StyleTransferSettings(EditSettings):
     docs/algorithm.md#feather-width).
     """
 
+    w_lr: float = w_lr_setting()
     embed_steps: int = setting(100, STEPS, "W+ steps embedding the content image first; 0 skips them")
     style_weight: float = setting(DEFAULT_STYLE_WEIGHT, STYLE_WEIGHT, "lambda_s of the Gram style term, against "
                                   "content weights of 1")
@@ -130,7 +131,7 @@ def style_transfer_recipe(
     if embed_content:  # line 1: w* = embedding of the content image (all rows, MSE + perceptual, no masks)
         stages.append(embedding_stage(content, settings.embed_steps, settings.schedule, name="content_w_plus"))
     stages.append(settings.edit_stage(style_transfer_terms(content, style, m_blur, settings), settings.w_steps,
-                                      name="style_w_plus"))
+                                      settings.w_lr, name="style_w_plus"))
     # Line 3: noise to I1 inside M_blur, to G(w_out, n) outside (what line 2 made of the outside is kept).
     stages.append(settings.restoring_noise_stage(content, m_blur, "style_w_plus", space, "noise"))
     return Recipe(tuple(stages), seed=settings.seed, init=settings.init, application="style-transfer")

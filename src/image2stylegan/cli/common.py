@@ -160,8 +160,8 @@ def run_options(settings_class, *, w_lr: bool = False, feather: bool = False, in
         options.append(click.option(
             "--w-lr", default=default(settings_class, "w_lr"), show_default=True,
             type=click.FloatRange(min=0, min_open=True),
-            help="Adam learning rate of the W+ stages (the paper's 0.01; larger moves the edit further in fewer "
-                 "steps)."))
+            help="Adam learning rate of the edit's own W+ stage (the paper's 0.01; larger moves the edit further in "
+                 "fewer steps). The photo's embedding runs at the --schedule's rate."))
     options.append(click.option("--noise-steps", default=None, type=int,
                                 help=budget_steps("Steps of the noise stage (Adam lr 5, MSE only).")))
     if feather:
@@ -244,8 +244,8 @@ def echo_budget(recipe) -> None:
 def stage_line(outcome) -> str:
     per_step = outcome.seconds / outcome.steps if outcome.steps else 0.0
     stopped = " (stopped)" if outcome.stopped else ""
-    if getattr(outcome, "reached", None):
-        stopped = " (reached its target)"
+    if outcome.reached and all(r is not None for r in outcome.reached):
+        stopped = f" (reached its target at step {max(r['step'] for r in outcome.reached)})"
     return (f"{outcome.name} stage: PSNR {float(outcome.psnr[0]):.2f} dB against its target after {outcome.steps} "
             f"steps{stopped} ({outcome.seconds:.0f} s, {per_step:.2f} s/step)")
 

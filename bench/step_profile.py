@@ -1,0 +1,130 @@
+"""Where a W+ step's time goes: generator forward, VGG16 at 256 px, the loss, the backward pass, Adam, and the
+per-step PSNR bookkeeping, timed separately (medians after warm-up steps) for the bundled 1024 px generator.
+Also times a noise step, and with ``--compile`` the same W+ step through ``torch.compile``.
+
+    .venv/bin/python bench/step_profile.py                      # prints and writes bench/results/step_profile.json
+    .venv/bin/python bench/step_profile.py --device cuda --compile
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from machine import machine_info  # bench/machine.py (scripts run from bench/)
+
+from image2stylegan.cli import resolve_device
+from image2stylegan.embed import initial_noise
+from image2stylegan.generators.registry import load_generator
+from image2stylegan.io import atomic_write_json
+from image2stylegan.losses import PerceptualLoss, masked_mse, masked_perceptual
+from image2stylegan.metrics import psnr
+
+PARTS = ("generator forward", "VGG16 forward", "loss", "backward (generator + VGG)", "Adam", "PSNR bookkeeping")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_w_step(generator, perceptual, target, noise, steps: int, warmup: int, synthesis=None) -> dict[str, float]:
+    """Median seconds of each part of a W+ step (MSE + perceptual, Adam), over ``steps`` after ``warmup``."""
+    synthesis = synthesis or generator.synthesis
+    device = target.device
+    features = perceptual.precompute(target)
+    ws = generator.mean_ws(1).clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([ws], lr=0.01)
+    times: dict[str, list[float]] = {p: [] for p in PARTS}
+    for step in range(warmup + steps):
+        marks = [time.perf_counter()]
+
+        def mark() -> None:
+            _sync(device)
+            marks.append(time.perf_counter())
+
+        image = synthesis(ws, noise)
+        mark()
+        own = perceptual.features(image)
+        mark()
+        loss = masked_mse(image, target) + masked_perceptual(own, features)
+        mark()
+        optimizer.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        mark()
+        optimizer.step()
+        mark()
+        with torch.no_grad():
+            psnr(image.detach().clamp(-1, 1), target).mean().item()
+        mark()
+        if step >= warmup:
+            for part, a, b in zip(PARTS, marks, marks[1:]):
+                times[part].append(b - a)
+    return {p: statistics.median(v) for p, v in times.items()}
+
+
+def time_noise_step(generator, target, noise, steps: int, warmup: int) -> float:
+    ws = generator.mean_ws(1)
+    maps = [n.clone().requires_grad_(True) for n in noise]
+    optimizer = torch.optim.Adam(maps, lr=0.1)
+    seconds = []
+    for step in range(warmup + steps):
+        began = time.perf_counter()
+        loss = masked_mse(generator.synthesis(ws, maps), target).sum()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        _sync(target.device)
+        if step >= warmup:
+            seconds.append(time.perf_counter() - began)
+    return statistics.median(seconds)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--compile", action="store_true", help="also time the W+ step through torch.compile")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--out", type=Path, default=Path("bench/results/step_profile.json"))
+    args = parser.parse_args(argv)
+
+    device = resolve_device(args.device)
+    generator = load_generator(device=device)
+    perceptual = PerceptualLoss.from_file().to(device)
+    noise = initial_noise(generator, 1, 0)
+    with torch.no_grad():
+        target = generator.synthesis(generator.mean_ws(1) + 0.3, noise).clamp(-1, 1)
+    parts = time_w_step(generator, perceptual, target, noise, args.steps, args.warmup)
+    total = sum(parts.values())
+    report = {"machine": machine_info(device), "resolution": generator.resolution,
+              "w_step_seconds": total, "w_step_parts": parts,
+              "w_step_share": {p: v / total for p, v in parts.items()},
+              "noise_step_seconds": time_noise_step(generator, target, noise, args.steps, args.warmup)}
+    if args.compile:
+        began = time.perf_counter()
+        compiled = torch.compile(generator.synthesis)
+        try:
+            compiled_parts = time_w_step(generator, perceptual, target, noise, args.steps, args.warmup, compiled)
+            report["compiled_w_step_seconds"] = sum(compiled_parts.values())
+            report["compiled_w_step_parts"] = compiled_parts
+        except Exception as exc:  # noqa: BLE001 - a backend that cannot compile here is a result too
+            report["compiled_error"] = f"{type(exc).__name__}: {exc}"[:500]
+        report["compile_and_run_seconds"] = time.perf_counter() - began
+    atomic_write_json(args.out, report)
+    for part, seconds in parts.items():
+        print(f"{part:28s} {seconds:7.3f} s  {100 * seconds / total:5.1f} %")
+    print(f"{'W+ step':28s} {total:7.3f} s; noise step {report['noise_step_seconds']:.3f} s")
+    if "compiled_w_step_seconds" in report:
+        print(f"torch.compile W+ step: {report['compiled_w_step_seconds']:.3f} s")
+    elif "compiled_error" in report:
+        print(f"torch.compile failed: {report['compiled_error']}")
+    print(f"wrote {args.out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
