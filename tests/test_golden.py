@@ -9,8 +9,8 @@ the JSON string ``metrics_json``) the application's metrics, each stage's PSNR a
 inputs are seeded and built by ``cases.py`` for both the generator script and this test; the budgets are tiny
 (4 W+ steps and 3 noise steps per stage) so the whole file runs in seconds on one core.
 
-Generated from commit 9192732 (the 'fast' schedule became the default: W+ stages warm up and decay, photo
-embeddings weigh the pixel MSE 30x at peak rate 0.03, noise stages warm up), on the CPU with one thread
+Generated from commit 12e113a (the 'fast' schedule is the default: photo embeddings, crossover and inpainting weigh
+the pixel MSE 30x at peak rate 0.03 with warm-up and cosine, edit stages warm up, noise stages warm up), on the CPU with one thread
 (``tests/conftest.py`` runs this test with one thread too). The goldens before it came from 6709640 and were
 reproduced bit for bit by later commits and with 2 or 4 threads (only some logged loss values moved, by < 2e-7
 relative).
