@@ -9,8 +9,8 @@ Every step reports a :class:`StepInfo` to one callback: the CLI's progress bar, 
 editor and the cluster runner all use it. The callback can look at the image the step rendered (``info.image``,
 no extra forward pass) and stop the run by returning ``True``: the stage ends after that step, later stages are
 skipped, and the result holds the embedding reached so far with ``stopped=True``. Nothing is copied to the host
-per step unless the callback asks (``info.loss`` and ``info.psnr`` are read lazily), so a GPU is not synchronised
-every step.
+per step unless the callback asks (``info.loss`` and ``info.psnr`` are read lazily) or the stage has a stopping
+target (``until``: its PSNR is read every step), so a GPU is otherwise not synchronised every step.
 
 Several images optimise together as a batch: losses are per image and summed, and Adam is element-wise, so each
 image's trajectory is the one it would have alone.

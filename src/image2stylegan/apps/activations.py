@@ -362,8 +362,7 @@ class AttributeTransferSettings:
     * ``style_from``: "a" (the paper's choice: "the first image is chosen to provide the style") or "b": whose
       (w, n) drives the rest of the synthesis;
     * ``w_steps`` / ``noise_steps``: embedding budget for photos (Alg. 2 stages). The paper does not give one for
-      this application; 1000 + 1000 as the other edits (docs/algorithm.md#iterations) (as crossover, style transfer
-      and scribbles);
+      this application; the preset's embedding budget, 100 + 200 by default (docs/algorithm.md#iterations);
       ``noise_space``, ``seed`` as in reconstruction.
     """
 

@@ -18,9 +18,10 @@ terms compare VGG features of the *whole* A and B under the mask resized to each
 pixel also counts through the receptive field of any feature cell the mask touches; pixels farther than that from
 the blurred region have no influence at all (``tests/test_crossover.py`` checks both, bit for bit).
 
-Defaults (the paper gives no iteration counts for crossover): 1000 W+ steps at Adam lr 0.01 and 1000 noise steps
-at lr 5 (docs/algorithm.md#iterations), λ_mse : λ_p = 1 : 1 as in reconstruction, feather σ = 3 % of the side
-(docs/algorithm.md#feather-width).
+Defaults (the paper gives no iteration counts for crossover): the 'good' preset's 200 W+ + 200 noise steps
+(docs/algorithm.md#iterations); the W+ stage embeds both images from the mean latent at the schedule's embedding
+rate (docs/algorithm.md#schedules), the noise stage at lr 5; λ_mse : λ_p = 1 : 1 as in reconstruction (the fast
+schedule weighs the MSE 30x more), feather σ = 3 % of the side (docs/algorithm.md#feather-width).
 """
 
 from __future__ import annotations
@@ -48,9 +49,9 @@ __all__ = ["CrossoverSettings", "crossover", "crossover_recipe", "prepare_crosso
 class CrossoverSettings(EditSettings):
     """Alg. 3's settings.
 
-    * ``w_steps`` / ``noise_steps`` = 1000 / 1000: the paper gives none for crossover; we use the
-      other edits' budget (docs/algorithm.md#iterations).
-    * ``w_lr`` 0.01 and ``noise_lr`` 5: the paper's Adam rates (reconstruction, Alg. 2).
+    * ``w_steps`` / ``noise_steps`` = 200 / 200: the paper gives none for crossover; we use the
+      other edits' budget (the 'good' preset, docs/algorithm.md#iterations).
+    * the W+ stage runs at the ``schedule``'s embedding rate; ``noise_lr`` 5 is the paper's (Alg. 2).
     * ``mse_weight`` : ``perceptual_weight`` = 1 : 1 for both images (the paper's 1e-5 : 1e-5; Adam ignores the
       overall scale).
     * ``noise_second_weight`` = 1: B's term in the noise stage weighs as much as A's (Eq. 3 with λ_mse1 = λ_mse2).

@@ -25,9 +25,9 @@ image)::
   we weight the kept-prediction term 10× the known term: λ_mse2 = 1e-4 over λ_mse1 = 1e-5. That keeps the noise
   maps, whose coarse layers reach into the hole, from dragging the prediction towards the known pixels.
 * **Steps.** The paper uses 200 steps of plain gradient descent (lr unknown) for the W+ stage and 1000 noise
-  steps; we use Adam at the paper's rates (0.01 and 5), 1000 + 1000 steps (docs/algorithm.md#inpainting-optimiser):
-  200 Adam steps from the
-  mean latent leave the known region visibly unfitted.
+  steps; we use Adam for the preset's budget (200 + 200 by default), the W+ stage as a photo embedding from the mean
+  latent at the schedule's rate (docs/algorithm.md#inpainting-optimiser): 200 Adam steps at 0.01 from the mean
+  latent leave the known region visibly unfitted.
 """
 
 from __future__ import annotations
@@ -55,9 +55,9 @@ __all__ = ["InpaintSettings", "defective_view", "inpaint", "inpainting_recipe", 
 class InpaintSettings(EditSettings):
     """Alg. 4's settings.
 
-    * ``w_steps`` 1000 at Adam lr ``w_lr`` 0.01: the paper runs 200 steps of gradient descent with an unpublished
-      rate; Adam at the reconstruction rate needs more steps (docs/algorithm.md#inpainting-optimiser).
-    * ``noise_steps`` 1000 at Adam lr ``noise_lr`` 5: the paper's count and rate.
+    * ``w_steps`` 200 with Adam at the schedule's embedding rate: the paper runs 200 steps of gradient descent with
+      an unpublished rate (docs/algorithm.md#inpainting-optimiser).
+    * ``noise_steps`` 200 at Adam lr ``noise_lr`` 5 (the paper's rate; its count, 1000, with ``--quality paper``).
     * ``max_resolution`` 64 and ``last_rows`` 2: the W+ rows optimised (w_m) are those whose layer output is at
       most 64 px, plus the last 2 rows (the paper's rows 1-9, 17, 18); ``rows`` overrides the rule.
     * ``known_weight`` 1 and ``hole_weight`` 10: the noise stage's weights on "match I_def outside M_blur+" and

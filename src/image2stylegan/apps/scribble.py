@@ -45,9 +45,10 @@ class ScribbleSettings(EditSettings):
 
     * ``max_resolution`` = 16: the edit stage optimises the W+ rows of the layers whose output is at most 16 px,
       the paper's "first 4 to 6 layers" (docs/algorithm.md#scribble-rows); ``rows`` names them explicitly instead.
-    * Iterations are UNKNOWN in the paper: 1000 W+ + 1000 noise steps (docs/algorithm.md#iterations), Adam lr 0.01 / 5.
-      ``embed_w_steps`` / ``embed_noise_steps`` embed the unscribbled photo first (skipped with a starting
-      embedding, the CLI's ``--from``); 1000 + 1000 by the same default.
+    * Iterations are UNKNOWN in the paper: the 'good' preset's 200 W+ + 200 noise steps (:mod:`.presets`,
+      docs/algorithm.md#iterations), Adam ``w_lr`` 0.01 after a warm-up / 5. ``embed_w_steps`` /
+      ``embed_noise_steps`` (100 + 200) embed the unscribbled photo first at the schedule's embedding rate
+      (skipped with a starting embedding, the CLI's ``--from``).
     * λ_mse = λ_p = 1 (the paper's 1e-5 : 1e-5), no spatial masks in the W+ stage, no latent regulariser (the
       paper mentions none; freezing the fine rows is what keeps the edit local in W+).
     * ``threshold`` = 0.05 on the [0, 1] scale: a pixel belongs to the scribble when a channel changed by more

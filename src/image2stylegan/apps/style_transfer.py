@@ -59,9 +59,10 @@ inside the mask went from 35.0 to 32.9 dB (34.1 dB after 10 noise steps)."""
 class StyleTransferSettings(EditSettings):
     """Alg. 6's settings.
 
-    Iteration counts are UNKNOWN in the paper; we use 1000 W+ + 1000 noise steps (docs/algorithm.md#iterations), Adam
-    lr 0.01 (W+) and 5 (noise) as in reconstruction. ``embed_steps`` W+ steps embed the content image first
-    (skipped when a starting embedding is given, the CLI's ``--from``).
+    Iteration counts are UNKNOWN in the paper; the defaults are the 'good' preset's 200 W+ + 200 noise steps
+    (:mod:`.presets`, docs/algorithm.md#iterations), Adam ``w_lr`` 0.01 after a warm-up (W+) and 5 (noise).
+    ``embed_steps`` (100) W+ steps embed the content image first at the schedule's embedding rate (skipped when a
+    starting embedding is given, the CLI's ``--from``).
 
     Weights: λ_mse = λ_p = 1 on the content (the paper's 1e-5 : 1e-5); ``style_weight`` is λ_s, see
     :data:`DEFAULT_STYLE_WEIGHT`. ``feather`` is M_blur's Gaussian σ as a fraction of the side (3 %,

@@ -145,7 +145,8 @@ def _reconstruct_one(photo, outdir, settings, *, align, face, paste_back, device
 @network_option
 def demo(outdir, w_steps, noise_steps, device, quiet, network) -> None:
     """Reconstruct a public-domain photo (NASA's astronaut portrait, from scikit-image) with a budget of about
-    15 minutes on 2 CPU cores: one W+ stage, then the noise stage in the paper's and the extended noise space."""
+    10 minutes on 2 CPU cores: one W+ stage (fast schedule), then the noise stage in the paper's and the extended
+    noise space."""
     from ..apps.demo import write_demo_photo
     from ..apps.outputs import save
     from ..apps.reconstruct import SAVE_NAMES, demo_recipe, reconstruction_result
