@@ -22,17 +22,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from machine import machine_info  # bench/machine.py (scripts run from bench/)
+from machine import bundled_models, common_options, machine_info  # bench/machine.py (scripts run from bench/)
 
 from image2stylegan.apps.demo import ASTRONAUT_FACE_BOX, write_demo_photo
 from image2stylegan.apps.presets import DEFAULT_QUALITY, PRESETS, settings_for
 from image2stylegan.apps.reconstruct import ReconstructionSettings, reconstruction_recipe
 from image2stylegan.apps.sample import sample
-from image2stylegan.cli import resolve_device
 from image2stylegan.embed import embed
-from image2stylegan.generators.registry import load_generator
 from image2stylegan.io import atomic_save_png, atomic_write_json, load_image
-from image2stylegan.losses import PerceptualLoss
 from image2stylegan.metrics import LPIPS
 from image2stylegan.recipe import NoiseStage, Recipe, WPlusStage, image_term
 
@@ -172,13 +169,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--noise-steps", type=int, default=PRESETS[DEFAULT_QUALITY].embed_noise_steps)
     parser.add_argument("--faces", default="all", help="comma-separated face names, or 'all'")
     parser.add_argument("--variants", default="old,new", help="comma-separated: old, new")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    parser.add_argument("--out", type=Path, default=Path("bench/results/convergence.json"))
+    common_options(parser, "bench/results/convergence.json")
     args = parser.parse_args(argv)
 
-    device = resolve_device(args.device)
-    generator = load_generator(device=device)
-    perceptual = PerceptualLoss.from_file().to(device)
+    device, generator, perceptual = bundled_models(args.device)
     lpips = LPIPS.from_file(input_size=256).to(device)
     with tempfile.TemporaryDirectory() as tmp:
         faces = benchmark_faces(generator, Path(tmp))

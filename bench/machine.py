@@ -21,3 +21,21 @@ def machine_info(device: torch.device | None = None) -> dict:
         "python": sys.version.split()[0],
         "load_average": os.getloadavg(),
     }
+
+
+def common_options(parser, out: str) -> None:
+    """``--device`` and ``--out`` (default ``out``), which every bench script takes."""
+    from pathlib import Path
+
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--out", type=Path, default=Path(out))
+
+
+def bundled_models(device_name: str):
+    """(device, the bundled generator, the VGG16 perceptual loss) on ``device_name`` ('auto' resolves it)."""
+    from image2stylegan.cli import resolve_device
+    from image2stylegan.generators.registry import load_generator
+    from image2stylegan.losses import PerceptualLoss
+
+    device = resolve_device(device_name)
+    return device, load_generator(device=device), PerceptualLoss.from_file().to(device)

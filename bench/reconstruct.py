@@ -18,15 +18,12 @@ import time
 from pathlib import Path
 
 import torch
-from machine import machine_info  # bench/machine.py (scripts run from bench/)
+from machine import bundled_models, common_options, machine_info  # bench/machine.py (scripts run from bench/)
 
 from image2stylegan.apps.demo import DemoBudget, write_demo_photo
 from image2stylegan.apps.reconstruct import ReconstructionSettings, demo_recipe
-from image2stylegan.cli import resolve_device
 from image2stylegan.embed import embed
-from image2stylegan.generators.registry import load_generator
 from image2stylegan.io import atomic_write_json, load_image
-from image2stylegan.losses import PerceptualLoss
 
 WARMUP_STEPS = 3
 
@@ -36,13 +33,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--w-steps", type=int, default=budget.w_steps)
     parser.add_argument("--noise-steps", type=int, default=budget.noise_steps)
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    parser.add_argument("--out", type=Path, default=Path("bench/results/reconstruct.json"))
+    common_options(parser, "bench/results/reconstruct.json")
     args = parser.parse_args(argv)
 
-    device = resolve_device(args.device)
-    generator = load_generator(device=device)
-    perceptual = PerceptualLoss.from_file().to(device)
+    device, generator, perceptual = bundled_models(args.device)
     with tempfile.TemporaryDirectory() as tmp:
         target = load_image(write_demo_photo(Path(tmp) / "astronaut_face.png"), generator.resolution)
     target = target.to(device)

@@ -11,16 +11,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
 import torch
-from machine import machine_info  # bench/machine.py (scripts run from bench/)
+from machine import bundled_models, common_options, machine_info  # bench/machine.py (scripts run from bench/)
 
-from image2stylegan.cli import resolve_device
 from image2stylegan.embed import initial_noise
-from image2stylegan.generators.registry import load_generator
 from image2stylegan.io import atomic_write_json
-from image2stylegan.losses import PerceptualLoss, masked_mse, masked_perceptual
+from image2stylegan.losses import masked_mse, masked_perceptual
 from image2stylegan.metrics import psnr
 
 PARTS = ("generator forward", "VGG16 forward", "loss", "backward (generator + VGG)", "Adam", "PSNR bookkeeping")
@@ -88,13 +85,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="also time the W+ step through torch.compile")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    parser.add_argument("--out", type=Path, default=Path("bench/results/step_profile.json"))
+    common_options(parser, "bench/results/step_profile.json")
     args = parser.parse_args(argv)
 
-    device = resolve_device(args.device)
-    generator = load_generator(device=device)
-    perceptual = PerceptualLoss.from_file().to(device)
+    device, generator, perceptual = bundled_models(args.device)
     noise = initial_noise(generator, 1, 0)
     with torch.no_grad():
         target = generator.synthesis(generator.mean_ws(1) + 0.3, noise).clamp(-1, 1)
