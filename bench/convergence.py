@@ -113,9 +113,11 @@ def summarise(curves: dict) -> dict:
             out[f"w_plus_psnr@{checkpoint}"] = w["psnr"][checkpoint - 1]
             out[f"w_plus_lpips@{checkpoint}"] = dict(map(tuple, w["lpips"])).get(checkpoint)
     out["w_plus_seconds_to_20db"] = _first(w, 20.0)
+    out["w_plus_steps_to_20db"] = _first(w, 20.0, "step")
     both = _joined(curves)
     for db in THRESHOLDS["overall"]:
         out[f"seconds_to_{db:.0f}db"] = _first(both, db)
+        out[f"steps_to_{db:.0f}db"] = _first(both, db, "step")
     if both["psnr"]:
         out["final_psnr"] = both["psnr"][-1]
         last = curves[list(curves)[-1]]["lpips"]
@@ -133,8 +135,9 @@ def _joined(curves: dict) -> dict:
     return {"psnr": psnr, "seconds": seconds, "step": list(range(1, len(psnr) + 1))}
 
 
-def _first(curve: dict, db: float) -> float | None:
-    for p, s in zip(curve["psnr"], curve["seconds"]):
+def _first(curve: dict, db: float, unit: str = "seconds") -> float | None:
+    """The seconds (or the step) at which ``curve`` first reaches ``db``; None if it never does."""
+    for p, s in zip(curve["psnr"], curve[unit]):
         if p >= db:
             return round(s, 1)
     return None
