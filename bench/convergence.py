@@ -14,6 +14,7 @@ Numbers depend on the CPU: state them with the machine (the JSON records it).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import tempfile
 import time
@@ -172,8 +173,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--noise-steps", type=int, default=PRESETS[DEFAULT_QUALITY].embed_noise_steps)
     parser.add_argument("--faces", default="all", help="comma-separated face names, or 'all'")
     parser.add_argument("--variants", default="old,new", help="comma-separated: old, new")
+    parser.add_argument("--table", type=Path, default=None, metavar="JSON",
+                        help="print the README table of an earlier report instead of running (seconds from "
+                             "--step-seconds)")
+    parser.add_argument("--step-seconds", default="1.5,1.1", help="W+ and noise step seconds for --table")
     common_options(parser, "bench/results/convergence.json")
     args = parser.parse_args(argv)
+    if args.table is not None:
+        w_step, noise_step = map(float, args.step_seconds.split(","))
+        print(table(json.loads(args.table.read_text()), w_step, noise_step))
+        return {}
 
     device, generator, perceptual = bundled_models(args.device)
     lpips = LPIPS.from_file(input_size=256).to(device)
@@ -202,6 +211,38 @@ def main(argv: list[str] | None = None) -> dict:
     plot(results, args.out.with_suffix(".png"))
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
     return report
+
+
+def table(report: dict, w_step: float, noise_step: float) -> str:
+    """The README's Markdown table from a report: per face and variant the W+ stage's PSNR / LPIPS after its
+    budget, the step (and seconds at ``w_step`` s per W+ step and ``noise_step`` s per noise step on a quiet
+    machine) at which the run first reached 20 dB in W+ and 30 / 33 dB overall, and the final PSNR / LPIPS."""
+    budget = report["budget"]
+
+    def at(step: float | None) -> str:
+        if step is None:
+            return "–"
+        w = min(step, budget["w_steps"])
+        seconds = w * w_step + max(0, step - budget["w_steps"]) * noise_step
+        return f"{step:.0f} ({seconds:.0f} s)"
+
+    lines = ["| face (native px) | schedule | W+ PSNR / LPIPS | W+ to 20 dB | to 30 dB | to 33 dB | final PSNR / LPIPS |",
+             "|---|---|---|---|---|---|---|"]
+    for face, entry in report["faces"].items():
+        for name, run in entry["runs"].items():
+            s = _summary_steps(run)
+            lines.append(f"| {face} ({entry['native']}) | {name} | {s['w_psnr']:.2f} dB / {s['w_lpips']:.3f} | "
+                         f"{at(s['w20'])} | {at(s['o30'])} | {at(s['o33'])} | {s['psnr']:.2f} dB / {s['lpips']:.3f} |")
+    return "\n".join(lines)
+
+
+def _summary_steps(run: dict) -> dict:
+    curves = run["curves"]
+    w, both = curves["w_plus"], _joined(curves)
+    last = curves[list(curves)[-1]]["lpips"]
+    return {"w_psnr": w["psnr"][-1], "w_lpips": w["lpips"][-1][1], "w20": _first(w, 20.0, "step"),
+            "o30": _first(both, 30.0, "step"), "o33": _first(both, 33.0, "step"), "psnr": both["psnr"][-1],
+            "lpips": last[-1][1]}
 
 
 def _fmt(v) -> str:

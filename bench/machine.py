@@ -24,11 +24,17 @@ def machine_info(device: torch.device | None = None) -> dict:
 
 
 def common_options(parser, out: str) -> None:
-    """``--device`` and ``--out`` (default ``out``), which every bench script takes."""
+    """``--device`` and ``--out`` (default ``out``), which every bench script takes. The report's folder is made
+    when the options are read, so an unwritable place fails before a long run, not after it."""
     from pathlib import Path
 
+    def out_path(text: str) -> Path:
+        path = Path(text)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    parser.add_argument("--out", type=Path, default=Path(out))
+    parser.add_argument("--out", type=out_path, default=out)
 
 
 def bundled_models(device_name: str):
