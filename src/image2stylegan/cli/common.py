@@ -132,7 +132,9 @@ def quality_option(func):
 
 
 def schedule_option(func):
-    return click.option("--schedule", default=None, type=click.Choice(["fast", "paper"]),
+    from ..apps.settings import SCHEDULES
+
+    return click.option("--schedule", default=None, type=click.Choice(SCHEDULES),
                         help="Learning-rate schedule: 'fast' (warm-up, cosine decay, pixel-weighted embedding; "
                              "docs/algorithm.md#schedules) or 'paper' (the paper's constant Adam rates). "
                              "Default: the --quality preset's.")(func)
