@@ -47,7 +47,7 @@ lock:
 bench: weights
 	$(BIN)/python bench/reconstruct.py
 
-# Every application of the paper through the CLI on real inputs -> docs/gallery/ (about 40 minutes on 2 CPU cores).
+# Every application of the paper through the CLI on real inputs -> docs/gallery/ (about 50 minutes on 2 CPU cores, every command at its quick budget).
 gallery: weights
 	$(BIN)/python scripts/make_gallery.py --outdir docs/gallery --work out/gallery
 

@@ -13,8 +13,12 @@ from PIL import Image
 import image2stylegan.cli.crossover as cli_module
 from image2stylegan.apps.inpaint import (
     InpaintSettings,
+    defective_view,
+    hole_box,
     inpaint,
+    inpainting_recipe,
     inpainting_rows,
+    telea_fill,
 )
 from image2stylegan.apps.outputs import EDIT_OUTPUT_FILES
 from image2stylegan.cli.common import cli
@@ -81,10 +85,45 @@ def test_noise_stage_fits_the_known_region_and_metrics(tiny, tiny_perceptual, ti
         start = tiny.synthesis(tiny.mean_ws(1), None).clamp(-1, 1)
     assert m["stages"]["w_plus"]["psnr_known_db"] > float(psnr(start, tiny_target, mask=1 - hole)[0])
     assert m["stages"]["noise"]["psnr_known_db"] > m["stages"]["w_plus"]["psnr_known_db"]
-    assert {"psnr_hole_db", "psnr_full_db", "naive_fill_psnr_hole_db", "lpips_full"} == set(m["reference"])
+    assert {"psnr_hole_db", "psnr_full_db", "naive_fill_psnr_hole_db", "telea_psnr_hole_db", "lpips_full",
+            "hole_box", "lpips_hole_box", "naive_fill_lpips_hole_box", "telea_lpips_hole_box"} == set(m["reference"])
     labels = [label for label, _ in result.panel]
-    assert labels[0] == "defective input" and labels[-1] == "reference" and len(labels) == 4
+    assert labels[0] == "defective input" and labels[-2:] == ["Telea fill (OpenCV)", "reference"] and len(labels) == 5
     assert torch.equal(result.panel[0][1][:, 16, 16], torch.zeros(3))  # the hole is shown grey
+
+
+def test_the_perceptual_target_is_the_known_pixels_over_the_render(tiny, tiny_perceptual, tiny_target, hole):
+    """'improved' composites the render into the hole of the perceptual target, so what the hole holds in the
+    filled image (the flat fill) does not matter to the W+ stage; the paper's recipe feeds VGG the fill."""
+    from image2stylegan.embed import embed
+
+    known = 1.0 - hole
+    for method, fill_matters in (("improved", False), ("paper", True)):
+        settings = InpaintSettings(w_steps=4, noise_steps=0, method=method)
+        results = [embed(tiny, inpainting_recipe(defective_view(tiny_target, hole, fill), hole, [0, 1, 2, 3, 6, 7],
+                                                 settings), perceptual=tiny_perceptual) for fill in (-1.0, 1.0)]
+        # The MSE term is masked to the known region either way: only the perceptual target can see the fill.
+        differ = not torch.allclose(results[0].ws, results[1].ws, rtol=0, atol=1e-6)
+        assert differ == fill_matters, method
+    term = inpainting_recipe(tiny_target, hole, [0], InpaintSettings()).stages[0].terms[0]
+    assert torch.equal(term.perceptual_known, known)
+    assert inpainting_recipe(tiny_target, hole, [0], InpaintSettings(method="paper")).stages[0].terms[0] \
+        .perceptual_known is None
+
+
+def test_telea_fill_reads_only_the_known_pixels():
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 3, 48, 48, generator=g) * 2 - 1
+    hole = torch.zeros(1, 1, 48, 48)
+    hole[..., 16:32, 12:36] = 1.0
+    base = telea_fill(image, hole)
+    other = telea_fill(torch.where(hole > 0.5, torch.full_like(image, float("nan")), image), hole)
+    assert torch.equal(base, other) and torch.isfinite(base).all()
+    # Outside the hole it returns the image (to 8-bit precision); inside, the border's colours carried inwards.
+    assert (base - image).abs()[..., hole[0, 0] < 0.5].max() <= 1 / 127.5 + 1e-6
+    flat = telea_fill(torch.where(hole > 0.5, image, torch.full_like(image, 0.2)), hole)
+    assert (flat[..., hole[0, 0] > 0.5] - 0.2).abs().max() < 0.02
+    assert hole_box(hole, margin=0.25) == (12, 36, 6, 42)
 
 
 @pytest.mark.parametrize("name", ["empty", "full"])

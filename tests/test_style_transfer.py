@@ -93,6 +93,29 @@ def test_embeds_the_content_first_without_a_starting_embedding(tiny, tiny_percep
     assert len(result.history) == 7 and result.ws.shape == (1, tiny.num_ws, tiny.w_dim)
 
 
+def test_the_w_plus_stage_renders_with_the_fitted_or_fresh_noise(tiny, tiny_perceptual, inputs):
+    """'fitted' starts from the content embedding's own maps; 'fresh' (and the paper's method) from the seeded n_ini,
+    whatever maps the embedding came with."""
+    from image2stylegan.embed import initial_noise
+
+    ws, noise, content, style, mask = inputs
+    settings = replace(FAST, noise_steps=0)
+    runs = {name: local_style_transfer(tiny, content, style, mask, tiny_perceptual, s, ws=ws, noise=noise)
+            for name, s in (("fitted", settings), ("fresh", replace(settings, w_plus_noise="fresh")),
+                            ("paper", replace(settings, method="paper")))}
+    n_ini = initial_noise(tiny, 1, settings.seed)
+    assert all(torch.equal(a, b) for a, b in zip(runs["fitted"].noise, noise))
+    for name in ("fresh", "paper"):
+        assert all(torch.equal(a, b) for a, b in zip(runs[name].noise, n_ini)), name
+    # The start is the render of w* with those maps: exact with its own noise, not with fresh noise.
+    assert runs["fitted"].metrics["psnr_inside_mask_db"]["start"] is None  # identical: infinite PSNR
+    assert runs["fresh"].metrics["psnr_inside_mask_db"]["start"] < 60
+    assert runs["fitted"].metrics["style_distance_outside_content"] == pytest.approx(
+        runs["fitted"].metrics["style_distance_outside"]["start"], rel=1e-5)
+    with pytest.raises(InputError, match="w_plus_noise|--w-plus-noise"):
+        StyleTransferSettings(w_plus_noise="old")
+
+
 @pytest.mark.parametrize("mask", [torch.zeros(1, 1, 32, 32), torch.ones(1, 1, 32, 32)])
 def test_rejects_a_mask_that_leaves_nothing_to_keep_or_restyle(tiny, tiny_perceptual, inputs, mask):
     ws, noise, content, style, _ = inputs

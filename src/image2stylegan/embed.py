@@ -417,6 +417,8 @@ def _run_w_plus(generator, stage: WPlusStage, resolve, ws, noise, perceptual, re
                 terms[prefix + "mse"], loss = value, loss + term.mse_weight * value
             if term.perceptual_weight > 0:
                 own = {k: features[k] for k in perceptual.layers}
+                if term.perceptual_known is not None:
+                    target_features = _composite_features(perceptual, term, image)
                 value = masked_perceptual(own, target_features, term.perceptual_mask, perceptual.layer_weights)
                 terms[prefix + "perceptual"], loss = value, loss + term.perceptual_weight * value
             if term.style_weight > 0:
@@ -441,13 +443,23 @@ def _run_w_plus(generator, stage: WPlusStage, resolve, ws, noise, perceptual, re
 def _prepare_term(term: TargetTerm, target: torch.Tensor, perceptual):
     """(term with its target resolved and on the right device, target features for the perceptual term, Gram)."""
     term = replace(term, target=target)
-    features = perceptual.precompute(target) if term.perceptual_weight > 0 else None
+    fixed = term.perceptual_weight > 0 and term.perceptual_known is None  # a composite target changes every step
+    features = perceptual.precompute(target) if fixed else None
     gram = None
     if term.style_weight > 0:
         with torch.no_grad():
             style_features = perceptual.vgg(target, (STYLE_LAYER,))[STYLE_LAYER]
             gram = gram_matrix(style_features, term.style_target_mask)
     return term, features, gram
+
+
+@torch.no_grad()
+def _composite_features(perceptual, term: TargetTerm, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Perceptual target features of K·target + (1 - K)·image (K = ``term.perceptual_known``), this step's."""
+    known = term.perceptual_known.to(image)
+    image = image.detach()
+    target = torch.where(known > 0, term.target, image)  # where K is 0 the target is never read, even a NaN
+    return perceptual.precompute(known * target + (1.0 - known) * image)
 
 
 def _run_noise(generator, stage: NoiseStage, resolve, ws, noise, report, goal) -> list[torch.Tensor]:

@@ -109,6 +109,10 @@ class TargetTerm:
     perceptual_mask: torch.Tensor | None = None  # M_p
     style_mask: torch.Tensor | None = None  # M_s: region of G(w, n) whose Gram matrix is matched
     style_target_mask: torch.Tensor | None = None  # region of the target the style statistics come from
+    # K [B or 1, 1, H, W]: where the target's pixels are known. Set, the perceptual term compares G(w, n) with the
+    # composite K·target + (1 - K)·G(w, n) (the render detached, rebuilt every step), so VGG's receptive fields
+    # never see the unknown pixels (inpainting's flat fill) and nothing pulls the unknown region towards them.
+    perceptual_known: torch.Tensor | None = None
     name: str = ""  # prefix of this term's entries in the step log
 
     def __post_init__(self) -> None:
@@ -303,7 +307,7 @@ def _stage_summary(stage: Stage) -> dict[str, Any]:
     if isinstance(stage, WPlusStage):
         terms = [{k: _describe(getattr(t, k)) for k in ("name", "target", "mse_weight", "perceptual_weight",
                                                           "style_weight", "mse_mask", "perceptual_mask", "style_mask",
-                                                          "style_target_mask")} for t in stage.terms]
+                                                          "style_target_mask", "perceptual_known")} for t in stage.terms]
         return {"kind": "w_plus", **common, "rows": list(stage.rows) if stage.rows is not None else None,
                 "warmup_steps": stage.warmup_steps, "decay": stage.decay,
                 "final_lr_fraction": stage.final_lr_fraction, "tied_steps": stage.tied_steps, "terms": terms}

@@ -120,6 +120,16 @@ def db(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None) -> fl
     return float(value) if torch.isfinite(value) else None
 
 
+def mean_abs_error(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> float | None:
+    """Mean absolute colour error of image 0 of ``x`` against ``y`` over ``mask`` (weights [1, 1, H, W]), on the
+    0-1 scale (images are in [-1, 1]); None where the mask selects nothing."""
+    weight = mask[:1].to(x)
+    total = float(weight.sum())
+    if total <= 0:
+        return None
+    return float(((x[:1] - y[:1].to(x)).abs().mean(dim=1, keepdim=True) * weight).sum()) / total / 2.0
+
+
 def by_stage(result: EmbeddingResult, measure: Callable[[torch.Tensor], float | None],
              points: Mapping[str, str | torch.Tensor]) -> dict[str, float | None]:
     """``measure`` at named points of a run: each point is a stage name (its end image, None when the stage did

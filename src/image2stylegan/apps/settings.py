@@ -16,6 +16,7 @@ NOISE_SPACES = ("paper", "extended")
 NOISE_LR_SCALINGS = ("strength", "paper")
 INITS = ("mean", "uniform")
 SCHEDULES = ("fast", "paper")
+METHODS = ("improved", "paper")
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,11 @@ def embed_lr_setting() -> Any:
 def schedule_setting(default: str = "fast") -> Any:
     return choice(default, SCHEDULES, "'fast': warm-up, cosine decay and pixel-weighted embedding "
                                       "(docs/algorithm.md#schedules); 'paper': the paper's constant Adam rates")
+
+
+def method_setting(default: str = "improved") -> Any:
+    return choice(default, METHODS, "'improved': the recipe with our measured fixes (docs/algorithm.md#edits-"
+                                    "beyond-the-paper); 'paper': the paper's algorithm as written")
 
 
 def until_psnr_setting(default: float | None = None) -> Any:

@@ -28,8 +28,8 @@ from ..generators.base import StyleGenerator
 from ..losses import STYLE_LAYER, PerceptualLoss, gram_distance, gram_matrix
 from ..masks import check_mask_content, feather
 from ..recipe import Recipe, TargetTerm
-from .ranges import STEPS, STYLE_WEIGHT, WEIGHT, check_not_all_zero, setting
-from .settings import EditSettings, embedding_stage, init_setting, w_lr_setting
+from .ranges import STEPS, STYLE_WEIGHT, WEIGHT, check_not_all_zero, choice, setting
+from .settings import EditSettings, embedding_stage, init_setting, method_setting, w_lr_setting
 from .outputs import EditResult, by_stage, copy_paste, db, start_point
 from .plan import Plan
 
@@ -77,6 +77,9 @@ class StyleTransferSettings(EditSettings):
     content_perceptual_weight: float = setting(1.0, WEIGHT, "weight of the content's perceptual term inside "
                                                "the mask")
     init: str = init_setting()
+    w_plus_noise: str = choice("fitted", ("fitted", "fresh"), "noise maps the style W+ stage renders with: the "
+                               "content's fitted maps, or fresh seeded N(0, 1) maps (the paper's n_ini)")
+    method: str = method_setting()
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -187,6 +190,8 @@ def prepare_style_transfer(
     like = generator.w_avg
     content, style, mask = content.to(like), style.to(like), mask.to(like)
     m_blur = feather(mask, settings.feather)
+    if settings.w_plus_noise == "fresh" or settings.method == "paper":
+        noise = None  # Alg. 6 line 1: n_ini, whatever noise the content's embedding came with
     noise, space = start_noise(generator, noise, settings.seed, settings.noise_space)
     recipe = style_transfer_recipe(content, style, m_blur, settings, embed_content=ws is None, noise_space=space)
     points = {"start": start_point(generator, ws, noise, "content_w_plus"), "after_w_plus": "style_w_plus",
@@ -204,12 +209,15 @@ def _measure(generator, perceptual, result, recipe, content, style, mask, m_blur
         values = outside_style_distance(perceptual, torch.cat(list(images.values())), style, outside)
         distances = dict(zip(images, (float(v) for v in values)))
     naive_distance = outside_style_distance(perceptual, naive, style, outside)
+    own = float(outside_style_distance(perceptual, content, style, outside)[0])  # the content's own distance
     d_start, d_final = distances.get("start"), distances.get("final")
     metrics = {
         "psnr_inside_mask_db": by_stage(result, lambda x: db(x, content, mask), points),
         "style_distance_outside": {p: distances.get(p) for p in points},
         "style_distance_outside_naive": float(naive_distance[0]),
         "style_distance_reduction": float(1.0 - d_final / d_start) if d_start and d_final is not None else 0.0,
+        "style_distance_outside_content": own,
+        "style_distance_reduction_vs_content": float(1.0 - d_final / own) if own and d_final is not None else 0.0,
         "mask_fraction": float(mask.mean()),
         "noise_space": space,
     }

@@ -140,6 +140,15 @@ def schedule_option(func):
                              "Default: the --quality preset's.")(func)
 
 
+def method_option(func):
+    """``--method improved|paper``: an edit's recipe with our measured fixes, or the paper's as written."""
+    from ..apps.settings import METHODS
+
+    return click.option("--method", default=METHODS[0], show_default=True, type=click.Choice(METHODS),
+                        help="'improved': the recipe with our measured fixes (docs/algorithm.md#edits-beyond-the-"
+                             "paper); 'paper': the paper's algorithm as written.")(func)
+
+
 def budget_steps(what: str) -> str:
     return f"{what} Default: the --quality preset's."
 

@@ -9,7 +9,7 @@ import click
 from ..apps.crossover import CrossoverSettings
 from ..apps.inpaint import InpaintSettings
 from ..apps.presets import settings_for
-from .common import (cli, echo_budget, echo_stages, exit_if_stopped, from_option, load_from, mask_option,
+from .common import (cli, echo_budget, echo_stages, exit_if_stopped, from_option, load_from, mask_option, method_option,
                      perceptual_and_lpips, run_options, running, setup)
 from .photos import (align_options, aligned_files, check_align_options, open_detector, outputs_for, read_like, read_mask,
                      read_photo)
@@ -107,10 +107,11 @@ def crossover(images, mask_spec, from_a, from_b, align, face, paste_back, outdir
               help="The intact original, for PSNR inside the hole and LPIPS (never used by the algorithm).")
 @from_option(help="Use the render of this latent.npz instead of PHOTO (its hole pixels are then "
                   "ignored).")
+@method_option
 @align_options
 @run_options(InpaintSettings, feather=True)
-def inpaint(photo, mask_spec, reference, from_latent, align, face, paste_back, outdir, quality, schedule, w_steps,
-            noise_steps, feather, noise_space, device, seed, quiet, network) -> None:
+def inpaint(photo, mask_spec, reference, from_latent, method, align, face, paste_back, outdir, quality, schedule,
+            w_steps, noise_steps, feather, noise_space, device, seed, quiet, network) -> None:
     """Inpainting (Alg. 4): fill the hole in PHOTO from the known pixels alone.
 
     Usage: i2s inpaint PHOTO --mask HOLE.png|center --outdir DIR [--reference ORIGINAL].
@@ -118,9 +119,11 @@ def inpaint(photo, mask_spec, reference, from_latent, align, face, paste_back, o
     The W+ stage sees only the known pixels and moves only the W+ rows whose layers are at most 64 px plus the
     last two (the paper's rows 1-9, 17, 18; the rest stay at the mean latent); the noise stage then matches the
     known region outside a dilated, blurred hole and keeps the W+ prediction inside it (weight 10:1, the paper's
-    1e-4 : 1e-5). The result is the generator's output. Budget: the --quality preset's edit steps with Adam (the
+    1e-4 : 1e-5). With --method improved (the default) the perceptual term compares with the known pixels
+    composited over the current render, so the flat fill never reaches VGG. The result is the generator's output. Budget: the --quality preset's edit steps with Adam (the
     paper: 200 steps of gradient descent), lr 0.01 / 5. Writes result.png, panel.png (defective input | naive fill |
-    result [| reference]), latent.npz, metrics.json (PSNR on the known region; with --reference, in the hole) and
+    result [| Telea fill | reference]), latent.npz, metrics.json (PSNR on the known region; with --reference, PSNR in
+    the hole and LPIPS around it, each beside the flat fill's and OpenCV's Telea inpainting's) and
     curves.png into OUTDIR. With --align, a hole image the size of the original photo is aligned with it (others
     are taken as drawn on the aligned image) and --reference must be the photo's size.
     """
@@ -132,7 +135,7 @@ def inpaint(photo, mask_spec, reference, from_latent, align, face, paste_back, o
         raise click.UsageError("inpaint needs exactly one of PHOTO or --from LATENT")
     check_align_options(align, face, paste_back, photos=int(photo is not None))
     settings = settings_for(InpaintSettings, quality, schedule=schedule, w_steps=w_steps, noise_steps=noise_steps,
-                            feather=feather, noise_space=noise_space, seed=seed)
+                            feather=feather, noise_space=noise_space, seed=seed, method=method)
     dev, outdir, generator, sha = setup(device, outdir, network)
     detector = open_detector(align)
     image, _, source, loaded = _load_input(generator, photo, from_latent, align=align, face=face, detector=detector)
@@ -159,7 +162,7 @@ def inpaint(photo, mask_spec, reference, from_latent, align, face, paste_back, o
     line = f"result: PSNR {m['psnr_known_db']:.2f} dB on the known region"
     if "reference" in m:
         line += (f", {m['reference']['psnr_hole_db']:.2f} dB in the hole vs the reference "
-                 f"(naive fill {m['reference']['naive_fill_psnr_hole_db']:.2f} dB)")
+                 f"(flat fill {m['reference']['naive_fill_psnr_hole_db']:.2f} dB, Telea {m['reference']['telea_psnr_hole_db']:.2f} dB)")
     click.echo(line)
     click.echo(f"outputs in {outdir}/: result.png panel.png latent.npz metrics.json curves.png"
                f"{aligned_files(aligned, paste_back)}")

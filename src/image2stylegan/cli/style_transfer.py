@@ -11,13 +11,17 @@ from ..apps.scribble import ScribbleSettings
 from ..apps.style_transfer import DEFAULT_STYLE_WEIGHT, StyleTransferSettings
 from ..apps.presets import settings_for
 from .common import (FROM_HELP, budget_steps, cli, default, echo_budget, echo_stages, exit_if_stopped, from_option,
-                     load_from, mask_option, perceptual_loss, run_options, running, setup)
+                     load_from, mask_option, method_option, perceptual_loss, run_options, running, setup)
 from .photos import (align_options, aligned_files, check_align_options, open_detector, outputs_for, read_like, read_mask,
                      read_photo)
 
 
 def _db(value) -> str:
     return "identical" if value is None else f"{value:.2f} dB"
+
+
+def _num(value) -> str:
+    return "-" if value is None else f"{value:.3g}"
 
 
 def _finish(outdir: Path, result, generator, sha, command: str, settings, inputs: dict, aligned: dict,
@@ -47,11 +51,16 @@ def _finish(outdir: Path, result, generator, sha, command: str, settings, inputs
               help="lambda_s of the Gram (conv3_3) style term, with lambda_mse = lambda_p = 1. The paper's ratio "
                    "(0.05) is for its own Gram normalisation; this default gives the style term the content terms' "
                    "gradient size at the start (docs/algorithm.md#style-weight).")
+@click.option("--w-plus-noise", default=default(StyleTransferSettings, "w_plus_noise"), show_default=True,
+              type=click.Choice(["fitted", "fresh"]),
+              help="Noise maps the style W+ stage renders with: the content's fitted maps, or fresh seeded maps "
+                   "(the paper's; always with --method paper).")
+@method_option
 @align_options
 @run_options(StyleTransferSettings, w_lr=True, feather=True, init=True)
-def style_transfer(content, style, mask_spec, from_latent, embed_steps, style_weight, align, face, paste_back, outdir,
-                   quality, schedule, w_steps, w_lr, noise_steps, feather, noise_space, init, device, seed, quiet,
-                   network) -> None:
+def style_transfer(content, style, mask_spec, from_latent, embed_steps, style_weight, w_plus_noise, method, align,
+                   face, paste_back, outdir, quality, schedule, w_steps, w_lr, noise_steps, feather, noise_space, init,
+                   device, seed, quiet, network) -> None:
     """Local style transfer (Alg. 6): keep CONTENT inside --mask and give the rest the style (VGG16 conv3_3 Gram
     matrices) of STYLE, in one W+ stage over the sum of both objectives, then restore detail with the masked noise
     stage (CONTENT inside the blurred mask, the W+ result outside). Writes result.png, panel.png (content | style |
@@ -63,7 +72,7 @@ def style_transfer(content, style, mask_spec, from_latent, embed_steps, style_we
     settings = settings_for(
         StyleTransferSettings, quality, schedule=schedule, w_steps=w_steps, w_lr=w_lr, noise_steps=noise_steps,
         embed_steps=embed_steps, style_weight=style_weight, feather=feather, noise_space=noise_space, init=init,
-        seed=seed,
+        seed=seed, w_plus_noise=w_plus_noise, method=method,
     )
     check_align_options(align, face, paste_back)
     dev, outdir, generator, sha = setup(device, outdir, network)
@@ -82,8 +91,9 @@ def style_transfer(content, style, mask_spec, from_latent, embed_steps, style_we
         result = plan.run(generator, perceptual, callback)
     m = result.metrics
     summary = (f"PSNR against CONTENT inside the mask {_db(m['psnr_inside_mask_db']['final'])} (start "
-               f"{_db(m['psnr_inside_mask_db']['start'])}); style distance outside reduced by "
-               f"{100 * m['style_distance_reduction']:.0f} %")
+               f"{_db(m['psnr_inside_mask_db']['start'])}); style distance outside {100 * m['style_distance_reduction_vs_content']:.0f} % "
+               f"below CONTENT's own (result {_num(m['style_distance_outside']['final'])}, a copy-paste of STYLE "
+               f"{_num(m['style_distance_outside_naive'])})")
     _finish(outdir, result, generator, sha, "style-transfer", settings,
             {"content": content, "style": style, "mask": mask_spec, "from": from_latent},
             {"photo": (loaded, "aligned.png")}, paste_back, callback, summary)
@@ -107,11 +117,12 @@ def style_transfer(content, style, mask_spec, from_latent, embed_steps, style_we
 @click.option("--rows", "rows_spec", default=None, help="Explicit W+ rows to optimise, e.g. 0,1,2,3 (overrides --max-resolution).")
 @click.option("--threshold", default=default(ScribbleSettings, "threshold"), show_default=True, type=float,
               help="A pixel is scribbled when a channel changed by more than this (on the 0-1 scale).")
+@method_option
 @align_options
 @run_options(ScribbleSettings, w_lr=True, feather=True, init=True)
 def scribble(photo, scribbled, mask_spec, from_latent, embed_w_steps, embed_noise_steps, max_resolution, rows_spec,
-             threshold, align, face, paste_back, outdir, quality, schedule, w_steps, w_lr, noise_steps, feather,
-             noise_space, init, device, seed, quiet, network) -> None:
+             threshold, method, align, face, paste_back, outdir, quality, schedule, w_steps, w_lr, noise_steps,
+             feather, noise_space, init, device, seed, quiet, network) -> None:
     """Local edits from scribbles (Alg. 5): starting from PHOTO's embedding, embed SCRIBBLED into the coarse W+
     rows only (MSE + perceptual, no masks: the strokes' colours are only a guide), then run the noise stage
     towards PHOTO outside the blurred scribble mask to restore its detail. Writes result.png, panel.png
@@ -126,7 +137,7 @@ def scribble(photo, scribbled, mask_spec, from_latent, embed_w_steps, embed_nois
     settings = settings_for(
         ScribbleSettings, quality, schedule=schedule, w_steps=w_steps, w_lr=w_lr, noise_steps=noise_steps,
         embed_w_steps=embed_w_steps, embed_noise_steps=embed_noise_steps, max_resolution=max_resolution,
-        threshold=threshold, feather=feather, noise_space=noise_space, init=init, seed=seed,
+        threshold=threshold, feather=feather, noise_space=noise_space, init=init, seed=seed, method=method,
     )
     check_align_options(align, face, paste_back)
     dev, outdir, generator, sha = setup(device, outdir, network)
@@ -147,9 +158,11 @@ def scribble(photo, scribbled, mask_spec, from_latent, embed_w_steps, embed_nois
     with running(quiet) as callback:
         result = plan.run(generator, perceptual, callback)
     m = result.metrics
+    progress = m["edit_progress"]["final"]
     summary = (f"W+ rows optimised: {','.join(map(str, m['rows']))}; PSNR against PHOTO outside the edit "
-               f"{_db(m['psnr_outside_edit_db']['final'])} (after the W+ stage "
-               f"{_db(m['psnr_outside_edit_db']['after_w_plus'])})")
+               f"{_db(m['psnr_outside_dilated_edit_db']['final'])} (after the W+ stage "
+               f"{_db(m['psnr_outside_dilated_edit_db']['after_w_plus'])}); the edited pixels moved "
+               f"{'-' if progress is None else f'{100 * progress:.0f} %'} of the way to the scribble's colours")
     _finish(outdir, result, generator, sha, "scribble", settings,
             {"photo": photo, "scribbled": scribbled, "mask": mask_spec, "from": from_latent},
             {"photo": (loaded, "aligned.png"), "scribbled": (loaded_scribbled, "aligned_scribbled.png")}, paste_back,
