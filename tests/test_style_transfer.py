@@ -190,3 +190,16 @@ def test_real_style_transfer_moves_the_outside_towards_the_style(real_generator,
     distance = result.metrics["style_distance_outside"]
     assert distance["after_w_plus"] < distance["start"]
     assert result.metrics["psnr_inside_mask_db"]["final"] > 25.0
+
+
+def test_the_style_stage_rate_follows_the_method_unless_given(inputs):
+    _, _, content, style, mask = inputs
+    from image2stylegan.apps.style_transfer import IMPROVED_STYLE_LR, style_transfer_recipe
+
+    def rate(**given):
+        settings = StyleTransferSettings(**given)
+        return style_transfer_recipe(content, style, mask, settings, embed_content=False).stages[0].lr
+
+    assert rate() == IMPROVED_STYLE_LR == 0.05
+    assert rate(method="paper") == 0.01  # the paper's W+ rate
+    assert rate(w_lr=0.02) == rate(w_lr=0.02, method="paper") == 0.02
