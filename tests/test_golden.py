@@ -12,10 +12,10 @@ inputs are seeded and built by ``cases.py`` for both the generator script and th
 Generated from commit 12e113a (the 'fast' schedule is the default: photo embeddings, crossover and inpainting weigh
 the pixel MSE 30x at peak rate 0.03 with warm-up and cosine, edit stages warm up, noise stages warm up), on the CPU with one thread
 (``tests/conftest.py`` runs this test with one thread too); the inpainting, scribble and style-transfer cases again
-after bf67bf8 (``method='improved'`` is their default: inpainting's composite perceptual target and noise stage
-over every known pixel; scribble's dilated blend mask, edit term and colour rows; style transfer's rate 0.05). The
-goldens before came from 6709640 and were reproduced bit for bit by later commits and with 2 or 4 threads (only
-some logged loss values moved, by < 2e-7 relative).
+after 726951c (``method='improved'`` is their default: inpainting's composite perceptual target and noise stage
+over every known pixel; scribble's dilated blend mask, edit and keep terms, rows to 32 px and colour rows; style
+transfer's rate 0.05). The goldens before came from 6709640 and were reproduced bit for bit by later commits and
+with 2 or 4 threads (only some logged loss values moved, by < 2e-7 relative).
 
 Tolerances: tensors ``assert_close(rtol=0, atol=1e-5)``; metrics a relative tolerance of 1e-4 (with a 1e-12
 absolute floor for metrics that are exactly 0; timings are not compared).

@@ -76,18 +76,25 @@ def test_edit_stage_moves_only_the_coarse_rows(tiny64, tiny_perceptual, scene):
 
 def test_improved_method_frees_the_colour_rows_and_asks_for_the_edit(tiny64, tiny_perceptual, scene):
     ws, noise, photo, scribbled, mask = scene
-    assert scribble_rows(tiny64, FAST) == [0, 1, 2, 3, 4, 5, 6, 9, 10]  # the coarse rows and the last two
-    assert scribble_rows(tiny64, replace(FAST, method="paper")) == list(range(7))
+    coarse = replace(FAST, max_resolution=16)
+    assert scribble_rows(tiny64, coarse) == [0, 1, 2, 3, 4, 5, 6, 9, 10]  # the rows up to 16 px and the last two
+    assert scribble_rows(tiny64, FAST) == list(range(11))  # 'improved' goes to 32 px: rows 0-9, and 10
+    assert scribble_rows(tiny64, replace(FAST, method="paper")) == list(range(7))  # the paper's 16 px
     m_blur = scribble_blend_mask(mask, FAST)
     stage = scribble_recipe(photo, scribbled, m_blur, [0], FAST, embed_photo=False).stages[0]
-    whole, edit = stage.terms
+    whole, edit, keep = stage.terms
     assert whole.mse_mask is None and torch.equal(edit.mse_mask, m_blur) and edit.perceptual_weight == 0
-    assert edit.mse_weight == pytest.approx(FAST.edit_weight / float(m_blur.mean()))  # the region's mean error
+    assert edit.target is scribbled and keep.target is photo and torch.equal(keep.mse_mask, 1 - m_blur)
+    # Each a mean over its region, times its weight.
+    assert edit.mse_weight == pytest.approx(FAST.edit_weight / float(m_blur.mean()))
+    assert keep.mse_weight == pytest.approx(FAST.keep_weight / float(1 - m_blur.mean()))
+    assert len(scribble_recipe(photo, scribbled, m_blur, [0], replace(FAST, keep_weight=0),
+                               embed_photo=False).stages[0].terms) == 2
     assert len(scribble_recipe(photo, scribbled, m_blur, [0], replace(FAST, method="paper"),
                                embed_photo=False).stages[0].terms) == 1
 
     # (Whether the edit goes further is a question for the real generator: bench/edits.py measures it.)
-    improved = scribble_edit(tiny64, photo, scribbled, tiny_perceptual, replace(FAST, noise_steps=0), ws=ws,
+    improved = scribble_edit(tiny64, photo, scribbled, tiny_perceptual, replace(coarse, noise_steps=0), ws=ws,
                              noise=noise)
     assert torch.equal(improved.ws[:, 7:9], ws[:, 7:9])  # the middle rows stay frozen
     assert all((improved.ws[:, r] != ws[:, r]).any() for r in (0, 6, 9, 10))

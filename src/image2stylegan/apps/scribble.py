@@ -28,8 +28,8 @@ from ..generators.base import StyleGenerator
 from ..losses import PerceptualLoss
 from ..masks import blend_mask, check_mask_content, difference_mask, feather
 from ..recipe import Recipe, TargetTerm, image_term
-from .ranges import STEPS, THRESHOLD, WEIGHT, check_not_all_zero, setting
-from .settings import (EditSettings, embedding_stage, init_setting, max_resolution_setting, method_setting,
+from .ranges import MAX_RESOLUTION, STEPS, THRESHOLD, WEIGHT, check_not_all_zero, setting
+from .settings import (EditSettings, embedding_stage, init_setting, method_setting,
                        mse_weight_setting, perceptual_weight_setting, rows_setting, w_lr_setting)
 from .outputs import EditResult, by_stage, db, mean_abs_error, start_point
 from .plan import Plan
@@ -43,8 +43,11 @@ __all__ = ["COLOUR_ROWS", "ScribbleSettings", "coarse_rows", "scribble_blend_mas
 class ScribbleSettings(EditSettings):
     """Alg. 5's settings.
 
-    * ``max_resolution`` = 16: the edit stage optimises the W+ rows of the layers whose output is at most 16 px,
-      the paper's "first 4 to 6 layers" (docs/algorithm.md#scribble-rows); ``rows`` names them explicitly instead.
+    * ``method`` 'improved' (default) or 'paper': see :func:`scribble_recipe` and
+      docs/algorithm.md#edits-beyond-the-paper. ``edit_weight`` 5 and ``keep_weight`` 5 weigh its extra terms.
+    * ``max_resolution`` unset: the edit stage optimises the W+ rows of the layers whose output is at most 32 px
+      ('improved', plus the last two rows) or 16 px ('paper', the paper's "first 4 to 6 layers";
+      docs/algorithm.md#scribble-rows); ``rows`` names them explicitly instead.
     * Iterations are UNKNOWN in the paper: the 'good' preset's 200 W+ + 200 noise steps (:mod:`.presets`,
       docs/algorithm.md#iterations), Adam ``w_lr`` 0.01 after a warm-up / 5. ``embed_w_steps`` /
       ``embed_noise_steps`` (100 + 200) embed the unscribbled photo first at the schedule's embedding rate
@@ -59,7 +62,8 @@ class ScribbleSettings(EditSettings):
     w_lr: float = w_lr_setting()
     embed_w_steps: int = setting(100, STEPS, "W+ steps embedding the photo first; 0 skips them")
     embed_noise_steps: int = setting(200, STEPS, "noise steps embedding the photo first; 0 skips them")
-    max_resolution: int = max_resolution_setting(16)
+    max_resolution: int | None = setting(None, MAX_RESOLUTION, "optimise the W+ rows of the layers at most this many "
+                                         "px; unset = the method's (32 improved, the paper's 16)", optional=True)
     rows: tuple[int, ...] | None = rows_setting()
     mse_weight: float = mse_weight_setting()
     perceptual_weight: float = perceptual_weight_setting()
@@ -67,12 +71,22 @@ class ScribbleSettings(EditSettings):
                                                 "0-1 scale")
     init: str = init_setting()
     method: str = method_setting()
-    edit_weight: float = setting(1.0, WEIGHT, "'improved' method: weight of the extra pixel MSE to the scribbled "
+    edit_weight: float = setting(5.0, WEIGHT, "'improved' method: weight of the extra pixel MSE to the scribbled "
                                  "image inside the dilated edit region, as a mean over that region")
+    keep_weight: float = setting(5.0, WEIGHT, "'improved' method: weight of an extra pixel MSE to the photo outside "
+                                 "the dilated edit region, as a mean over that region")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_not_all_zero(self, ("mse_weight", "perceptual_weight"), "the W+ stage would match nothing")
+
+    @property
+    def coarse_limit(self) -> int:
+        """``max_resolution``, or the method's: 32 px ('improved'; the rows up to 16 px could not draw the strokes),
+        16 px (the paper's "first 4 to 6 layers")."""
+        if self.max_resolution is not None:
+            return self.max_resolution
+        return 32 if self.method == "improved" else 16
 
 
 COLOUR_ROWS = 2
@@ -119,12 +133,12 @@ def scribble_blend_mask(mask: torch.Tensor, settings: ScribbleSettings = Scribbl
 
 
 def scribble_rows(generator: StyleGenerator, settings: ScribbleSettings = ScribbleSettings()) -> list[int]:
-    """The W+ rows the edit stage optimises: ``settings.rows``, or the coarse rows (:func:`coarse_rows`) and, with
-    the 'improved' method, the last :data:`COLOUR_ROWS` rows."""
+    """The W+ rows the edit stage optimises: ``settings.rows``, or the rows up to ``settings.coarse_limit`` px
+    (:func:`coarse_rows`) and, with the 'improved' method, the last :data:`COLOUR_ROWS` rows."""
     if settings.rows is not None:
         rows = list(settings.rows)
     else:
-        rows = coarse_rows(generator, settings.max_resolution)
+        rows = coarse_rows(generator, settings.coarse_limit)
         if settings.method == "improved":
             rows = sorted(set(rows) | set(range(max(generator.num_ws - COLOUR_ROWS, 0), generator.num_ws)))
     if not rows or min(rows) < 0 or max(rows) >= generator.num_ws:
@@ -140,8 +154,8 @@ def scribble_recipe(
     noise maps to the photo outside M_blur and to the edited render G(w_out, n*) inside it.
 
     With ``settings.method`` 'improved', ``m_blur`` is the dilated blend mask (:func:`scribble_blend_mask`), the
-    edit stage adds a pixel MSE to the scribbled image inside it (``settings.edit_weight``), and ``rows`` includes
-    the colour rows
+    edit stage adds a pixel MSE to the scribbled image inside it (``settings.edit_weight``) and one to the photo
+    outside it (``settings.keep_weight``), and ``rows`` runs to 32 px and includes the colour rows
     (:func:`scribble_rows`)."""
     space = settings.noise_space if noise_space is None else noise_space
     stages: list = []
@@ -157,6 +171,9 @@ def scribble_recipe(
         # Without it the whole-image loss barely asks for the edit: most of the scribbled image matches the photo.
         # Divided by the region's area, its mean error counts ``edit_weight`` times as much as the whole image's.
         terms.append(TargetTerm(scribbled, settings.edit_weight / area, 0.0, mse_mask=m_blur, name="edit"))
+        if settings.keep_weight > 0:  # the rows that make the edit also move the rest: hold it to the photo
+            terms.append(TargetTerm(photo, settings.keep_weight / (1.0 - area), 0.0, mse_mask=1.0 - m_blur,
+                                    name="keep"))
     stages.append(settings.edit_stage(tuple(terms), settings.w_steps, settings.w_lr, rows=tuple(rows),
                                       name="scribble_w_plus"))
     # Line 3: noise to the ORIGINAL photo outside M_blur and to the edited rendering inside it.
