@@ -144,6 +144,31 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def describe(app: str, h: dict) -> str:
+    """One cell: the run's numbers in the issue's terms."""
+    if app == "scribble":
+        return f"{100 * h['edit_progress']:.0f} % to the scribble; {h['psnr_outside_dilated_db']:.1f} dB outside"
+    if app == "inpaint":
+        return (f"hole {h['hole_db']:.1f} dB (flat {h['fill_db']:.1f}, Telea {h['telea_db']:.1f}); LPIPS "
+                f"{h['lpips_box']:.3f} ({h['fill_lpips_box']:.3f}, {h['telea_lpips_box']:.3f}); known {h['known_db']:.1f} dB")
+    return f"Gram {100 * h['gram_reduction']:.0f} % below the content's; {h['psnr_inside_db']:.1f} dB inside"
+
+
+def summary(report: dict) -> str:
+    """The Markdown table of untagged runs: per application and face, the paper's recipe beside ours."""
+    lines = ["| application | face | `--method paper` | `--method improved` (default) | seconds (improved) |",
+             "|---|---|---|---|---|"]
+    for app in APPS:
+        for face in FACES:
+            runs = {r["method"]: r for r in report["runs"] if r["app"] == app and r["face"] == face and not r["tag"]}
+            if not runs:
+                continue
+            cells = [describe(app, runs[m]["headline"]) if m in runs else "not run" for m in METHODS]
+            seconds = f"{runs['improved']['seconds']:.0f}" if "improved" in runs else "-"
+            lines.append(f"| {app} | {face} | {cells[0]} | {cells[1]} | {seconds} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     common_options(parser, "bench/results/edits.json")
@@ -154,10 +179,12 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("out/bench-edits"), help="the faces' draft embeddings")
     parser.add_argument("--append", action="store_true", help="add to the runs already in --out")
     parser.add_argument("--tag", default="", help="a label for these runs (e.g. the code change being tried)")
-    parser.add_argument("--table", action="store_true", help="print the table of --out and stop")
+    parser.add_argument("--table", action="store_true", help="print the tables of --out and stop")
+    parser.add_argument("--summary", action="store_true", help="print the paper-vs-improved table of --out and stop")
     args = parser.parse_args()
-    if args.table:
-        print(table(json.loads(args.out.read_text())))
+    if args.table or args.summary:
+        report = json.loads(args.out.read_text())
+        print(table(report) if args.table else summary(report))
         return
     device, generator, perceptual = bundled_models(args.device)
     lpips = LPIPS.from_file(input_size=256).to(device)

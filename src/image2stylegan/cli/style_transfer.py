@@ -111,9 +111,10 @@ def style_transfer(content, style, mask_spec, from_latent, embed_steps, style_we
               help=budget_steps("W+ steps embedding PHOTO first (skipped with --from)."))
 @click.option("--embed-noise-steps", default=None, type=int,
               help=budget_steps("Noise steps embedding PHOTO first (skipped with --from)."))
-@click.option("--max-resolution", default=default(ScribbleSettings, "max_resolution"), show_default=True, type=int,
-              help="Optimise the W+ rows of the layers running at this many px or fewer: the paper's 'first 4 to 6 "
-                   "layers' of W+ (rows 0-6 of the bundled generator).")
+@click.option("--max-resolution", default=None, type=int,
+              help="Optimise the W+ rows of the layers running at this many px or fewer. Default: the method's, 32 "
+                   "with --method improved (rows 0-9 of the bundled generator, plus the last two), 16 with --method "
+                   "paper (the paper's 'first 4 to 6 layers' of W+, rows 0-6).")
 @click.option("--rows", "rows_spec", default=None, help="Explicit W+ rows to optimise, e.g. 0,1,2,3 (overrides --max-resolution).")
 @click.option("--threshold", default=default(ScribbleSettings, "threshold"), show_default=True, type=float,
               help="A pixel is scribbled when a channel changed by more than this (on the 0-1 scale).")
@@ -127,9 +128,10 @@ def scribble(photo, scribbled, mask_spec, from_latent, embed_w_steps, embed_nois
     rows only (MSE + perceptual, no masks: the strokes' colours are only a guide), then run the noise stage
     towards PHOTO outside the blurred scribble mask to restore its detail. Writes result.png, panel.png
     (original | scribbled | result), latent.npz, metrics.json (PSNR against PHOTO outside the edit) and curves.png
-    into OUTDIR. Compare lossless files: JPEG noise alone can exceed --threshold. Only 7 coarse rows move, so at
-    budgets of a few hundred steps the paper's --w-lr 0.01 barely shows the strokes; 0.05 does (the README gallery
-    uses 100 steps at 0.1). With --align the face is found in PHOTO and SCRIBBLED is aligned with the same
+    into OUTDIR. Compare lossless files: JPEG noise alone can exceed --threshold. With --method paper only the 7
+    coarse rows move and the strokes barely show at CPU budgets; the default --method improved also moves the rows
+    up to 32 px and the colour rows, asks for the edit inside the dilated mask and for the photo outside it
+    (docs/algorithm.md#edits-beyond-the-paper). With --align the face is found in PHOTO and SCRIBBLED is aligned with the same
     transform (it must be the same size), so their difference is still the strokes."""
     from ..apps.activations import parse_index_ranges
     from ..apps.scribble import prepare_scribble
