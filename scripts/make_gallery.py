@@ -89,7 +89,7 @@ def make_inputs(folder: Path) -> dict[str, Path]:
     draw = ImageDraw.Draw(face)
     for box in ((330, 420, 470, 455), (555, 420, 695, 455)):
         draw.rounded_rectangle(box, radius=16, fill=(45, 35, 30))
-    draw.chord((380, 760, 645, 930), 0, 180, fill=(50, 40, 35))
+    draw.chord((360, 700, 665, 910), 0, 180, fill=(50, 40, 35))
     paths["face_b_scribbled"] = folder / "face-b-scribbled.png"
     atomic_save_png(paths["face_b_scribbled"], np.asarray(face))
     paths["face_a_png"] = folder / "faces" / f"seed{FACE_A:04d}.png"
