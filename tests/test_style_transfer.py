@@ -183,7 +183,9 @@ def test_real_style_transfer_moves_the_outside_towards_the_style(real_generator,
     style = torch.stack([torch.sin(x)[None, :].expand(1024, -1), torch.cos(x)[:, None].expand(-1, 1024),
                          torch.sin(x[None, :] + x[:, None])])[None] * 0.8
     mask = preset_mask("center", 1024)
-    settings = StyleTransferSettings(w_steps=3, noise_steps=2, embed_steps=0)
+    # The paper's rate: the default 0.05 moves the inside further in 3 steps than 2 noise steps restore (23.6 dB);
+    # bench/edits.py measures the default at a real budget.
+    settings = StyleTransferSettings(w_steps=3, noise_steps=2, embed_steps=0, w_lr=0.01)
     result = local_style_transfer(real_generator, content, style, mask, real_perceptual, settings, ws=ws, noise=noise)
     image = result.panel[-1][1]
     assert image.shape == (3, 1024, 1024) and torch.isfinite(image).all()
