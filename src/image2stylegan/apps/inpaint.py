@@ -137,7 +137,6 @@ def inpainting_recipe(defective: torch.Tensor, hole: torch.Tensor, rows: Sequenc
     W+ rows ``rows`` on the known pixels, then the noise stage matching the known region outside M_blur+ and
     keeping the W+ prediction G(w_out, n_ini) inside it."""
     known = 1.0 - hole
-    blend = blend_mask(hole, settings.dilate, settings.feather)  # M_blur+, exactly 1 inside the hole
     term = image_term(defective, known, mse_weight=settings.mse_weight, perceptual_weight=settings.perceptual_weight)
     if settings.method == "improved":
         # VGG's receptive fields reach into the hole: features of the filled image near its edge describe the flat
@@ -149,7 +148,7 @@ def inpainting_recipe(defective: torch.Tensor, hole: torch.Tensor, rows: Sequenc
     # W+ prediction and the known region stays ~1 dB below what the noise stage can reach. 'improved': every known
     # pixel is matched and the prediction is kept in the hole itself (the noise maps carry detail, not layout, so
     # no seam appears at the hole's edge).
-    fitted = 1.0 - blend if settings.method == "paper" else known
+    fitted = known if settings.method == "improved" else 1.0 - blend_mask(hole, settings.dilate, settings.feather)
     noise_stage = settings.noise_stage(defective, settings.noise_steps, settings.noise_space, "noise",
                                        mse_weight=settings.known_weight, mask=fitted,
                                        second_target=Rendered(w_stage.name), second_weight=settings.hole_weight)

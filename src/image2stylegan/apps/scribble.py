@@ -237,7 +237,8 @@ def prepare_scribble(
     recipe = scribble_recipe(photo, scribbled, m_blur, rows, settings, embed_photo=ws is None, noise_space=space)
     points = {"start": start_point(generator, ws, noise, "photo_noise"), "after_w_plus": "scribble_w_plus",
               "final": "restore_noise"}
-    kept = 1.0 - blend_mask(mask, None, settings.feather)  # outside the dilated edit, whatever the method
+    # Outside the dilated edit, whatever the method ('improved' already made that mask: M_blur is it).
+    kept = outside if settings.method == "improved" else 1.0 - blend_mask(mask, None, settings.feather)
     return Plan(recipe, lambda result: _measure(generator, result, recipe, photo, scribbled, mask, outside, kept,
                                                 rows, points, space), Embedding(ws, noise))
 

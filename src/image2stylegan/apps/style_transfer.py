@@ -219,17 +219,15 @@ def _measure(generator, perceptual, result, recipe, content, style, mask, m_blur
     images = {p: img for p, img in by_stage(result, lambda x: x, points).items() if img is not None}
     naive = copy_paste(content, style, mask)  # the hard copy-paste the paper's figures compare against
     outside = 1.0 - m_blur
-    distances = {}
-    if images:
-        values = outside_style_distance(perceptual, torch.cat(list(images.values())), style, outside)
-        distances = dict(zip(images, (float(v) for v in values)))
-    naive_distance = outside_style_distance(perceptual, naive, style, outside)
-    own = float(outside_style_distance(perceptual, content, style, outside)[0])  # the content's own distance
+    # One VGG pass for every image measured: the stages' renders, the copy-paste and the content itself.
+    values = outside_style_distance(perceptual, torch.cat([*images.values(), naive, content]), style, outside)
+    distances = dict(zip(images, (float(v) for v in values[:-2])))
+    naive_distance, own = float(values[-2]), float(values[-1])  # own: the content's own distance
     d_start, d_final = distances.get("start"), distances.get("final")
     metrics = {
         "psnr_inside_mask_db": by_stage(result, lambda x: db(x, content, mask), points),
         "style_distance_outside": {p: distances.get(p) for p in points},
-        "style_distance_outside_naive": float(naive_distance[0]),
+        "style_distance_outside_naive": naive_distance,
         "style_distance_reduction": float(1.0 - d_final / d_start) if d_start and d_final is not None else 0.0,
         "style_distance_outside_content": own,
         "style_distance_reduction_vs_content": float(1.0 - d_final / own) if own and d_final is not None else 0.0,
