@@ -27,6 +27,7 @@ from PIL import Image, ImageDraw
 
 from image2stylegan.apps.demo import write_demo_photo
 from image2stylegan.apps.inpaint import InpaintSettings, prepare_inpaint
+from image2stylegan.apps.outputs import render
 from image2stylegan.apps.presets import settings_for
 from image2stylegan.apps.reconstruct import ReconstructionSettings, reconstruct
 from image2stylegan.apps.sample import sample
@@ -112,9 +113,11 @@ def headline(app: str, m: dict) -> dict:
                 m["psnr_outside_dilated_edit_db"]["final"], "progress_after_w_plus": m["edit_progress"]["after_w_plus"]}
     if app == "inpaint":
         r = m["reference"]
-        return {"hole_db": r["psnr_hole_db"], "fill_db": r["naive_fill_psnr_hole_db"], "telea_db": r["telea_psnr_hole_db"],
-                "lpips_box": r["lpips_hole_box"], "fill_lpips_box": r["naive_fill_lpips_hole_box"],
-                "telea_lpips_box": r["telea_lpips_hole_box"], "known_db": m["psnr_known_db"]}
+        return {"hole_db": r["psnr_hole_db"], "filled_hole_db": r["filled_psnr_hole_db"],
+                "fill_db": r["naive_fill_psnr_hole_db"], "telea_db": r["telea_psnr_hole_db"],
+                "lpips_box": r["lpips_hole_box"], "filled_lpips_box": r["filled_lpips_hole_box"],
+                "fill_lpips_box": r["naive_fill_lpips_hole_box"], "telea_lpips_box": r["telea_lpips_hole_box"],
+                "known_db": m["psnr_known_db"], "filled_known_db": m["filled_psnr_known_db"]}
     return {"gram_reduction": m["style_distance_reduction_vs_content"],
             "psnr_inside_db": m["psnr_inside_mask_db"]["final"],
             "gram_final": m["style_distance_outside"]["final"], "gram_copy_paste": m["style_distance_outside_naive"],
@@ -149,6 +152,10 @@ def describe(app: str, h: dict) -> str:
     if app == "scribble":
         return f"{100 * h['edit_progress']:.0f} % to the scribble; {h['psnr_outside_dilated_db']:.1f} dB outside"
     if app == "inpaint":
+        if "filled_hole_db" in h:  # the filled photo (render blended into the known pixels), then the render
+            return (f"filled: hole {h['filled_hole_db']:.1f} dB (flat {h['fill_db']:.1f}, Telea {h['telea_db']:.1f}); "
+                    f"LPIPS {h['filled_lpips_box']:.3f} ({h['fill_lpips_box']:.3f}, {h['telea_lpips_box']:.3f}); "
+                    f"render: hole {h['hole_db']:.1f} dB, LPIPS {h['lpips_box']:.3f}, known {h['known_db']:.1f} dB")
         return (f"hole {h['hole_db']:.1f} dB (flat {h['fill_db']:.1f}, Telea {h['telea_db']:.1f}); LPIPS "
                 f"{h['lpips_box']:.3f} ({h['fill_lpips_box']:.3f}, {h['telea_lpips_box']:.3f}); known {h['known_db']:.1f} dB")
     return f"Gram {100 * h['gram_reduction']:.0f} % below the content's; {h['psnr_inside_db']:.1f} dB inside"
@@ -179,6 +186,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("out/bench-edits"), help="the faces' draft embeddings")
     parser.add_argument("--append", action="store_true", help="add to the runs already in --out")
     parser.add_argument("--tag", default="", help="a label for these runs (e.g. the code change being tried)")
+    parser.add_argument("--save-results", action="store_true", help="also write each result at full size")
     parser.add_argument("--table", action="store_true", help="print the tables of --out and stop")
     parser.add_argument("--summary", action="store_true", help="print the paper-vs-improved table of --out and stop")
     args = parser.parse_args()
@@ -212,6 +220,9 @@ def main() -> None:
                 stem = f"{app}_{name}_{method}{tag.replace(' ', '_').replace(',', '_').replace('=', '')}"
                 atomic_save_png(args.out.with_name(f"{stem}.png"), tensor_to_uint8(
                     torch.nn.functional.interpolate(panel[None].clamp(-1, 1), scale_factor=0.25, mode="area")[0]))
+                if args.save_results:  # the full-size result, to study a change (a blend, a crop) without a rerun
+                    atomic_save_png(args.out.with_name(f"{stem}_result.png"), tensor_to_uint8(
+                        render(generator, result)[0].clamp(-1, 1)))
                 atomic_write_json(args.out, report)
     print(table(report))
 

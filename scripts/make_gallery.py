@@ -147,7 +147,8 @@ def summary(name: str, entry: dict) -> str:
         return f"PSNR vs A inside the mask {db(m['psnr_a_inside_db'])}, vs B outside {db(m['psnr_b_outside_db'])}"
     if name == "inpaint":
         ref = m.get("reference", {})
-        return (f"in the hole vs the original: PSNR {db(ref.get('psnr_hole_db'))} (flat fill "
+        return (f"in the hole vs the original: filled photo PSNR {db(ref.get('filled_psnr_hole_db'))}, LPIPS around "
+                f"it {ref.get('filled_lpips_hole_box', float('nan')):.3f}; render PSNR {db(ref.get('psnr_hole_db'))} (flat fill "
                 f"{db(ref.get('naive_fill_psnr_hole_db'))}, OpenCV Telea {db(ref.get('telea_psnr_hole_db'))}), LPIPS "
                 f"around it {ref.get('lpips_hole_box', float('nan')):.3f} (flat {ref.get('naive_fill_lpips_hole_box', float('nan')):.3f}, "
                 f"Telea {ref.get('telea_lpips_hole_box', float('nan')):.3f}); known region {db(m['psnr_known_db'])}")

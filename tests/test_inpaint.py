@@ -14,6 +14,7 @@ import image2stylegan.cli.crossover as cli_module
 from image2stylegan.apps.inpaint import (
     InpaintSettings,
     defective_view,
+    filled_photo,
     hole_box,
     inpaint,
     inpainting_recipe,
@@ -85,10 +86,17 @@ def test_noise_stage_fits_the_known_region_and_metrics(tiny, tiny_perceptual, ti
         start = tiny.synthesis(tiny.mean_ws(1), None).clamp(-1, 1)
     assert m["stages"]["w_plus"]["psnr_known_db"] > float(psnr(start, tiny_target, mask=1 - hole)[0])
     assert m["stages"]["noise"]["psnr_known_db"] > m["stages"]["w_plus"]["psnr_known_db"]
-    assert {"psnr_hole_db", "psnr_full_db", "naive_fill_psnr_hole_db", "telea_psnr_hole_db", "lpips_full",
-            "hole_box", "lpips_hole_box", "naive_fill_lpips_hole_box", "telea_lpips_hole_box"} == set(m["reference"])
+    assert {"psnr_hole_db", "psnr_full_db", "filled_psnr_hole_db", "naive_fill_psnr_hole_db", "telea_psnr_hole_db",
+            "lpips_full", "hole_box", "lpips_hole_box", "filled_lpips_hole_box", "naive_fill_lpips_hole_box",
+            "telea_lpips_hole_box"} == set(m["reference"])
+    # The filled photo is the photo (to 8 bits) outside the blend region (the hole grown by 6 px).
+    far = torch.nn.functional.max_pool2d(hole, 13, stride=1, padding=6)[0, 0] < 0.5
+    target8 = ((tiny_target.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
+    assert far.any() and torch.equal(result.images["filled.png"][:, far], target8[0][:, far])
+    assert isinstance(m["filled_psnr_known_db"], float)
     labels = [label for label, _ in result.panel]
-    assert labels[0] == "defective input" and labels[-2:] == ["Telea fill (OpenCV)", "reference"] and len(labels) == 5
+    assert labels[0] == "defective input" and labels[-2:] == ["Telea fill (OpenCV)", "reference"] and len(labels) == 6
+    assert torch.equal(result.images["filled.png"], result.panel[3][1])
     assert torch.equal(result.panel[0][1][:, 16, 16], torch.zeros(3))  # the hole is shown grey
 
 
@@ -126,6 +134,36 @@ def test_telea_fill_reads_only_the_known_pixels():
     assert hole_box(hole, margin=0.25) == (12, 36, 6, 42)
 
 
+def _smooth_image(size: int = 64) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    coarse = torch.rand(1, 3, 6, 6, generator=g) * 1.6 - 0.8
+    return torch.nn.functional.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False).clamp(-1, 1)
+
+
+@pytest.mark.parametrize("box", [(20, 41, 17, 46), (0, 17, 0, 25), (40, 64, 45, 64)])  # odd and even, at the borders
+def test_the_filled_photo_blends_the_render_into_the_known_pixels(box):
+    """Poisson blending: a render that is the photo plus a colour offset fills the hole with the photo itself (the
+    offset fades out), nothing outside the blend region moves, and the hole's own pixels are never read."""
+    image = _smooth_image()
+    hole = torch.zeros(1, 1, 64, 64)
+    top, bottom, left, right = box
+    hole[..., top:bottom, left:right] = 1.0
+    offset = torch.tensor([0.2, -0.15, 0.1]).view(1, 3, 1, 1)
+    filled = filled_photo(image + offset, image, hole, margin=0.05)
+    photo8 = ((image.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1  # the photo at the 8 bits the blend works in
+    inside = hole[0, 0] > 0.5
+    if top > 0 and left > 0 and bottom < 64 and right < 64:
+        # Known pixels all round: the offset (13-25 levels) is gone. (Where the hole meets the image's edge
+        # nothing is known and the render's own values stay.)
+        assert ((image + offset) - photo8).abs()[..., inside].mean() > 12 / 127.5
+        assert (filled - photo8).abs()[..., inside].mean() < 2 / 127.5
+    region = torch.nn.functional.max_pool2d(hole, 2 * 6 + 1, stride=1, padding=6)[0, 0] > 0.5  # the 6 px minimum
+    assert torch.equal(filled[..., ~region], photo8[..., ~region])
+    other = filled_photo(image + offset, torch.where(hole > 0.5, torch.full_like(image, float("nan")), image), hole,
+                         margin=0.05)
+    assert torch.equal(filled, other)
+
+
 @pytest.mark.parametrize("name", ["empty", "full"])
 def test_holes_that_leave_nothing_to_do_are_refused(tiny, tiny_perceptual, tiny_target, name):
     mask = torch.zeros(1, 1, 32, 32) if name == "empty" else torch.ones(1, 1, 32, 32)
@@ -156,7 +194,7 @@ def test_cli_writes_every_output(tiny_cli, tmp_path):
     res = tiny_cli.invoke(cli, ["inpaint", str(photo), "--mask", str(hole), "--reference", str(photo), *args])
     assert res.exit_code == 0, res.output
     assert "in the hole vs the reference" in res.output
-    assert {p.name for p in out.iterdir()} == set(EDIT_OUTPUT_FILES)
+    assert {p.name for p in out.iterdir()} == {*EDIT_OUTPUT_FILES, "filled.png"}
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["command"] == "inpaint" and metrics["metrics"]["hole_fraction"] == pytest.approx(1 / 16)
 

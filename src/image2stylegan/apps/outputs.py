@@ -54,6 +54,9 @@ class EditResult:
     recipe: dict[str, Any] | None = field(default=None, repr=False)
     stopped: bool = False
     embeddings: dict[str, Embedding] = field(default_factory=dict, repr=False)  # named embeddings the run made
+    # further images the application made, file name -> [3, H, W] in [-1, 1] (inpainting's filled photo); written
+    # beside result.png, which stays the render of latent.npz
+    images: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
 
 def render(generator: StyleGenerator, result: EditResult) -> torch.Tensor:
@@ -210,7 +213,7 @@ def save(
     """Write an application's outputs into ``outdir`` (which must exist) as one set and return the metrics.
 
     Files: ``image_name`` (the result rendered from the saved latent), ``panel_name``, ``latent.npz``,
-    ``curves.png``, each of ``extra_images`` (name -> [3, H, W]) and ``extra_files`` (name -> a function that
+    ``curves.png``, each of ``result.images`` and ``extra_images`` (name -> [3, H, W]) and ``extra_files`` (name -> a function that
     writes that file), whatever ``before_metrics(result [1, 3, H, W], folder)`` writes into ``folder`` (e.g. the
     paste-back), and ``metrics.json``. They are written into a staging folder and published together, replacing
     the previous set in ``outdir`` (:mod:`.publish`); ``metrics.json`` lists them under ``"files"``. ``extra``
@@ -251,7 +254,7 @@ def save(
             edits={layer: t.detach().cpu() for layer, t in result.edits.items()},
         )
         save_image(stage / image_name, image[0])
-        for name, extra_image in (extra_images or {}).items():
+        for name, extra_image in {**result.images, **(extra_images or {})}.items():
             save_image(stage / name, extra_image)
         for name, write in (extra_files or {}).items():
             write(stage / name)

@@ -120,11 +120,13 @@ def inpaint(photo, mask_spec, reference, from_latent, method, align, face, paste
     last two (the paper's rows 1-9, 17, 18; the rest stay at the mean latent); the noise stage then matches the
     known region outside a dilated, blurred hole and keeps the W+ prediction inside it (weight 10:1, the paper's
     1e-4 : 1e-5). With --method improved (the default) the perceptual term compares with the known pixels
-    composited over the current render, so the flat fill never reaches VGG. The result is the generator's output. Budget: the --quality preset's edit steps with Adam (the
-    paper: 200 steps of gradient descent), lr 0.01 / 5. Writes result.png, panel.png (defective input | naive fill |
-    result [| Telea fill | reference]), latent.npz, metrics.json (PSNR on the known region; with --reference, PSNR in
-    the hole and LPIPS around it, each beside the flat fill's and OpenCV's Telea inpainting's) and
-    curves.png into OUTDIR. With --align, a hole image the size of the original photo is aligned with it (others
+    composited over the current render, so the flat fill never reaches VGG. result.png is the generator's output
+    (what latent.npz renders); filled.png is the photo with the render's hole blended in (Poisson image editing:
+    known pixels kept, no seam). Budget: the --quality preset's edit steps with Adam (the paper: 200 steps of
+    gradient descent), lr 0.01 / 5. Writes result.png, filled.png, panel.png (defective input | naive fill | result
+    | filled [| Telea fill | reference]), latent.npz, metrics.json (PSNR on the known region; with --reference, PSNR
+    in the hole and LPIPS around it for the result and the filled photo, each beside the flat fill's and OpenCV's
+    Telea inpainting's) and curves.png into OUTDIR. With --align, a hole image the size of the original photo is aligned with it (others
     are taken as drawn on the aligned image) and --reference must be the photo's size.
     """
     from ..apps.inpaint import prepare_inpaint
@@ -161,9 +163,10 @@ def inpaint(photo, mask_spec, reference, from_latent, method, align, face, paste
     m = result.metrics
     line = f"result: PSNR {m['psnr_known_db']:.2f} dB on the known region"
     if "reference" in m:
-        line += (f", {m['reference']['psnr_hole_db']:.2f} dB in the hole vs the reference "
-                 f"(flat fill {m['reference']['naive_fill_psnr_hole_db']:.2f} dB, Telea {m['reference']['telea_psnr_hole_db']:.2f} dB)")
+        r = m["reference"]
+        line += (f", {r['psnr_hole_db']:.2f} dB in the hole vs the reference ({r['filled_psnr_hole_db']:.2f} dB "
+                 f"filled; flat fill {r['naive_fill_psnr_hole_db']:.2f} dB, Telea {r['telea_psnr_hole_db']:.2f} dB)")
     click.echo(line)
-    click.echo(f"outputs in {outdir}/: result.png panel.png latent.npz metrics.json curves.png"
+    click.echo(f"outputs in {outdir}/: result.png filled.png panel.png latent.npz metrics.json curves.png"
                f"{aligned_files(aligned, paste_back)}")
     exit_if_stopped(callback, outdir)
