@@ -117,7 +117,7 @@ def headline(app: str, m: dict) -> dict:
                 "fill_db": r["naive_fill_psnr_hole_db"], "telea_db": r["telea_psnr_hole_db"],
                 "lpips_box": r["lpips_hole_box"], "filled_lpips_box": r["filled_lpips_hole_box"],
                 "fill_lpips_box": r["naive_fill_lpips_hole_box"], "telea_lpips_box": r["telea_lpips_hole_box"],
-                "known_db": m["psnr_known_db"], "filled_known_db": m["filled_psnr_known_db"]}
+                "known_db": m["psnr_known_db"]}
     return {"gram_reduction": m["style_distance_reduction_vs_content"],
             "psnr_inside_db": m["psnr_inside_mask_db"]["final"],
             "gram_final": m["style_distance_outside"]["final"], "gram_copy_paste": m["style_distance_outside_naive"],

@@ -47,7 +47,7 @@ EXPECTED = {
     CrossoverSettings: {**EDIT, "mse_weight": WEIGHT, "perceptual_weight": WEIGHT, "noise_second_weight": WEIGHT},
     InpaintSettings: {**EDIT, "mse_weight": WEIGHT, "perceptual_weight": WEIGHT, "max_resolution": ("int", 1, 4096),
                       "last_rows": ("int", 0, 64), "rows": ("rows", 0, 255), "known_weight": WEIGHT,
-                      "hole_weight": WEIGHT, "dilate": ("float", 0, 0.5, "optional")},
+                      "hole_weight": WEIGHT, "dilate": ("float", 0, 0.5, "optional"), "start_steps": STEPS},
     ScribbleSettings: {**EDIT, "w_lr": LR, "embed_w_steps": STEPS, "embed_noise_steps": STEPS, "max_resolution": ("int", 1, 4096, "optional"),
                        "rows": ("rows", 0, 255), "mse_weight": WEIGHT, "perceptual_weight": WEIGHT,
                        "threshold": ("float", 0, 1, "open-low", "open-high"), "edit_weight": WEIGHT, "keep_weight": WEIGHT},
@@ -63,7 +63,7 @@ EXPECTED = {
 OPTION_NAMES = {"w_steps": "--w-steps", "noise_steps": "--noise-steps", "w_lr": "--w-lr", "feather": "--feather",
                 "seed": "--seed", "amount": "--amount", "alpha": "--alpha", "style_weight": "--style-weight",
                 "max_resolution": "--max-resolution", "threshold": "--threshold", "rows": "--rows",
-                "embed_steps": "--embed-steps", "embed_w_steps": "--embed-w-steps",
+                "embed_steps": "--embed-steps", "start_steps": "--start-steps", "embed_w_steps": "--embed-w-steps",
                 "embed_noise_steps": "--embed-noise-steps"}
 """Settings that ``i2s`` options set: the message must name the option exactly as typed."""
 

@@ -9,8 +9,8 @@ import click
 from ..apps.crossover import CrossoverSettings
 from ..apps.inpaint import InpaintSettings
 from ..apps.presets import settings_for
-from .common import (cli, echo_budget, echo_stages, exit_if_stopped, from_option, load_from, mask_option, method_option,
-                     perceptual_and_lpips, run_options, running, setup)
+from .common import (cli, echo_budget, echo_stages, exit_if_stopped, from_option, load_from, mask_option,
+                     method_option, perceptual_and_lpips, run_options, running, setup)
 from .photos import (align_options, aligned_files, check_align_options, open_detector, outputs_for, read_like, read_mask,
                      read_photo)
 
@@ -107,11 +107,14 @@ def crossover(images, mask_spec, from_a, from_b, align, face, paste_back, outdir
               help="The intact original, for PSNR inside the hole and LPIPS (never used by the algorithm).")
 @from_option(help="Use the render of this latent.npz instead of PHOTO (its hole pixels are then "
                   "ignored).")
+@click.option("--start-steps", default=None, type=int,
+              help="With --method improved: W+ steps that first embed the photo with its hole filled by OpenCV's "
+                   "Telea inpainting, the start of the masked W+ stage. Default 0: the mean latent, as the paper.")
 @method_option
 @align_options
 @run_options(InpaintSettings, feather=True)
-def inpaint(photo, mask_spec, reference, from_latent, method, align, face, paste_back, outdir, quality, schedule,
-            w_steps, noise_steps, feather, noise_space, device, seed, quiet, network) -> None:
+def inpaint(photo, mask_spec, reference, from_latent, start_steps, method, align, face, paste_back, outdir, quality,
+            schedule, w_steps, noise_steps, feather, noise_space, device, seed, quiet, network) -> None:
     """Inpainting (Alg. 4): fill the hole in PHOTO from the known pixels alone.
 
     Usage: i2s inpaint PHOTO --mask HOLE.png|center --outdir DIR [--reference ORIGINAL].
@@ -120,7 +123,8 @@ def inpaint(photo, mask_spec, reference, from_latent, method, align, face, paste
     last two (the paper's rows 1-9, 17, 18; the rest stay at the mean latent); the noise stage then matches the
     known region outside a dilated, blurred hole and keeps the W+ prediction inside it (weight 10:1, the paper's
     1e-4 : 1e-5). With --method improved (the default) the perceptual term compares with the known pixels
-    composited over the current render, so the flat fill never reaches VGG. result.png is the generator's output
+    composited over the current render, so the flat fill never reaches VGG (and --start-steps N first embeds the
+    photo with its hole filled by OpenCV's Telea inpainting). result.png is the generator's output
     (what latent.npz renders); filled.png is the photo with the render's hole blended in (Poisson image editing:
     known pixels kept, no seam). Budget: the --quality preset's edit steps with Adam (the paper: 200 steps of
     gradient descent), lr 0.01 / 5. Writes result.png, filled.png, panel.png (defective input | naive fill | result
@@ -137,7 +141,8 @@ def inpaint(photo, mask_spec, reference, from_latent, method, align, face, paste
         raise click.UsageError("inpaint needs exactly one of PHOTO or --from LATENT")
     check_align_options(align, face, paste_back, photos=int(photo is not None))
     settings = settings_for(InpaintSettings, quality, schedule=schedule, w_steps=w_steps, noise_steps=noise_steps,
-                            feather=feather, noise_space=noise_space, seed=seed, method=method)
+                            feather=feather, noise_space=noise_space, seed=seed, method=method,
+                            start_steps=start_steps)
     dev, outdir, generator, sha = setup(device, outdir, network)
     detector = open_detector(align)
     image, _, source, loaded = _load_input(generator, photo, from_latent, align=align, face=face, detector=detector)
