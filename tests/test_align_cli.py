@@ -105,6 +105,22 @@ def test_paste_back_command_reproduces_pasted_png(aligned_run, canvas, tmp_path)
     assert not (tmp_path / "y.png").exists()
 
 
+def test_inpaint_pastes_the_filled_photo_back(canvas, tmp_path):
+    """An aligned inpainting pastes filled.png (the photo with the hole filled), not the render, into the original;
+    `i2s paste-back` finds the same file through alignment.json."""
+    outdir = tmp_path / "out"
+    result = i2s("inpaint", canvas, "--mask", "center", "--align", "--paste-back", "--outdir", outdir,
+                 "--w-steps", 1, "--noise-steps", 1, "--quiet")
+    assert result.returncode == 0, result.stderr
+    written = {p.name for p in outdir.iterdir()}
+    assert {"result.png", "filled.png", "pasted.png", "aligned.png", "alignment.json"} <= written
+    metrics = json.loads((outdir / "metrics.json").read_text())
+    assert metrics["alignment"]["result"] == "filled.png"
+    again = tmp_path / "again.png"
+    assert i2s("paste-back", outdir, "--out", again).returncode == 0
+    assert again.read_bytes() == (outdir / "pasted.png").read_bytes()
+
+
 def test_faces_lists_the_astronaut_and_refuses_a_blank_image(tmp_path):
     from skimage import data
 

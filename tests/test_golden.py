@@ -111,8 +111,8 @@ def run_inpaint(G, P, *, image, hole, reference, settings) -> Outcome:
     metrics = {k: v for k, v in result.metrics.items() if not k.startswith("filled")}
     if "reference" in metrics:
         metrics["reference"] = {k: v for k, v in metrics["reference"].items() if not k.startswith("filled")}
-    return edit_outcome(G, dataclasses.replace(
-        result, metrics=metrics, panel=[(label, tile) for label, tile in result.panel if not label.startswith("filled")]))
+    panel = [(label, tile) for label, tile in result.panel if not label.startswith("filled")]
+    return edit_outcome(G, dataclasses.replace(result, metrics=metrics, panel=panel))
 
 
 def run_style_transfer(G, P, *, content, style, mask, start, settings) -> Outcome:

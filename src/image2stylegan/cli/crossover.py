@@ -123,15 +123,17 @@ def inpaint(photo, mask_spec, reference, from_latent, start_steps, method, align
     last two (the paper's rows 1-9, 17, 18; the rest stay at the mean latent); the noise stage then matches the
     known region outside a dilated, blurred hole and keeps the W+ prediction inside it (weight 10:1, the paper's
     1e-4 : 1e-5). With --method improved (the default) the perceptual term compares with the known pixels
-    composited over the current render, so the flat fill never reaches VGG (and --start-steps N first embeds the
+    composited over the current render, so the flat fill never reaches VGG, and the noise stage fits every known
+    pixel (and --start-steps N first embeds the
     photo with its hole filled by OpenCV's Telea inpainting). result.png is the generator's output
     (what latent.npz renders); filled.png is the photo with the render's hole blended in (Poisson image editing:
     known pixels kept, no seam). Budget: the --quality preset's edit steps with Adam (the paper: 200 steps of
     gradient descent), lr 0.01 / 5. Writes result.png, filled.png, panel.png (defective input | naive fill | result
     | filled [| Telea fill | reference]), latent.npz, metrics.json (PSNR on the known region; with --reference, PSNR
     in the hole and LPIPS around it for the result and the filled photo, each beside the flat fill's and OpenCV's
-    Telea inpainting's) and curves.png into OUTDIR. With --align, a hole image the size of the original photo is aligned with it (others
-    are taken as drawn on the aligned image) and --reference must be the photo's size.
+    Telea inpainting's) and curves.png into OUTDIR. With --align, a hole image the size of the original photo is
+    aligned with it (others are taken as drawn on the aligned image) and --reference must be the photo's size;
+    --paste-back pastes filled.png into the original photo.
     """
     from ..apps.inpaint import prepare_inpaint
     from ..apps.outputs import save
@@ -153,7 +155,8 @@ def inpaint(photo, mask_spec, reference, from_latent, start_steps, method, align
         ref = (read_like(reference, generator, loaded) if loaded is not None
                else read_photo(reference, generator)).image.to(dev)
     aligned = {"photo": (loaded, "aligned.png")}
-    extra, before_metrics = outputs_for(aligned, paste_into="photo", paste_back=paste_back)
+    # --paste-back puts the filled photo (known pixels kept) back into the original, not the render.
+    extra, paste_hook = outputs_for(aligned, paste_into="photo", result="filled.png", paste_back=paste_back)
     perceptual, lpips = perceptual_and_lpips(dev)
     click.echo(f"inpainting on {dev}: {settings.w_steps} W+ steps, {settings.noise_steps} noise steps, hole "
                f"{mask_spec} ({float(hole.mean()):.0%} of the image)")
@@ -162,6 +165,8 @@ def inpaint(photo, mask_spec, reference, from_latent, start_steps, method, align
     with running(quiet) as callback:
         result = plan.run(generator, perceptual, callback)
     echo_stages(result)
+    before_metrics = None if paste_hook is None else (
+        lambda _render, folder: paste_hook(result.images["filled.png"][None], folder))
     save(outdir, result, generator=generator, command="inpaint", settings=settings, weights_sha256=sha,
          inputs={"photo": from_latent or photo, "mask": mask_spec, "reference": reference}, extra=extra,
          before_metrics=before_metrics)
