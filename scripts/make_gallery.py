@@ -141,7 +141,7 @@ def summary(name: str, entry: dict) -> str:
         return "n/a" if x is None else f"{x:.1f} dB"
 
     if name == "reconstruct":
-        last = list(m)[-1]
+        last = [stage for stage in m if stage != "w_plus"][-1] if len(m) > 1 else "w_plus"  # keys come sorted
         return f"PSNR {db(m['w_plus']['psnr_db'])} after W+, {db(m[last]['psnr_db'])} after noise; LPIPS {m[last]['lpips']:.3f}"
     if name == "crossover":
         return f"PSNR vs A inside the mask {db(m['psnr_a_inside_db'])}, vs B outside {db(m['psnr_b_outside_db'])}"
