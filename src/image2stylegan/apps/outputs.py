@@ -213,8 +213,8 @@ def save(
     """Write an application's outputs into ``outdir`` (which must exist) as one set and return the metrics.
 
     Files: ``image_name`` (the result rendered from the saved latent), ``panel_name``, ``latent.npz``,
-    ``curves.png``, each of ``result.images`` and ``extra_images`` (name -> [3, H, W]) and ``extra_files`` (name -> a function that
-    writes that file), whatever ``before_metrics(result [1, 3, H, W], folder)`` writes into ``folder`` (e.g. the
+    ``curves.png``, each of ``result.images`` and ``extra_images`` (name -> [3, H, W]) and ``extra_files`` (name
+    -> a function that writes that file), whatever ``before_metrics(result [1, 3, H, W], folder)`` writes into ``folder`` (e.g. the
     paste-back), and ``metrics.json``. They are written into a staging folder and published together, replacing
     the previous set in ``outdir`` (:mod:`.publish`); ``metrics.json`` lists them under ``"files"``. ``extra``
     entries are added to the metrics.

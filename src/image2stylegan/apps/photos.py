@@ -264,8 +264,8 @@ def alignment_outputs(
         if result_file.is_file():  # which result this transform belongs to (checked by `i2s paste-back`)
             record["result_sha256"] = file_sha256(result_file)
         write_alignment(folder, record, photos)
-        if paste_back:
-            paste_result(folder / PASTED_FILE, image[0], target)
+        if paste_back:  # the file the record names (inpainting's filled photo, say), as `i2s paste-back` reads it
+            paste_result(folder / PASTED_FILE, result_file if result_file.is_file() else image[0], target)
 
     return {"alignment": record}, write
 

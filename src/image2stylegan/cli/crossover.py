@@ -156,7 +156,7 @@ def inpaint(photo, mask_spec, reference, from_latent, start_steps, method, align
                else read_photo(reference, generator)).image.to(dev)
     aligned = {"photo": (loaded, "aligned.png")}
     # --paste-back puts the filled photo (known pixels kept) back into the original, not the render.
-    extra, paste_hook = outputs_for(aligned, paste_into="photo", result="filled.png", paste_back=paste_back)
+    extra, before_metrics = outputs_for(aligned, paste_into="photo", result="filled.png", paste_back=paste_back)
     perceptual, lpips = perceptual_and_lpips(dev)
     click.echo(f"inpainting on {dev}: {settings.w_steps} W+ steps, {settings.noise_steps} noise steps, hole "
                f"{mask_spec} ({float(hole.mean()):.0%} of the image)")
@@ -165,8 +165,6 @@ def inpaint(photo, mask_spec, reference, from_latent, start_steps, method, align
     with running(quiet) as callback:
         result = plan.run(generator, perceptual, callback)
     echo_stages(result)
-    before_metrics = None if paste_hook is None else (
-        lambda _render, folder: paste_hook(result.images["filled.png"][None], folder))
     save(outdir, result, generator=generator, command="inpaint", settings=settings, weights_sha256=sha,
          inputs={"photo": from_latent or photo, "mask": mask_spec, "reference": reference}, extra=extra,
          before_metrics=before_metrics)
