@@ -1,0 +1,220 @@
+"""The browser editor without the browser: its job queue, its workspace and the runs it builds (tiny generator).
+
+The page itself is tested in a real Chromium (tests/test_editor_browser.py)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from image2stylegan.apps.requests import rebuild
+from image2stylegan.editor.jobs import JobQueue, preview_array
+from image2stylegan.editor.runs import Editor
+from image2stylegan.editor.workspace import UploadLimits, Workspace
+from image2stylegan.embed import StepInfo
+from image2stylegan.errors import InputError
+from image2stylegan.latents import load_latent
+
+
+def _steps(callback, n: int, gate: threading.Event | None = None, image=None) -> int:
+    """A stand-in for the engine: reports ``n`` steps (waiting on ``gate`` after the first), stops when asked."""
+    for step in range(1, n + 1):
+        if callback(StepInfo("w_plus", step, n, 0.0, 20.0, {}, 0.0, image=image)):
+            return step
+        if gate is not None and step == 1:
+            gate.wait()
+    return n
+
+
+def test_jobs_run_one_at_a_time_in_order_and_show_their_place_in_the_queue():
+    queue = JobQueue(preview_every=1, preview_size=8)
+    gate = threading.Event()
+    first = queue.submit("first", lambda cb: _steps(cb, 3, gate), total=3)
+    first.wait(after=-1)
+    while first.snapshot().state != "running":
+        first.wait(after=first.snapshot().version)
+    second = queue.submit("second", lambda cb: _steps(cb, 2), total=2)
+    third = queue.submit("third", lambda cb: _steps(cb, 2), total=2)
+    assert (second.snapshot().state, second.snapshot().position) == ("queued", 1)
+    assert third.snapshot().position == 2
+    assert third.snapshot().line() == "queued: position 2"
+    second.stop()  # a queued job is dropped, and the one behind it moves up
+    assert second.snapshot().state == "cancelled"
+    assert third.snapshot().position == 1
+    gate.set()
+    for job in (first, third):
+        snap = job.wait(after=-1)
+        while not snap.finished:
+            snap = job.wait(after=snap.version)
+    assert (first.result, first.snapshot().state, first.snapshot().step) == (3, "done", 3)
+    assert third.snapshot().state == "done"
+    queue.close()
+
+
+def test_stop_ends_a_running_job_after_its_step_and_keeps_what_it_reached():
+    queue = JobQueue(preview_every=1, preview_size=8)
+    gate = threading.Event()
+    job = queue.submit("long", lambda cb: _steps(cb, 1000, gate, image=torch.zeros(1, 3, 16, 16)), total=1000)
+    snap = job.wait(after=-1)
+    while snap.step < 1:
+        snap = job.wait(after=snap.version)
+    job.stop()
+    gate.set()
+    while not snap.finished:
+        snap = job.wait(after=snap.version)
+    assert snap.state == "stopped" and snap.message == "stopped by the user"
+    assert job.result == 2  # the step after the request reported it, then the engine stopped
+    assert snap.preview.shape == (8, 8, 3) and snap.preview.dtype == np.uint8
+    assert snap.previews >= 1
+    queue.close()
+
+
+def test_a_failing_job_shows_its_error_and_the_queue_goes_on():
+    queue = JobQueue()
+
+    def fail(cb):
+        raise InputError("the mask is empty")
+
+    bad = queue.submit("bad", fail)
+    good = queue.submit("good", lambda cb: "ok")
+    for job in (bad, good):
+        snap = job.wait(after=-1)
+        while not snap.finished:
+            snap = job.wait(after=snap.version)
+    assert bad.snapshot().line() == "failed: the mask is empty"
+    assert good.result == "ok"
+    queue.close()
+
+
+def test_preview_is_a_uint8_thumbnail_of_the_render():
+    image = torch.ones(1, 3, 64, 64)
+    image[:, :, :, :32] = -1
+    out = preview_array(image, 16)
+    assert out.shape == (16, 16, 3)
+    assert out[0, 0].tolist() == [0, 0, 0] and out[0, -1].tolist() == [255, 255, 255]
+
+
+# -- workspace ------------------------------------------------------------------------------------------------------
+def _png(path: Path, size=(40, 30), mode="RGB") -> Path:
+    Image.new(mode, size, 128).save(path)
+    return path
+
+
+def test_uploads_are_checked_and_stored_by_content(tmp_path):
+    space = Workspace(tmp_path / "ws", limits=UploadLimits(max_bytes=2000))
+    stored = space.store_upload(_png(tmp_path / "a.png"))
+    assert stored.parent == space.root / "uploads" and stored.suffix == ".png"
+    assert space.store_upload(_png(tmp_path / "b.png")) == stored  # same pixels, same file
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(InputError, match="the upload is not an image"):
+        space.store_upload(tmp_path / "text.png")
+    data = (tmp_path / "a.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="damaged or truncated|cannot open"):
+        space.store_upload(tmp_path / "cut.png")
+    big = tmp_path / "big.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(big)
+    with pytest.raises(InputError, match="the editor takes images up to"):
+        space.store_upload(big)
+    assert "cut" not in str(list((space.root / "uploads").iterdir()))
+
+
+def test_an_upload_over_the_pixel_limit_is_refused_before_decoding(tmp_path, monkeypatch):
+    monkeypatch.setenv("I2S_MAX_PIXELS", "1000")
+    space = Workspace(tmp_path / "ws")
+    with pytest.raises(InputError, match="the upload is 40x30"):
+        space.store_upload(_png(tmp_path / "a.png"))
+
+
+def test_clean_up_removes_the_oldest_first_and_never_what_is_in_use(tmp_path):
+    import os
+
+    space = Workspace(tmp_path / "ws", cap_bytes=2500)
+    runs = []
+    for i in range(4):
+        folder = space.new_run("inpaint")
+        (folder / "result.bin").write_bytes(b"x" * 1000)
+        os.utime(folder, (1000 + i, 1000 + i))
+        runs.append(folder)
+    space.hold(runs[0])
+    removed = space.clean_up()
+    assert removed == [runs[1], runs[2]]
+    assert runs[0].exists() and runs[3].exists() and space.size() <= 2500
+
+
+def test_the_workspace_refuses_an_unwritable_folder(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(InputError, match="cannot use .* as the editor's workspace"):
+        Workspace(blocker / "ws")
+
+
+def test_contains_only_answers_for_paths_inside_the_workspace(tmp_path):
+    space = Workspace(tmp_path / "ws")
+    assert space.contains(space.root / "runs" / "x")
+    assert not space.contains(space.root / ".." / "elsewhere")
+    assert not space.contains(Path("/etc/passwd"))
+
+
+# -- runs -----------------------------------------------------------------------------------------------------------
+@pytest.fixture
+def editor(tmp_path, tiny, tiny_perceptual):
+    lpips = lambda x, y: (x - y).abs().mean(dim=(1, 2, 3))  # noqa: E731 - an L1 stand-in
+    queue = JobQueue(preview_every=1, preview_size=16)
+    yield Editor(tiny, tiny_perceptual, lpips, "0" * 64, torch.device("cpu"), Workspace(tmp_path / "ws"), queue)
+    queue.close()
+
+
+def _finish(job):
+    snap = job.wait(after=-1)
+    while not snap.finished:
+        snap = job.wait(after=snap.version)
+    return snap
+
+
+def test_an_editor_run_writes_what_the_cli_writes_and_rebuilds_from_its_record(editor, tiny):
+    photo = editor.sample_photo(3)
+    hole = np.zeros((32, 32), np.uint8)
+    hole[10:20, 8:24] = 255
+    job, folder = editor.edit("inpaint", "draft", {"photo": photo.image, "mask": hole},
+                              settings={"w_steps": 3, "noise_steps": 2})
+    snap = _finish(job)
+    assert snap.state == "done", snap.message
+    assert (snap.step, snap.total) == (5, 5) and snap.previews >= 2
+    names = set(json.loads((folder / "metrics.json").read_text())["files"])
+    assert {"result.png", "filled.png", "panel.png", "latent.npz", "metrics.json", "curves.png"} <= names
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["command"] == "inpaint" and metrics["settings"]["w_steps"] == 3
+    assert metrics["inputs"]["mask"]["file"] == "inputs/mask.png"
+    plan = rebuild(metrics, tiny, base=folder)  # the record names files in the run folder, unchanged
+    assert plan.recipe.total_steps == 5
+    assert np.asarray(load_latent(folder / "latent.npz").w).shape == (1, tiny.num_ws, tiny.w_dim)
+
+
+def test_embeddings_are_cached_and_a_stopped_one_is_not(editor):
+    photo = editor.sample_photo(1)
+    assert editor.cached_embedding(photo, "draft", w_steps=2, noise_steps=1) is None
+    snap = _finish(editor.embed(photo, "draft", w_steps=2, noise_steps=1))
+    assert snap.state == "done", snap.message
+    folder = editor.cached_embedding(photo, "draft", w_steps=2, noise_steps=1)
+    assert folder is not None and (folder / "reconstruction.png").is_file() and (folder / "latent.npz").is_file()
+    assert editor.cached_embedding(photo, "draft", w_steps=3, noise_steps=1) is None  # other settings
+    job = editor.embed(photo, "draft", w_steps=50, noise_steps=1)
+    job.stop()
+    snap = _finish(job)
+    assert snap.state in ("stopped", "cancelled")
+    assert editor.cached_embedding(photo, "draft", w_steps=50, noise_steps=1) is None
+
+
+def test_an_edit_with_nothing_painted_is_refused_before_it_is_queued(editor):
+    photo = editor.sample_photo(1)
+    with pytest.raises(InputError):
+        editor.edit("inpaint", "draft", {"photo": photo.image, "mask": np.zeros((32, 32), np.uint8)})
+    with pytest.raises(InputError, match="the editor runs"):
+        editor.edit("render", "draft", {})
