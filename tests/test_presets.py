@@ -44,6 +44,14 @@ def test_a_preset_sets_every_budget_of_a_run_and_explicit_values_win():
         settings_for(ReconstructionSettings, "best")
 
 
+@pytest.mark.parametrize("quality", list(PRESETS))
+def test_inpaintings_w_stage_gets_the_embedding_time_it_has_no_photo_embedding_for(quality):
+    preset = PRESETS[quality]
+    # Inpainting starts at the mean latent; an edit that starts from an embedded photo gets the edit budget.
+    assert settings_for(InpaintSettings, quality).w_steps == preset.mean_start_w_steps
+    assert settings_for(CrossoverSettings, quality).w_steps == preset.edit_w_steps
+
+
 def test_the_budget_line_counts_every_stage_and_names_the_targets():
     recipe = reconstruction_recipe(torch.zeros(1, 3, 4, 4), ReconstructionSettings(w_steps=30, noise_steps=12))
     assert budget_line(recipe) == "budget: 42 steps (w_plus 30, noise 12); a stage ends early at PSNR >= 40 dB"
@@ -90,7 +98,7 @@ DRAFT = PRESETS["draft"]
 EXPECTED_TOTAL = {
     "reconstruct": DRAFT.embed_w_steps + 2,
     "crossover": DRAFT.edit_w_steps + 2,
-    "inpaint": DRAFT.edit_w_steps + 2,
+    "inpaint": DRAFT.mean_start_w_steps + 2,
     "style-transfer": DRAFT.embed_w_steps + DRAFT.edit_w_steps + 2,
     "scribble": DRAFT.embed_w_steps + DRAFT.embed_noise_steps + DRAFT.edit_w_steps + 2,
     "transfer-attribute": DRAFT.embed_w_steps + 2,

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import torch
 
@@ -45,7 +46,7 @@ from ..masks import blend_mask, check_mask_content
 from ..recipe import Recipe, Rendered, image_term
 from .ranges import FEATHER, LAST_ROWS, STEPS, WEIGHT, check_not_all_zero, setting
 from .settings import (EditSettings, embedding_stage, max_resolution_setting, method_setting, mse_weight_setting,
-                       perceptual_weight_setting, rows_setting)
+                       perceptual_weight_setting, rows_setting, w_steps_setting)
 from .outputs import EditResult, db
 from .plan import Plan
 
@@ -57,8 +58,9 @@ __all__ = ["InpaintSettings", "defective_view", "filled_photo", "hole_box", "inp
 class InpaintSettings(EditSettings):
     """Alg. 4's settings.
 
-    * ``w_steps`` 200 with Adam at the schedule's embedding rate: the paper runs 200 steps of gradient descent with
-      an unpublished rate (docs/algorithm.md#inpainting-optimiser).
+    * ``w_steps`` 400 with Adam at the schedule's embedding rate (the 'good' preset; 'draft' 200): the paper runs 200
+      steps of gradient descent with an unpublished rate (docs/algorithm.md#inpainting-optimiser). The stage starts
+      at the mean latent, so the presets give it the time other edits spend embedding their photo (apps.presets).
     * ``noise_steps`` 200 at Adam lr ``noise_lr`` 5 (the paper's rate; its count, 1000, with ``--quality paper``).
     * ``max_resolution`` 64 and ``last_rows`` 2: the W+ rows optimised (w_m) are those whose layer output is at
       most 64 px, plus the last 2 rows (the paper's rows 1-9, 17, 18); ``rows`` overrides the rule.
@@ -74,6 +76,9 @@ class InpaintSettings(EditSettings):
       (docs/algorithm.md#inpainting-start).
     """
 
+    W_STAGE_STARTS_AT_MEAN: ClassVar[bool] = True  # the presets' mean_start_w_steps (apps.presets)
+
+    w_steps: int = w_steps_setting(400)  # the 'good' preset
     mse_weight: float = mse_weight_setting()
     perceptual_weight: float = perceptual_weight_setting()
     max_resolution: int = max_resolution_setting(64)
