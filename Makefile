@@ -7,13 +7,26 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 OUT    ?= out/demo
 
-.PHONY: demo test weights setup lock bench gallery clean
+.PHONY: demo test editor browser weights setup lock bench gallery clean
 
 demo: weights
 	$(BIN)/i2s demo --outdir $(OUT)
 
-test: weights
+test: weights browser
 	$(BIN)/python -m pytest
+
+# The browser editor (i2s serve): prints the address to open.
+editor: weights
+	$(BIN)/i2s serve
+
+# The editor's browser tests drive Debian's Chromium (Playwright's own browser download does not work offline).
+# Installed where we run as root (CI does) and it is missing; elsewhere the browser tests say what to install.
+browser:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's chromium for the editor's browser tests"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null || \
+	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; \
+	fi
 
 weights: setup
 	$(BIN)/i2s weights fetch
@@ -25,7 +38,7 @@ setup: $(STAMP)
 # the ranges library users get). To move to newer versions: `make lock`, run `make test`, commit constraints.txt.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,demo]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,demo,editor]'
 	touch $(STAMP)
 
 # Regenerate constraints.txt: resolve pyproject.toml's ranges (every extra) in a throwaway venv and pin what pip chose.
@@ -35,7 +48,7 @@ LOCK_VENV := .venv-lock
 lock:
 	rm -rf $(LOCK_VENV)
 	$(PYTHON) -m venv $(LOCK_VENV)
-	$(LOCK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,demo]'
+	$(LOCK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,demo,editor]'
 	{ echo "# Exact versions for make setup (pip install -c constraints.txt), written by make lock on"; \
 	  echo "# Python $$($(LOCK_VENV)/bin/python -c 'import platform; print(platform.python_version(), platform.system(), platform.machine())'). Regenerate with make lock, never by hand."; \
 	  $(LOCK_VENV)/bin/python -m pip freeze --all --exclude-editable --disable-pip-version-check \

@@ -218,3 +218,32 @@ def test_an_edit_with_nothing_painted_is_refused_before_it_is_queued(editor):
         editor.edit("inpaint", "draft", {"photo": photo.image, "mask": np.zeros((32, 32), np.uint8)})
     with pytest.raises(InputError, match="the editor runs"):
         editor.edit("render", "draft", {})
+
+
+# -- the page's pure helpers (the page itself runs in tests/test_editor_browser.py) ---------------------------------
+def test_the_painted_layers_become_the_mask_at_the_generators_size():
+    from image2stylegan.editor.page import _composite, _painted_mask
+
+    assert _painted_mask(None, 32) is None
+    layer = np.zeros((64, 64, 4), np.uint8)
+    assert _painted_mask({"layers": [layer]}, 32) is None  # nothing painted
+    layer[10:20, 30:50] = (255, 255, 255, 255)
+    mask = _painted_mask({"layers": [layer]}, 32)
+    assert mask.shape == (32, 32) and mask.dtype == np.uint8
+    assert mask[7, 20] == 255 and mask[0, 0] == 0 and set(np.unique(mask)) == {0, 255}
+    composite = np.zeros((64, 64, 4), np.uint8)
+    composite[..., 3] = 255
+    composite[:, :32, 0] = 200
+    out = _composite({"composite": composite}, 32)
+    assert out.shape == (32, 32, 3) and out[5, 5].tolist() == [200, 0, 0] and out[5, 30].tolist() == [0, 0, 0]
+
+
+def test_the_budget_line_is_the_presets_with_the_pages_overrides():
+    from image2stylegan.apps.presets import PRESETS
+    from image2stylegan.editor.page import budget_text
+
+    draft = PRESETS["draft"]
+    assert budget_text("inpaint", "draft", 0, 0) == (
+        f"budget: {draft.mean_start_w_steps} W+ + {draft.edit_noise_steps} noise steps (draft)")
+    assert budget_text("scribble", "good", 3, None) == "budget: 3 W+ + 200 noise steps (good)"
+    assert budget_text("inpaint", "draft", -5, 0).startswith("budget: ")  # out of range: said, not raised

@@ -18,6 +18,7 @@ from ..errors import Image2StyleGANError
 from . import activations, crossover, reconstruct, style_transfer  # noqa: F401  (each registers its commands)
 from . import faces  # noqa: F401  (i2s faces, i2s paste-back)
 from . import convert  # noqa: F401  (i2s convert)
+from . import serve  # noqa: F401  (i2s serve)
 from .common import cli, resolve_device, showing_notices
 
 __all__ = ["cli", "main", "resolve_device"]

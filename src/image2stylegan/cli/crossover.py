@@ -127,8 +127,9 @@ def inpaint(photo, mask_spec, reference, from_latent, start_steps, method, align
     pixel (and --start-steps N first embeds the
     photo with its hole filled by OpenCV's Telea inpainting). result.png is the generator's output
     (what latent.npz renders); filled.png is the photo with the render's hole blended in (Poisson image editing:
-    known pixels kept, no seam). Budget: the --quality preset's edit steps with Adam (the paper: 200 steps of
-    gradient descent), lr 0.01 / 5. Writes result.png, filled.png, panel.png (defective input | naive fill | result
+    known pixels kept, no seam). Budget: the --quality preset's edit noise steps; the W+ stage, which starts at the
+    mean latent, also gets the time other edits spend embedding their photo (draft 200, good 400, paper 1000 steps;
+    the paper: 200 steps of gradient descent), Adam. Writes result.png, filled.png, panel.png (defective input | naive fill | result
     | filled [| Telea fill | reference]), latent.npz, metrics.json (PSNR on the known region; with --reference, PSNR
     in the hole and LPIPS around it for the result and the filled photo, each beside the flat fill's and OpenCV's
     Telea inpainting's) and curves.png into OUTDIR. With --align, a hole image the size of the original photo is

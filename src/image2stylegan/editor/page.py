@@ -1,0 +1,409 @@
+"""The browser editor's page (Gradio): photo, embedding, one tab per application, live previews, Stop, compare,
+download.
+
+The page only turns what the user painted and chose into images and settings and hands them to :class:`.runs.Editor`;
+every run goes through the library and lands in the workspace as the CLI would write it. Handlers that watch a job
+are generators: they yield a new preview and status line whenever the job changes, and when the page goes away
+(the tab is closed, or Gradio cancels the event) the ``finally`` of :func:`_watch` stops the job.
+"""
+
+# No `from __future__ import annotations`: Gradio injects gr.Request and gr.Progress by the parameters' real types.
+import inspect
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from ..apps.activations import layer_table
+from ..apps.presets import PRESETS, settings_for
+from ..apps.requests import APPLICATIONS
+from ..errors import Image2StyleGANError as I2SError
+from ..errors import InputError
+from .runs import RESULT_FILE, Editor, Photo
+
+__all__ = ["build_page"]
+
+MASK_PRESETS = ("left-half", "right-half", "top-half", "bottom-half", "center")
+OUTPUT_FILES = ("result.png", "filled.png", "reconstruction.png", "pasted.png", "latent.npz", "metrics.json",
+                "panel.png")
+WATCH_SECONDS = 2.0  # a watcher wakes at least this often, so a page that went away is noticed
+
+
+class Sessions:
+    """Each browser session's current job, so its Stop button reaches it."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def set(self, session: str, job) -> None:
+        with self._lock:
+            self._jobs[session] = job
+
+    def stop(self, session: str) -> str:
+        with self._lock:
+            job = self._jobs.get(session)
+        if job is None or job.snapshot().finished:
+            return "nothing is running"
+        job.stop("stopped by the user")
+        return "stopping after the current step…"
+
+
+def _painted_mask(value: dict | None, size: int) -> np.ndarray | None:
+    """White where any layer of an ImageEditor value was painted: uint8 [size, size]; None when nothing was."""
+    if not value or not value.get("layers"):
+        return None
+    alpha = None
+    for layer in value["layers"]:
+        layer = np.asarray(layer)
+        if layer.ndim != 3 or layer.shape[2] < 4:
+            continue
+        a = layer[..., 3] > 0
+        alpha = a if alpha is None else (alpha | a)
+    if alpha is None or not alpha.any():
+        return None
+    mask = Image.fromarray(alpha.astype(np.uint8) * 255)
+    if mask.size != (size, size):
+        mask = mask.resize((size, size), Image.NEAREST)
+    return np.asarray(mask)
+
+
+def _composite(value: dict | None, size: int) -> np.ndarray | None:
+    """The painted canvas (background with the layers over it) as uint8 [size, size, 3]."""
+    if not value or value.get("composite") is None:
+        return None
+    image = Image.fromarray(np.asarray(value["composite"])).convert("RGBA")
+    white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+    image = Image.alpha_composite(white, image).convert("RGB")
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.LANCZOS)
+    return np.asarray(image)
+
+
+def _outputs(folder: Path | None) -> list[str]:
+    if folder is None:
+        return []
+    return [str(folder / name) for name in OUTPUT_FILES if (folder / name).is_file()]
+
+
+def budget_text(command: str, quality: str, w_steps, noise_steps) -> str:
+    """The edit's own step budget under the preset and the page's overrides (what the run will print)."""
+    try:
+        settings = settings_for(APPLICATIONS[command].settings, quality, w_steps=int(w_steps or 0) or None,
+                                noise_steps=int(noise_steps or 0) or None)
+    except (I2SError, TypeError, ValueError) as exc:
+        return f"budget: {exc}"
+    return f"budget: {settings.w_steps} W+ + {settings.noise_steps} noise steps ({quality})"
+
+
+def build_page(editor: Editor, *, default_quality: str = "draft"):
+    """The Gradio Blocks of the editor (call ``.queue().launch(...)`` on it)."""
+    size = editor.generator.resolution
+    sessions = Sessions()
+    layers = [f"{info.name} ({info.height} px, {info.channels} channels)" for info in layer_table(editor.generator)
+              if info.name.endswith(("conv1", "conv2"))]
+
+    def error_text(exc: Exception) -> str:
+        return f"**Error:** {exc}"
+
+    # -- photo ---------------------------------------------------------------------------------------------------
+    def load(upload, align, face_choice, seed, source):
+        try:
+            if source == "sample":
+                photo = editor.sample_photo(int(seed))
+            elif source == "demo":
+                from ..apps.demo import write_demo_photo
+
+                demo = editor.workspace.root / "uploads" / "demo-astronaut.png"
+                if not demo.is_file():
+                    write_demo_photo(demo)
+                photo = editor.open_photo(demo, align=False)
+            elif upload is None:
+                raise InputError("upload a photo first (or pick the demo photo or a sampled face)")
+            else:
+                face = int(str(face_choice).split()[0]) if face_choice not in (None, "") else 0
+                photo = editor.open_photo(upload, align=bool(align), face=face)
+        except I2SError as exc:
+            return (None, error_text(exc)) + (gr.update(),) * len(canvases)
+        notes = "; ".join(photo.notes) or "ready"
+        path = str(photo.image)
+        return (photo, f"Photo {photo.image.name[:12]}: {notes}") + tuple(
+            gr.update(value={"background": path, "layers": [], "composite": path}) for _ in canvases)
+
+    def list_faces(upload):
+        if upload is None:
+            return gr.update(choices=[], value=None), ""
+        try:
+            stored = editor.workspace.store_upload(upload)
+            faces = editor.faces(stored)
+        except I2SError as exc:
+            return gr.update(choices=[], value=None), error_text(exc)
+        choices = [f"{i} (score {f.score:.2f}, box {int(f.box[2] - f.box[0])} px)" for i, f in enumerate(faces)]
+        return gr.update(choices=choices, value=choices[0] if choices else None), (
+            f"{len(faces)} face(s) found" if faces else "no face found: turn off alignment")
+
+    # -- jobs ------------------------------------------------------------------------------------------------------
+    def _watch(job, photo_path, progress, done):
+        """Yield (preview, status, slider, files) as the job changes; stop the job if the page goes away."""
+        version = -1
+        try:
+            while True:
+                snap = job.wait(version, timeout=WATCH_SECONDS)
+                if snap.version == version:
+                    continue
+                version = snap.version
+                if snap.total:
+                    progress((snap.step, snap.total), desc=snap.line())
+                if snap.finished:
+                    yield done(snap)
+                    return
+                yield snap.preview, snap.line(), gr.update(), gr.update()
+        finally:
+            if not job.snapshot().finished:
+                job.stop("the page was closed")
+
+    def finished(job, photo_path, result_name):
+        def done(snap):
+            folder = job.result
+            if folder is None:
+                return snap.preview, snap.line(), gr.update(), gr.update()
+            result = Path(folder) / result_name
+            slider = (photo_path, str(result)) if result.is_file() else gr.update()
+            return str(result) if result.is_file() else snap.preview, snap.line(), slider, _outputs(Path(folder))
+        return done
+
+    def embed(session, photo: Photo | None, quality, w_steps, noise_steps, progress=gr.Progress()):
+        if photo is None:
+            yield None, error_text("load a photo first"), gr.update(), gr.update()
+            return
+        overrides = {"w_steps": int(w_steps) or None, "noise_steps": int(noise_steps) or None}
+        cached = editor.cached_embedding(photo, quality, **overrides)
+        if cached is not None:
+            yield (str(cached / "reconstruction.png"), "embedding taken from the cache (this photo was embedded "
+                   "before with these settings)", (str(photo.image), str(cached / "reconstruction.png")),
+                   _outputs(cached))
+            return
+        try:
+            job = editor.embed(photo, quality, **overrides)
+        except I2SError as exc:
+            yield None, error_text(exc), gr.update(), gr.update()
+            return
+        sessions.set(session, job)
+        yield from _watch(job, str(photo.image), progress, finished(job, str(photo.image), "reconstruction.png"))
+
+    def run_edit(command, session, photo, quality, images, settings, paste_back, progress):
+        if photo is None:
+            yield None, error_text("load a photo first"), gr.update(), gr.update()
+            return
+        try:
+            job, _ = editor.edit(command, quality, images, settings=settings,
+                                 paste_back=photo if paste_back else None)
+        except I2SError as exc:
+            yield None, error_text(exc), gr.update(), gr.update()
+            return
+        sessions.set(session, job)
+        yield from _watch(job, str(photo.image), progress,
+                          finished(job, str(photo.image), RESULT_FILE.get(command, "result.png")))
+
+    def embedding_of(photo: Photo, quality):
+        cached = editor.cached_embedding(photo, quality)
+        return cached / "latent.npz" if cached is not None else None
+
+    def needs(mask, what):
+        if mask is None:
+            raise InputError(f"paint {what} first")
+        return mask
+
+    def guarded(command, build, n_inputs):
+        """A run handler for ``command`` taking (photo, quality, paste_back, then ``n_inputs`` controls);
+        ``build(photo, quality, *controls)`` returns (images, settings) or raises InputError."""
+        def handler(session, photo, quality, paste_back, *args):
+            controls, progress = args[:n_inputs], args[-1]  # Gradio appends the progress tracker
+            try:
+                images, settings = build(photo, quality, *controls) if photo is not None else ({}, {})
+            except I2SError as exc:
+                yield None, error_text(exc), gr.update(), gr.update()
+                return
+            yield from run_edit(command, session, photo, quality, images, settings, paste_back, progress)
+
+        # Gradio passes the inputs positionally and injects a progress tracker where a parameter defaults to one.
+        positional = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in
+                      ("session", "photo", "quality", "paste_back", *(f"control_{i}" for i in range(n_inputs)))]
+        handler.__signature__ = inspect.Signature([
+            *positional,
+            inspect.Parameter("progress", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=gr.Progress()),
+        ])
+        return handler
+
+    def inpaint_inputs(photo, quality, canvas, w_steps, noise_steps):
+        hole = needs(_painted_mask(canvas, size), "the hole")
+        return {"photo": photo.image, "mask": hole}, {"w_steps": int(w_steps) or None,
+                                                       "noise_steps": int(noise_steps) or None}
+
+    def scribble_inputs(photo, quality, canvas, w_steps, noise_steps):
+        strokes = needs(_painted_mask(canvas, size), "a scribble")
+        images = {"photo": photo.image, "scribbled": _composite(canvas, size), "mask": strokes,
+                  "from": embedding_of(photo, quality)}
+        return images, {"w_steps": int(w_steps) or None, "noise_steps": int(noise_steps) or None}
+
+    def second_photo(upload, seed):
+        if upload is not None:
+            return editor.open_photo(upload).image
+        return editor.sample_photo(int(seed)).image
+
+    def crossover_inputs(photo, quality, canvas, preset, upload_b, seed_b, w_steps, noise_steps):
+        region = _painted_mask(canvas, size)
+        mask = region if region is not None else (preset or None)
+        if mask is None:
+            raise InputError("paint the region to take from A, or pick a preset")
+        return ({"a": photo.image, "b": second_photo(upload_b, seed_b), "mask": mask},
+                {"w_steps": int(w_steps) or None, "noise_steps": int(noise_steps) or None})
+
+    def style_inputs(photo, quality, canvas, style_upload, w_steps, noise_steps):
+        kept = needs(_painted_mask(canvas, size), "the region to keep")
+        if style_upload is None:
+            raise InputError("upload a style image")
+        style = editor.open_photo(style_upload).image
+        return ({"content": photo.image, "style": style, "mask": kept, "from": embedding_of(photo, quality)},
+                {"w_steps": int(w_steps) or None, "noise_steps": int(noise_steps) or None})
+
+    def attribute_inputs(photo, quality, canvas, upload_b, seed_b, layer, op):
+        region = needs(_painted_mask(canvas, size), "the region of A")
+        a = embedding_of(photo, quality) or photo.image
+        return ({"a": a, "b": second_photo(upload_b, seed_b), "mask": region},
+                {"layer": str(layer).split()[0], "op": op})
+
+    # -- layout ----------------------------------------------------------------------------------------------------
+    canvases: list = []
+    with gr.Blocks(title="image2stylegan editor", analytics_enabled=False) as page:
+        photo_state = gr.State(None)
+        session = gr.State(lambda: uuid.uuid4().hex)  # a fresh id per page load: its Stop reaches its own job
+        gr.Markdown("# image2stylegan editor\nUpload a face photo, embed it, then edit it with the applications of "
+                    "Image2StyleGAN++. Every run is written to the workspace as the CLI writes it.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                upload = gr.Image(type="filepath", sources=["upload"], label="Photo", elem_id="photo-upload")
+                with gr.Row():
+                    align = gr.Checkbox(label="Align the face (FFHQ)", value=False, elem_id="align")
+                    face = gr.Dropdown(label="Face", choices=[], elem_id="face")
+                with gr.Row():
+                    use_upload = gr.Button("Use this photo", elem_id="use-upload")
+                    use_demo = gr.Button("Demo photo", elem_id="use-demo")
+                with gr.Row():
+                    seed = gr.Number(label="Sample seed", value=1, precision=0, elem_id="seed")
+                    use_sample = gr.Button("Sampled face", elem_id="use-sample")
+                photo_status = gr.Markdown("", elem_id="photo-status")
+            with gr.Column(scale=1):
+                quality = gr.Radio(list(PRESETS), value=default_quality, label="Quality preset",
+                                   info="draft: minutes on a CPU; good: the default of the CLI; paper: hours",
+                                   elem_id="quality")
+                paste_back = gr.Checkbox(label="Paste results back into the photo (aligned photos)", value=True)
+                with gr.Accordion("Embedding: advanced", open=False):
+                    e_w = gr.Number(label="W+ steps (0 = preset)", value=0, precision=0, elem_id="embed-w-steps")
+                    e_n = gr.Number(label="noise steps (0 = preset)", value=0, precision=0,
+                                    elem_id="embed-noise-steps")
+                with gr.Row():
+                    embed_btn = gr.Button("Embed", variant="primary", elem_id="embed")
+                    stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
+                stop_status = gr.Markdown("", elem_id="stop-status")
+
+        def run_button(command):
+            return gr.Button(f"Run {command}", variant="primary", elem_id=f"run-{command}")
+
+        def outputs_row(prefix):
+            with gr.Row():
+                preview = gr.Image(label="Preview", interactive=False, elem_id=f"{prefix}-preview", height=320)
+                compare = gr.ImageSlider(label="Input | result", interactive=False, elem_id=f"{prefix}-compare",
+                                         height=320)
+            status = gr.Markdown("", elem_id=f"{prefix}-status")
+            files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id=f"{prefix}-files")
+            return [preview, status, compare, files]
+
+        def canvas(label, elem_id, brush=None):
+            editor_box = gr.ImageEditor(label=label, type="numpy", image_mode="RGBA", format="png",
+                                        sources=[], transforms=[], layers=False, elem_id=elem_id,
+                                        canvas_size=(size, size), height=520,
+                                        brush=brush or gr.Brush(colors=["#ffffff"], default_size=40,
+                                                                color_mode="fixed"))
+            canvases.append(editor_box)
+            return editor_box
+
+        def steps_controls(prefix, command):
+            with gr.Accordion("Advanced", open=False):
+                w = gr.Number(label="W+ steps (0 = preset)", value=0, precision=0, elem_id=f"{prefix}-w-steps")
+                n = gr.Number(label="noise steps (0 = preset)", value=0, precision=0, elem_id=f"{prefix}-noise-steps")
+            budget = gr.Markdown(budget_text(command, default_quality, 0, 0), elem_id=f"{prefix}-budget")
+            for control in (quality, w, n):
+                control.change(lambda q, a, b: budget_text(command, q, a, b), [quality, w, n], budget)
+            return [w, n]
+
+        with gr.Tab("Embedding"):
+            embed_out = outputs_row("embed")
+        tabs = {}
+        with gr.Tab("Inpainting"):
+            gr.Markdown("Paint the hole (white); the W+ stage sees only the rest.")
+            tabs["inpaint"] = ([canvas("Hole", "inpaint-canvas"), *steps_controls("inpaint", "inpaint")], run_button("inpaint"),
+                              outputs_row("inpaint"))
+        with gr.Tab("Scribble"):
+            gr.Markdown("Paint colours on the face; the edit follows the strokes. Embed the photo first.")
+            brush = gr.Brush(default_size=20, colors=["#3c281e", "#be1e32", "#f0c8a0", "#2050c0"],
+                             color_mode="defaults")
+            tabs["scribble"] = ([canvas("Scribble", "scribble-canvas", brush), *steps_controls("scribble", "scribble")],
+                                run_button("scribble"), outputs_row("scribble"))
+        with gr.Tab("Crossover"):
+            gr.Markdown("Paint the region taken from this photo (A); the rest comes from B.")
+            c_canvas = canvas("Region of A", "crossover-canvas")
+            c_preset = gr.Dropdown(["", *MASK_PRESETS], value="", label="or a preset region")
+            with gr.Row():
+                c_b = gr.Image(type="filepath", sources=["upload"], label="Photo B")
+                c_seed = gr.Number(label="or sampled face seed", value=2, precision=0)
+            tabs["crossover"] = ([c_canvas, c_preset, c_b, c_seed, *steps_controls("crossover", "crossover")],
+                                 run_button("crossover"), outputs_row("crossover"))
+        with gr.Tab("Style transfer"):
+            gr.Markdown("Paint the region to keep; the style image's Gram statistics go everywhere else.")
+            s_canvas = canvas("Kept region", "style-canvas")
+            s_style = gr.Image(type="filepath", sources=["upload"], label="Style image")
+            tabs["style-transfer"] = ([s_canvas, s_style, *steps_controls("style", "style-transfer")], run_button("style-transfer"),
+                                      outputs_row("style"))
+        with gr.Tab("Attribute transfer"):
+            gr.Markdown("Paint the region of B to carry into A at one layer (Eq. 5).")
+            a_canvas = canvas("Region", "attribute-canvas")
+            with gr.Row():
+                a_b = gr.Image(type="filepath", sources=["upload"], label="Photo B")
+                a_seed = gr.Number(label="or sampled face seed", value=2, precision=0)
+            a_layer = gr.Dropdown(layers, value=next((x for x in layers if x.startswith("b16.conv1")), layers[0]),
+                                  label="Layer")
+            a_op = gr.Radio(["spatial", "channel", "average"], value="spatial", label="Operation")
+            tabs["transfer-attribute"] = ([a_canvas, a_b, a_seed, a_layer, a_op], run_button("transfer-attribute"),
+                                          outputs_row("attribute"))
+
+        # -- events --------------------------------------------------------------------------------------------------
+        load_outputs = [photo_state, photo_status, *canvases]
+        for button, source in ((use_upload, "upload"), (use_demo, "demo"), (use_sample, "sample")):
+            button.click(lambda u, a, f, s, source=source: load(u, a, f, s, source), [upload, align, face, seed],
+                         load_outputs)
+        align.change(lambda u, a: list_faces(u) if a else (gr.update(choices=[], value=None), ""),
+                     [upload, align], [face, photo_status])
+        embed_btn.click(embed, [session, photo_state, quality, e_w, e_n], embed_out, concurrency_limit=None)
+        stop_btn.click(sessions.stop, session, stop_status)
+        builders = {"inpaint": inpaint_inputs, "scribble": scribble_inputs, "crossover": crossover_inputs,
+                    "style-transfer": style_inputs, "transfer-attribute": attribute_inputs}
+        for command, (inputs, button, outputs) in tabs.items():
+            button.click(guarded(command, builders[command], len(inputs)), [session, photo_state, quality, paste_back, *inputs],
+                         outputs,
+                         concurrency_limit=None)
+    return page
+
+
+def serve(editor: Editor, *, host: str = "127.0.0.1", port: int = 7860, default_quality: str = "draft",
+          block: bool = True):
+    """Launch the page; returns the Gradio app (``block=False`` for tests: the server runs in a thread)."""
+    page = build_page(editor, default_quality=default_quality)
+    page.queue(default_concurrency_limit=None)
+    page.launch(server_name=host, server_port=port, allowed_paths=[str(editor.workspace.root)],
+                prevent_thread_lock=not block, show_error=True, quiet=not block)
+    return page

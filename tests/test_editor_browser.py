@@ -1,0 +1,176 @@
+"""The editor end to end in a real headless Chromium (Playwright driving Debian's /usr/bin/chromium), on the real
+weights at a tiny budget: upload a photo, paint a hole by mouse, run inpainting, see previews arrive and the result
+appear, download latent.npz and check that `i2s render` reproduces the downloaded result; then stop a second run.
+
+With CI=true these tests always run (a missing Chromium fails them); elsewhere they are skipped with one line saying
+what to install.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+         "--disable-component-update", "--disable-sync"]
+TIMEOUT_MS = 240_000  # a step of the 1024 px generator takes ~1.5 s on 2 busy cores; loading the page, seconds
+
+if not Path(CHROMIUM).exists() and os.environ.get("CI") != "true":
+    pytest.skip("the editor's browser tests need Debian's Chromium: apt-get install chromium (make test installs it "
+                "when run as root)", allow_module_level=True)
+
+pytestmark = [pytest.mark.real_weights, pytest.mark.browser]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, real_generator, real_perceptual):
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from image2stylegan.editor.jobs import JobQueue
+    from image2stylegan.editor.page import serve
+    from image2stylegan.editor.runs import Editor
+    from image2stylegan.editor.workspace import Workspace
+    from image2stylegan.generators.registry import weights_sha256
+    from image2stylegan.metrics import LPIPS
+
+    root = tmp_path_factory.mktemp("editor")
+    queue = JobQueue(preview_every=1)
+    editor = Editor(real_generator, real_perceptual, LPIPS.from_file(input_size=256), weights_sha256(),
+                    torch.device("cpu"), Workspace(root / "workspace"), queue)
+    port = _free_port()
+    app = serve(editor, host="127.0.0.1", port=port, block=False)
+    yield f"http://127.0.0.1:{port}", root
+    queue.close()
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def face_png(tmp_path_factory, real_generator):
+    from image2stylegan.apps.sample import sample
+    from image2stylegan.io import save_image
+
+    s = sample(real_generator, 5)
+    with torch.no_grad():
+        image = real_generator.synthesis(s.ws, s.noise).clamp(-1, 1)
+    path = tmp_path_factory.mktemp("photo") / "face.png"
+    save_image(path, image[0])
+    return path
+
+
+def _open_photo(page, url, face_png):
+    page.goto(url)
+    page.locator("#photo-upload input[type=file]").set_input_files(str(face_png))
+    page.locator("#use-upload").click()
+    page.locator("#photo-status").get_by_text("ready").wait_for(timeout=TIMEOUT_MS)
+
+
+def _paint(page, canvas_id: str) -> None:
+    """A brush stroke by mouse across the middle of the canvas (the mouth and chin of an FFHQ face)."""
+    canvas = page.locator(f"#{canvas_id} canvas").first
+    canvas.wait_for(timeout=TIMEOUT_MS)
+    box = canvas.bounding_box()
+    y = box["y"] + box["height"] * 0.72
+    page.mouse.move(box["x"] + box["width"] * 0.38, y)
+    page.mouse.down()
+    for k in range(1, 11):
+        page.mouse.move(box["x"] + box["width"] * (0.38 + 0.024 * k), y, steps=2)
+    page.mouse.up()
+
+
+def _set_steps(page, prefix: str, w: int, n: int) -> None:
+    """Open the tab's "Advanced" section and type the step counts (Tab commits each field, as a user's would)."""
+    page.get_by_text("Advanced", exact=True).first.click()
+    for field, value in (("w-steps", w), ("noise-steps", n)):
+        box = page.locator(f"#{prefix}-{field} input")
+        box.fill(str(value))
+        box.press("Tab")
+    # The budget line follows the fields once the page has taken them (it is what the run will use).
+    page.locator(f"#{prefix}-budget", has_text=f"budget: {w} W+ + {n} noise steps").wait_for()
+
+
+def _status(page, prefix: str, word: str):
+    """The status line once it says ``word`` (running, done, stopped, ...)."""
+    line = page.locator(f"#{prefix}-status p", has_text=re.compile(f"{re.escape(word)}|failed|Error"))
+    line.wait_for()
+    text = line.inner_text()
+    assert word in text, text
+    return text
+
+
+def _download(page, files_id: str, name: str, folder: Path) -> Path:
+    link = page.locator(f'#{files_id} a[download="{name}"]')
+    with page.expect_download(timeout=TIMEOUT_MS) as download:
+        link.click()
+    out = folder / name
+    download.value.save_as(out)
+    return out
+
+
+def test_inpainting_in_the_browser_end_to_end(server, browser, face_png, tmp_path):
+    url, _ = server
+    page = browser.new_page(viewport={"width": 1400, "height": 1800}, accept_downloads=True)
+    page.set_default_timeout(TIMEOUT_MS)
+    _open_photo(page, url, face_png)
+    page.get_by_role("tab", name="Inpainting").click()
+    _paint(page, "inpaint-canvas")
+    _set_steps(page, "inpaint", 3, 2)
+    page.locator("#run-inpaint").click()
+    _status(page, "inpaint", "running")  # the step counter and previews stream in
+    page.locator("#inpaint-preview img").wait_for()
+    assert "step 5/5" in _status(page, "inpaint", "done")
+    result = _download(page, "inpaint-files", "result.png", tmp_path)
+    latent = _download(page, "inpaint-files", "latent.npz", tmp_path)
+    _download(page, "inpaint-files", "metrics.json", tmp_path)
+    page.screenshot(path=str(tmp_path / "inpaint.png"), full_page=True)
+    rendered = tmp_path / "rendered.png"
+    i2s = shutil.which("i2s", path=str(Path(sys.executable).parent)) or "i2s"
+    subprocess.run([i2s, "render", str(latent), "--out", str(rendered), "--device", "cpu"], check=True,
+                   capture_output=True, timeout=600)
+    a = np.asarray(Image.open(result), dtype=np.int16)
+    b = np.asarray(Image.open(rendered), dtype=np.int16)
+    # The same weights and latent in another process: equal up to 8-bit rounding of float sums, not bit-exact.
+    assert a.shape == b.shape == (1024, 1024, 3)
+    assert np.abs(a - b).max() <= 2
+    page.close()
+
+
+def test_stop_in_the_browser_stops_the_run_and_keeps_what_it_reached(server, browser, face_png):
+    url, _ = server
+    page = browser.new_page(viewport={"width": 1400, "height": 1800})
+    page.set_default_timeout(TIMEOUT_MS)
+    _open_photo(page, url, face_png)
+    page.get_by_role("tab", name="Inpainting").click()
+    _paint(page, "inpaint-canvas")
+    _set_steps(page, "inpaint", 500, 500)
+    page.locator("#run-inpaint").click()
+    _status(page, "inpaint", "step 1/1000")  # running, one step done
+    page.locator("#stop").click()
+    text = _status(page, "inpaint", "stopped")
+    assert "/1000" in text and "stopped by the user" in text
+    page.close()
