@@ -205,11 +205,13 @@ def test_embeddings_are_cached_and_a_stopped_one_is_not(editor):
     folder = editor.cached_embedding(photo, "draft", w_steps=2, noise_steps=1)
     assert folder is not None and (folder / "reconstruction.png").is_file() and (folder / "latent.npz").is_file()
     assert editor.cached_embedding(photo, "draft", w_steps=3, noise_steps=1) is None  # other settings
+    assert editor.latest_embedding(photo) == folder / "latent.npz"  # where the edits of this photo start
     job = editor.embed(photo, "draft", w_steps=50, noise_steps=1)
     job.stop()
     snap = _finish(job)
     assert snap.state in ("stopped", "cancelled")
     assert editor.cached_embedding(photo, "draft", w_steps=50, noise_steps=1) is None
+    assert editor.latest_embedding(photo) == folder / "latent.npz"  # a stopped run does not replace it
 
 
 def test_an_edit_with_nothing_painted_is_refused_before_it_is_queued(editor):

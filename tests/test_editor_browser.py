@@ -105,7 +105,7 @@ def _paint(page, canvas_id: str) -> None:
 
 def _set_steps(page, prefix: str, w: int, n: int) -> None:
     """Open the tab's "Advanced" section and type the step counts (Tab commits each field, as a user's would)."""
-    page.get_by_text("Advanced", exact=True).first.click()
+    page.locator(f"#{prefix}-advanced").click(position={"x": 40, "y": 16})  # the section's header
     for field, value in (("w-steps", w), ("noise-steps", n)):
         box = page.locator(f"#{prefix}-{field} input")
         box.fill(str(value))

@@ -209,10 +209,6 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
         yield from _watch(job, str(photo.image), progress,
                           finished(job, str(photo.image), RESULT_FILE.get(command, "result.png")))
 
-    def embedding_of(photo: Photo, quality):
-        cached = editor.cached_embedding(photo, quality)
-        return cached / "latent.npz" if cached is not None else None
-
     def needs(mask, what):
         if mask is None:
             raise InputError(f"paint {what} first")
@@ -247,7 +243,7 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
     def scribble_inputs(photo, quality, canvas, w_steps, noise_steps):
         strokes = needs(_painted_mask(canvas, size), "a scribble")
         images = {"photo": photo.image, "scribbled": _composite(canvas, size), "mask": strokes,
-                  "from": embedding_of(photo, quality)}
+                  "from": editor.latest_embedding(photo)}
         return images, {"w_steps": int(w_steps) or None, "noise_steps": int(noise_steps) or None}
 
     def second_photo(upload, seed):
@@ -268,14 +264,15 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
         if style_upload is None:
             raise InputError("upload a style image")
         style = editor.open_photo(style_upload).image
-        return ({"content": photo.image, "style": style, "mask": kept, "from": embedding_of(photo, quality)},
+        return ({"content": photo.image, "style": style, "mask": kept, "from": editor.latest_embedding(photo)},
                 {"w_steps": int(w_steps) or None, "noise_steps": int(noise_steps) or None})
 
-    def attribute_inputs(photo, quality, canvas, upload_b, seed_b, layer, op):
+    def attribute_inputs(photo, quality, canvas, upload_b, seed_b, layer, op, w_steps, noise_steps):
         region = needs(_painted_mask(canvas, size), "the region of A")
-        a = embedding_of(photo, quality) or photo.image
+        a = editor.latest_embedding(photo) or photo.image
         return ({"a": a, "b": second_photo(upload_b, seed_b), "mask": region},
-                {"layer": str(layer).split()[0], "op": op})
+                {"layer": str(layer).split()[0], "op": op, "w_steps": int(w_steps) or None,
+                 "noise_steps": int(noise_steps) or None})
 
     # -- layout ----------------------------------------------------------------------------------------------------
     canvases: list = []
@@ -302,10 +299,11 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
                                    info="draft: minutes on a CPU; good: the default of the CLI; paper: hours",
                                    elem_id="quality")
                 paste_back = gr.Checkbox(label="Paste results back into the photo (aligned photos)", value=True)
-                with gr.Accordion("Embedding: advanced", open=False):
+                with gr.Accordion("Embedding: advanced", open=False, elem_id="embed-advanced"):
                     e_w = gr.Number(label="W+ steps (0 = preset)", value=0, precision=0, elem_id="embed-w-steps")
                     e_n = gr.Number(label="noise steps (0 = preset)", value=0, precision=0,
                                     elem_id="embed-noise-steps")
+                e_budget = gr.Markdown(budget_text("reconstruct", default_quality, 0, 0), elem_id="embed-budget")
                 with gr.Row():
                     embed_btn = gr.Button("Embed", variant="primary", elem_id="embed")
                     stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
@@ -333,7 +331,7 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
             return editor_box
 
         def steps_controls(prefix, command):
-            with gr.Accordion("Advanced", open=False):
+            with gr.Accordion("Advanced", open=False, elem_id=f"{prefix}-advanced"):
                 w = gr.Number(label="W+ steps (0 = preset)", value=0, precision=0, elem_id=f"{prefix}-w-steps")
                 n = gr.Number(label="noise steps (0 = preset)", value=0, precision=0, elem_id=f"{prefix}-noise-steps")
             budget = gr.Markdown(budget_text(command, default_quality, 0, 0), elem_id=f"{prefix}-budget")
@@ -366,7 +364,7 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
         with gr.Tab("Style transfer"):
             gr.Markdown("Paint the region to keep; the style image's Gram statistics go everywhere else.")
             s_canvas = canvas("Kept region", "style-canvas")
-            s_style = gr.Image(type="filepath", sources=["upload"], label="Style image")
+            s_style = gr.Image(type="filepath", sources=["upload"], label="Style image", elem_id="style-style")
             tabs["style-transfer"] = ([s_canvas, s_style, *steps_controls("style", "style-transfer")], run_button("style-transfer"),
                                       outputs_row("style"))
         with gr.Tab("Attribute transfer"):
@@ -378,7 +376,9 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
             a_layer = gr.Dropdown(layers, value=next((x for x in layers if x.startswith("b16.conv1")), layers[0]),
                                   label="Layer")
             a_op = gr.Radio(["spatial", "channel", "average"], value="spatial", label="Operation")
-            tabs["transfer-attribute"] = ([a_canvas, a_b, a_seed, a_layer, a_op], run_button("transfer-attribute"),
+            tabs["transfer-attribute"] = ([a_canvas, a_b, a_seed, a_layer, a_op,
+                                           *steps_controls("attribute", "transfer-attribute")],
+                                          run_button("transfer-attribute"),
                                           outputs_row("attribute"))
 
         # -- events --------------------------------------------------------------------------------------------------
@@ -388,6 +388,8 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
                          load_outputs)
         align.change(lambda u, a: list_faces(u) if a else (gr.update(choices=[], value=None), ""),
                      [upload, align], [face, photo_status])
+        for control in (quality, e_w, e_n):
+            control.change(lambda q, a, b: budget_text("reconstruct", q, a, b), [quality, e_w, e_n], e_budget)
         embed_btn.click(embed, [session, photo_state, quality, e_w, e_n], embed_out, concurrency_limit=None)
         stop_btn.click(sessions.stop, session, stop_status)
         builders = {"inpaint": inpaint_inputs, "scribble": scribble_inputs, "crossover": crossover_inputs,

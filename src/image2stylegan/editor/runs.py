@@ -65,6 +65,7 @@ class Editor:
     workspace: Workspace
     queue: JobQueue
     detector: Any = None  # MTCNN, opened on the first aligned photo
+    embedded: dict[Path, Path] = field(default_factory=dict)  # photo PNG -> its latest finished embedding folder
 
     # -- photos -------------------------------------------------------------------------------------------------
     def open_photo(self, upload: str | Path, *, align: bool = False, face: int = 0) -> Photo:
@@ -116,7 +117,17 @@ class Editor:
         """The finished (not stopped) embedding of ``photo`` under these settings, if one is cached."""
         folder, _ = self.embedding(photo, quality, **overrides)
         metrics = _read_json(folder / "metrics.json")
-        return folder if metrics is not None and not metrics.get("stopped") else None
+        if metrics is None or metrics.get("stopped"):
+            return None
+        self.embedded[photo.image] = folder
+        return folder
+
+    def latest_embedding(self, photo: Photo) -> Path | None:
+        """The ``latent.npz`` of ``photo``'s latest finished embedding (any settings), if it is still on disk: the
+        start of scribble, style transfer and attribute transfer, as ``--from`` is on the command line."""
+        folder = self.embedded.get(photo.image)
+        latent = folder / "latent.npz" if folder is not None else None
+        return latent if latent is not None and latent.is_file() else None
 
     def embed(self, photo: Photo, quality: str, **overrides: Any) -> Job:
         """Queue the embedding of ``photo`` (reconstruction, Alg. 2) into its cache folder."""
@@ -133,6 +144,8 @@ class Editor:
                                 str(self.device))
                 loaded = dataclasses.replace(photo.loaded, path=photo.image)
                 write_reconstruction(folder, job, target, result, 0, loaded)
+                if not result.stopped:
+                    self.embedded[photo.image] = folder
                 return folder
             finally:
                 self.workspace.release(folder)
