@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +56,7 @@ def server(tmp_path_factory, real_generator, real_perceptual):
                     torch.device("cpu"), Workspace(root / "workspace"), queue)
     port = _free_port()
     app = serve(editor, host="127.0.0.1", port=port, block=False)
-    yield f"http://127.0.0.1:{port}", root
+    yield f"http://127.0.0.1:{port}", root, editor
     queue.close()
     app.close()
 
@@ -133,7 +134,7 @@ def _download(page, files_id: str, name: str, folder: Path) -> Path:
 
 
 def test_inpainting_in_the_browser_end_to_end(server, browser, face_png, tmp_path):
-    url, _ = server
+    url = server[0]
     page = browser.new_page(viewport={"width": 1400, "height": 1800}, accept_downloads=True)
     page.set_default_timeout(TIMEOUT_MS)
     _open_photo(page, url, face_png)
@@ -161,7 +162,7 @@ def test_inpainting_in_the_browser_end_to_end(server, browser, face_png, tmp_pat
 
 
 def test_stop_in_the_browser_stops_the_run_and_keeps_what_it_reached(server, browser, face_png):
-    url, _ = server
+    url = server[0]
     page = browser.new_page(viewport={"width": 1400, "height": 1800})
     page.set_default_timeout(TIMEOUT_MS)
     _open_photo(page, url, face_png)
@@ -174,3 +175,25 @@ def test_stop_in_the_browser_stops_the_run_and_keeps_what_it_reached(server, bro
     text = _status(page, "inpaint", "stopped")
     assert "/1000" in text and "stopped by the user" in text
     page.close()
+
+
+def test_closing_the_tab_stops_its_job(server, browser, monkeypatch):
+    url, _, editor = server
+    submitted = []
+    submit = editor.queue.submit
+    monkeypatch.setattr(editor.queue, "submit", lambda *a, **k: submitted.append(submit(*a, **k)) or submitted[-1])
+    page = browser.new_page(viewport={"width": 1400, "height": 1800})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)
+    page.locator("#use-sample").click()
+    page.locator("#photo-status", has_text="ready").wait_for()
+    page.locator("#embed").click()
+    page.locator("#embed-status p", has_text="step 1/").wait_for()
+    page.close()
+    (job,) = submitted
+    snap = job.wait(after=-1)
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while not snap.finished and time.monotonic() < deadline:  # the server notices the closed page, stops the job
+        snap = job.wait(after=snap.version, timeout=10)
+    assert snap.state == "stopped" and snap.message == "the page was closed"
+    assert snap.step < snap.total
