@@ -95,6 +95,7 @@ def _paint(page, canvas_id: str) -> None:
     """A brush stroke by mouse across the middle of the canvas (the mouth and chin of an FFHQ face)."""
     canvas = page.locator(f"#{canvas_id} canvas").first
     canvas.wait_for(timeout=TIMEOUT_MS)
+    canvas.scroll_into_view_if_needed()  # mouse coordinates are the viewport's
     box = canvas.bounding_box()
     y = box["y"] + box["height"] * 0.72
     page.mouse.move(box["x"] + box["width"] * 0.38, y)

@@ -129,9 +129,9 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
                 photo = editor.open_photo(upload, align=bool(align), face=face)
         except I2SError as exc:
             return (None, error_text(exc)) + (gr.update(),) * len(canvases)
-        notes = "; ".join(photo.notes) or "ready"
+        notes = "".join(f"; {note}" for note in photo.notes)  # what was done to it: crop, resize, face aligned
         path = str(photo.image)
-        return (photo, f"Photo {photo.image.name[:12]}: {notes}") + tuple(
+        return (photo, f"Photo {photo.image.name[:12]}: ready{notes}") + tuple(
             gr.update(value={"background": path, "layers": [], "composite": path}) for _ in canvases)
 
     def list_faces(upload):
@@ -183,7 +183,7 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
         overrides = {"w_steps": int(w_steps) or None, "noise_steps": int(noise_steps) or None}
         cached = editor.cached_embedding(photo, quality, **overrides)
         if cached is not None:
-            yield (str(cached / "reconstruction.png"), "embedding taken from the cache (this photo was embedded "
+            yield (str(cached / "reconstruction.png"), "done: embedding taken from the cache (this photo was embedded "
                    "before with these settings)", (str(photo.image), str(cached / "reconstruction.png")),
                    _outputs(cached))
             return

@@ -1,0 +1,172 @@
+"""Every application of the browser editor, driven in a headless Chromium as a user would, with screenshots.
+
+Starts the editor on the real weights (its own workspace under --work), uploads the demo photo, embeds it, then runs
+each tab with a painted region at a small budget, and writes a screenshot of each page after its run into --outdir
+(docs/editor/ by default) and the times into --outdir/tour.json: from the upload to the first preview of the
+embedding, and from Start to result for each application.
+
+    .venv/bin/python scripts/editor_tour.py                        # about 10 minutes on 2 CPU cores
+    .venv/bin/python scripts/editor_tour.py --steps 100            # longer runs, better pictures
+
+Needs Debian's /usr/bin/chromium (apt-get install chromium).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+         "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(work: Path):
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from image2stylegan.editor.jobs import JobQueue
+    from image2stylegan.editor.page import serve
+    from image2stylegan.editor.runs import Editor
+    from image2stylegan.editor.workspace import Workspace
+    from image2stylegan.generators.registry import load_generator, weights_sha256
+    from image2stylegan.losses import PerceptualLoss
+    from image2stylegan.metrics import LPIPS
+
+    generator = load_generator()
+    editor = Editor(generator, PerceptualLoss.from_file(), LPIPS.from_file(input_size=256), weights_sha256(),
+                    torch.device("cpu"), Workspace(work / "workspace"), JobQueue())
+    port = free_port()
+    app = serve(editor, port=port, block=False)
+    return app, editor, f"http://127.0.0.1:{port}"
+
+
+def paint(page, canvas_id: str, strokes) -> None:
+    """Strokes in fractions of the canvas: each a list of (x, y) points."""
+    canvas = page.locator(f"#{canvas_id} canvas").first
+    canvas.scroll_into_view_if_needed()  # mouse coordinates are the viewport's
+    box = canvas.bounding_box()
+    for points in strokes:
+        (x0, y0), rest = points[0], points[1:]
+        page.mouse.move(box["x"] + box["width"] * x0, box["y"] + box["height"] * y0)
+        page.mouse.down()
+        for x, y in rest:
+            page.mouse.move(box["x"] + box["width"] * x, box["y"] + box["height"] * y, steps=6)
+        page.mouse.up()
+
+
+def rows(y0: float, y1: float, x0: float, x1: float, n: int):
+    """Horizontal strokes filling a box (fractions of the canvas)."""
+    return [[(x0, y), (x1, y)] for y in np.linspace(y0, y1, n)]
+
+
+def set_steps(page, prefix: str, w: int, n: int) -> None:
+    page.locator(f"#{prefix}-advanced").click(position={"x": 40, "y": 16})  # the section's header
+    for field, value in (("w-steps", w), ("noise-steps", n)):
+        box = page.locator(f"#{prefix}-{field} input")
+        box.fill(str(value))
+        box.press("Tab")
+    page.locator(f"#{prefix}-budget", has_text=f"budget: {w} W+").wait_for()
+
+
+def run(page, prefix: str, button: str) -> dict:
+    """Press Start, time the first preview and the result; returns the times and the final status line."""
+    started = time.perf_counter()
+    page.locator(f"#{button}").click()
+    line = page.locator(f"#{prefix}-status p", has_text=lambda_re("done|stopped|failed|Error"))
+    page.locator(f"#{prefix}-preview img").or_(line).first.wait_for()
+    first = time.perf_counter() - started
+    line.wait_for()
+    return {"first_preview_s": round(first, 1), "start_to_result_s": round(time.perf_counter() - started, 1),
+            "status": line.inner_text()}
+
+
+def lambda_re(pattern: str):
+    import re
+
+    return re.compile(pattern)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--outdir", type=Path, default=Path("docs/editor"))
+    parser.add_argument("--work", type=Path, default=Path("out/editor-tour"))
+    parser.add_argument("--steps", type=int, default=20, help="W+ and noise steps of each edit (and the embedding)")
+    parser.add_argument("--timeout", type=int, default=900, help="seconds to wait for any one thing on the page")
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    from image2stylegan.apps.demo import write_demo_photo
+
+    args.outdir.mkdir(parents=True, exist_ok=True)
+    args.work.mkdir(parents=True, exist_ok=True)
+    photo = write_demo_photo(args.work / "astronaut.png")
+    style = args.work / "hubble.png"
+    from skimage import data
+
+    Image.fromarray(data.hubble_deep_field()).save(style)
+    app, editor, url = start_server(args.work)
+    k = args.steps
+    times: dict[str, dict] = {}
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1900})
+            page.set_default_timeout(args.timeout * 1000)
+            page.goto(url)
+            uploaded = time.perf_counter()
+            page.locator("#photo-upload input[type=file]").set_input_files(str(photo))
+            page.locator("#use-upload").click()
+            page.locator("#photo-status", has_text="ready").wait_for()
+            set_steps(page, "embed", k, k)
+            times["embedding"] = run(page, "embed", "embed")
+            times["embedding"]["upload_to_first_preview_s"] = round(
+                times["embedding"]["first_preview_s"] + (time.perf_counter() - uploaded)
+                - times["embedding"]["start_to_result_s"], 1)
+            page.screenshot(path=str(args.outdir / "embedding.png"), full_page=True)
+
+            tours = [
+                ("Inpainting", "inpaint", "run-inpaint", "inpaint-canvas", rows(0.64, 0.80, 0.38, 0.62, 6), None),
+                ("Scribble", "scribble", "run-scribble", "scribble-canvas",
+                 [[(x, 0.22), (x + 0.03, 0.36)] for x in np.linspace(0.34, 0.64, 8)], None),
+                ("Crossover", "crossover", "run-crossover", "crossover-canvas", rows(0.30, 0.55, 0.25, 0.75, 10),
+                 None),
+                ("Style transfer", "style", "run-style-transfer", "style-canvas", rows(0.18, 0.92, 0.26, 0.74, 24),
+                 style),
+                ("Attribute transfer", "attribute", "run-transfer-attribute", "attribute-canvas",
+                 rows(0.40, 0.52, 0.28, 0.72, 5), None),
+            ]
+            for tab, prefix, button, canvas, strokes, upload in tours:
+                page.get_by_role("tab", name=tab).click()
+                paint(page, canvas, strokes)
+                if upload is not None:
+                    page.locator(f"#{prefix}-style input[type=file]").set_input_files(str(upload))
+                set_steps(page, prefix, k, k)
+                times[prefix] = run(page, prefix, button)
+                page.screenshot(path=str(args.outdir / f"{prefix}.png"), full_page=True)
+                print(prefix, times[prefix], flush=True)
+            browser.close()
+    finally:
+        editor.queue.close()
+        app.close()
+    record = {"steps": k, "machine": f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} "
+              "threads", "times": times}
+    (args.outdir / "tour.json").write_text(json.dumps(record, indent=1) + "\n")
+    print(json.dumps(record, indent=1))
+
+
+if __name__ == "__main__":
+    main()
