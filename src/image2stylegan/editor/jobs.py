@@ -108,7 +108,7 @@ class Job:
         self.control.request(reason)
         if self._queue._cancel(self):
             self._set(state=CANCELLED, message=reason)
-        self._queue._wake()
+        self._queue._touch_all()
 
     def snapshot(self) -> Snapshot:
         with self._cond:
@@ -217,9 +217,6 @@ class JobQueue:
                 self._waiting.remove(job)
                 return True
             return False
-
-    def _wake(self) -> None:
-        self._touch_all()
 
     def _touch_all(self) -> None:
         # Positions changed: wake every page that waits on a queued job.

@@ -21,13 +21,13 @@ from PIL import Image
 from ..apps.activations import layer_table
 from ..apps.presets import PRESETS, settings_for
 from ..apps.requests import APPLICATIONS
+from ..masks import PRESETS as MASK_PRESETS
 from ..errors import Image2StyleGANError as I2SError
 from ..errors import InputError
 from .runs import RESULT_FILE, Editor, Photo
 
 __all__ = ["build_page"]
 
-MASK_PRESETS = ("left-half", "right-half", "top-half", "bottom-half", "center")
 OUTPUT_FILES = ("result.png", "filled.png", "reconstruction.png", "pasted.png", "latent.npz", "metrics.json",
                 "panel.png")
 WATCH_SECONDS = 2.0  # a watcher wakes at least this often, so a page that went away is noticed
@@ -147,7 +147,7 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
             f"{len(faces)} face(s) found" if faces else "no face found: turn off alignment")
 
     # -- jobs ------------------------------------------------------------------------------------------------------
-    def _watch(job, photo_path, progress, done):
+    def _watch(job, progress, done):
         """Yield (preview, status, slider, files) as the job changes; stop the job if the page goes away."""
         version = -1
         try:
@@ -193,7 +193,7 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
             yield None, error_text(exc), gr.update(), gr.update()
             return
         sessions.set(session, job)
-        yield from _watch(job, str(photo.image), progress, finished(job, str(photo.image), "reconstruction.png"))
+        yield from _watch(job, progress, finished(job, str(photo.image), "reconstruction.png"))
 
     def run_edit(command, session, photo, quality, images, settings, paste_back, progress):
         if photo is None:
@@ -206,7 +206,7 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
             yield None, error_text(exc), gr.update(), gr.update()
             return
         sessions.set(session, job)
-        yield from _watch(job, str(photo.image), progress,
+        yield from _watch(job, progress,
                           finished(job, str(photo.image), RESULT_FILE.get(command, "result.png")))
 
     def needs(mask, what):
