@@ -14,6 +14,7 @@ Needs Debian's /usr/bin/chromium (apt-get install chromium).
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
@@ -54,11 +55,26 @@ def start_server(work: Path):
     return app, editor, f"http://127.0.0.1:{port}"
 
 
-def paint(page, canvas_id: str, strokes) -> None:
-    """Strokes in fractions of the canvas: each a list of (x, y) points."""
+def image_box(page, canvas_id: str) -> dict:
+    """Where the photo lies on the page inside an image editor's canvas (the canvas also holds the label and the
+    tool bars, and a stroke that starts beside the photo paints nothing): the rows and columns of the canvas's
+    screenshot that are mostly not the white page (the columns first, then the rows within them), in page coordinates."""
     canvas = page.locator(f"#{canvas_id} canvas").first
     canvas.scroll_into_view_if_needed()  # mouse coordinates are the viewport's
     box = canvas.bounding_box()
+    shot = np.asarray(Image.open(io.BytesIO(page.screenshot(clip=box))).convert("RGB"), dtype=np.int16)
+    photo = np.abs(shot - 255).sum(-1) > 24
+    cols = np.nonzero(photo.mean(0) > 0.5)[0]
+    rows_ = np.nonzero(photo[:, cols].mean(1) > 0.5)[0] if len(cols) else cols
+    if len(rows_) == 0:
+        raise RuntimeError(f"no photo on the canvas #{canvas_id}")
+    return {"x": box["x"] + cols.min(), "y": box["y"] + rows_.min(), "width": float(cols.max() - cols.min() + 1),
+            "height": float(rows_.max() - rows_.min() + 1)}
+
+
+def paint(page, canvas_id: str, strokes) -> None:
+    """Strokes in fractions of the photo on the canvas: each a list of (x, y) points."""
+    box = image_box(page, canvas_id)
     for points in strokes:
         (x0, y0), rest = points[0], points[1:]
         page.mouse.move(box["x"] + box["width"] * x0, box["y"] + box["height"] * y0)

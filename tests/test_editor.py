@@ -222,6 +222,46 @@ def test_an_edit_with_nothing_painted_is_refused_before_it_is_queued(editor):
         editor.edit("render", "draft", {})
 
 
+def test_a_sampled_face_brings_its_exact_latent_as_its_embedding(editor, tiny):
+    photo = editor.sample_photo(4)
+    latent = editor.latest_embedding(photo)
+    assert latent is not None and "sampled face 4" in photo.notes[-1]
+    data = load_latent(latent)
+    with torch.no_grad():
+        image = tiny.synthesis(data.w, data.noise).clamp(-1, 1)
+    pixels = np.asarray(Image.open(photo.image), dtype=np.int16)
+    rendered = ((image[0].permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.int16)
+    assert np.abs(pixels - rendered).max() <= 1  # the photo is that latent's render (8-bit rounding apart)
+    assert editor.sample_photo(4).image == photo.image  # the same seed, the same stored face
+
+
+def test_a_local_and_global_edit_embeds_what_is_not_embedded_then_writes_the_clis_files(editor, tmp_path):
+    from image2stylegan.apps.latent_ops import LatentEditSettings
+
+    a = editor.sample_photo(1)  # exact latent: nothing to embed
+    b_file = tmp_path / "b.png"
+    Image.open(editor.sample_photo(2).image).save(b_file)
+    b = editor.open_photo(b_file)
+    editor.embedded.pop(b.image)  # as an upload of the same pixels would be: not embedded yet
+    region = np.zeros((32, 32), np.uint8)
+    region[8:24, 8:24] = 255
+    settings = LatentEditSettings(op="morph", amount=0.25, layer="b16.conv1")
+    with pytest.raises(InputError, match="expression transfer needs photo C"):
+        editor.latent_edit("draft", {"a": a, "b": b}, LatentEditSettings(op="expression"))
+    with pytest.raises(InputError, match="paint the region"):
+        editor.latent_edit("draft", {"a": a, "b": b}, settings)
+    job, folder = editor.latent_edit("draft", {"a": a, "b": b}, settings, mask=region, w_steps=2, noise_steps=1)
+    snap = _finish(job)
+    assert snap.state == "done", snap.message
+    assert snap.total == 3 and snap.step == 3  # B's embedding: 2 W+ + 1 noise step; the edit itself is one render
+    assert editor.latest_embedding(b) is not None  # B is embedded (and cached) for the next edit
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["command"] == "latent-edit" and metrics["settings"]["amount"] == 0.25
+    assert {k: v["file"] for k, v in metrics["inputs"].items()} == {
+        "a": "inputs/a.npz", "b": "inputs/b.npz", "mask": "inputs/mask.png"}
+    assert metrics["metrics"]["layer"] == "b16.conv1" and {"result.png", "panel.png", "latent.npz"} <= set(metrics["files"])
+
+
 # -- the page's pure helpers (the page itself runs in tests/test_editor_browser.py) ---------------------------------
 def test_the_painted_layers_become_the_mask_at_the_generators_size():
     from image2stylegan.editor.page import _composite, _painted_mask
@@ -249,3 +289,15 @@ def test_the_budget_line_is_the_presets_with_the_pages_overrides():
         f"budget: {draft.mean_start_w_steps} W+ + {draft.edit_noise_steps} noise steps (draft)")
     assert budget_text("scribble", "good", 3, None) == "budget: 3 W+ + 200 noise steps (good)"
     assert budget_text("inpaint", "draft", -5, 0).startswith("budget: ")  # out of range: said, not raised
+
+
+def test_a_click_picks_the_smallest_face_box_holding_it_else_the_nearest():
+    from image2stylegan.editor.page import face_at, faces_overlay
+
+    boxes = [(0, 0, 100, 100), (40, 40, 60, 60), (200, 0, 260, 60)]
+    assert face_at(50, 50, boxes) == 1  # inside both: the small face, drawn over the large one
+    assert face_at(10, 90, boxes) == 0
+    assert face_at(190, 30, boxes) == 2  # beside every box: the nearest centre
+    overlay, scale = faces_overlay(np.zeros((1000, 2000, 3), np.uint8), boxes, longest=500)
+    assert overlay.shape == (250, 500, 3) and scale == 0.25
+    assert overlay[0:25, 0:25].any()  # the box and its number are drawn

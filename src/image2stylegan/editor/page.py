@@ -16,9 +16,10 @@ from typing import Any
 
 import gradio as gr
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from ..apps.activations import layer_table
+from ..apps.latent_ops import ROW_PRESETS, LatentEditSettings
 from ..apps.presets import PRESETS, settings_for
 from ..apps.requests import APPLICATIONS
 from ..masks import PRESETS as MASK_PRESETS
@@ -84,6 +85,36 @@ def _composite(value: dict | None, size: int) -> np.ndarray | None:
     return np.asarray(image)
 
 
+def faces_overlay(pixels: np.ndarray, boxes, longest: int = 768) -> tuple[np.ndarray, float]:
+    """The photo at most ``longest`` px wide or tall with each face's box drawn and numbered (its --face index);
+    returns the image and the scale from photo pixels to its pixels."""
+    image = Image.fromarray(pixels)
+    scale = min(1.0, longest / max(image.size))
+    if scale < 1.0:
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                             Image.LANCZOS)
+    draw = ImageDraw.Draw(image)
+    width = max(2, round(max(image.size) / 250))
+    for index, box in enumerate(boxes):
+        left, top, right, bottom = (float(v) * scale for v in box)
+        draw.rectangle((left, top, right, bottom), outline=(255, 210, 0), width=width)
+        label = str(index)
+        text_box = draw.textbbox((left, top), label, font_size=max(14, width * 8))
+        draw.rectangle(text_box, fill=(255, 210, 0))
+        draw.text((left, top), label, fill=(0, 0, 0), font_size=max(14, width * 8))
+    return np.asarray(image), scale
+
+
+def face_at(x: float, y: float, boxes) -> int:
+    """The index of the box (left, top, right, bottom) holding (x, y): the smallest such box, since a small face
+    can lie inside a large box; the nearest box centre when none holds it."""
+    inside = [i for i, (left, top, right, bottom) in enumerate(boxes) if left <= x <= right and top <= y <= bottom]
+    if inside:
+        return min(inside, key=lambda i: (boxes[i][2] - boxes[i][0]) * (boxes[i][3] - boxes[i][1]))
+    return min(range(len(boxes)), key=lambda i: ((boxes[i][0] + boxes[i][2]) / 2 - x) ** 2
+               + ((boxes[i][1] + boxes[i][3]) / 2 - y) ** 2)
+
+
 def _outputs(folder: Path | None) -> list[str]:
     if folder is None:
         return []
@@ -106,6 +137,7 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
     sessions = Sessions()
     layers = [f"{info.name} ({info.height} px, {info.channels} channels)" for info in layer_table(editor.generator)
               if info.name.endswith(("conv1", "conv2"))]
+    default_layer = next((x for x in layers if x.startswith("b16.conv1")), layers[0])  # the paper's "fourth layer"
 
     def error_text(exc: Exception) -> str:
         return f"**Error:** {exc}"
@@ -134,17 +166,29 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
         return (photo, f"Photo {photo.image.name[:12]}: ready{notes}") + tuple(
             gr.update(value={"background": path, "layers": [], "composite": path}) for _ in canvases)
 
-    def list_faces(upload):
-        if upload is None:
-            return gr.update(choices=[], value=None), ""
+    def list_faces(upload, align):
+        """The faces --align can pick, as the dropdown's choices and numbered boxes on the photo (click one)."""
+        hidden = gr.update(value=None, visible=False)
+        if upload is None or not align:
+            return gr.update(choices=[], value=None), gr.update(), hidden, []
         try:
             stored = editor.workspace.store_upload(upload)
             faces = editor.faces(stored)
+            overlay, scale = faces_overlay(np.asarray(Image.open(stored).convert("RGB")), [f.box for f in faces])
         except I2SError as exc:
-            return gr.update(choices=[], value=None), error_text(exc)
+            return gr.update(choices=[], value=None), error_text(exc), hidden, []
         choices = [f"{i} (score {f.score:.2f}, box {int(f.box[2] - f.box[0])} px)" for i, f in enumerate(faces)]
-        return gr.update(choices=choices, value=choices[0] if choices else None), (
-            f"{len(faces)} face(s) found" if faces else "no face found: turn off alignment")
+        boxes = [([float(v) * scale for v in f.box], choice) for f, choice in zip(faces, choices)]
+        line = (f"{len(faces)} faces found: click one on the photo (or pick it in the list)" if len(faces) > 1 else
+                "1 face found" if faces else "no face found: turn off alignment")
+        return (gr.update(choices=choices, value=choices[0] if choices else None), line,
+                gr.update(value=overlay, visible=bool(faces)), boxes)
+
+    def pick_face(faces, evt: gr.SelectData):
+        """The face whose box holds the clicked point (the nearest box centre when none does)."""
+        if not faces or evt.index is None:
+            return gr.update()
+        return gr.update(value=faces[face_at(evt.index[0], evt.index[1], [box for box, _ in faces])][1])
 
     # -- jobs ------------------------------------------------------------------------------------------------------
     def _watch(job, progress, done):
@@ -200,8 +244,12 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
             yield None, error_text("load a photo first"), gr.update(), gr.update()
             return
         try:
-            job, _ = editor.edit(command, quality, images, settings=settings,
-                                 paste_back=photo if paste_back else None)
+            if command == "latent-edit":
+                job, _ = editor.latent_edit(quality, images["photos"], settings, mask=images.get("mask"),
+                                            **images["embedding"])
+            else:
+                job, _ = editor.edit(command, quality, images, settings=settings,
+                                     paste_back=photo if paste_back else None)
         except I2SError as exc:
             yield None, error_text(exc), gr.update(), gr.update()
             return
@@ -246,17 +294,27 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
                   "from": editor.latest_embedding(photo)}
         return images, {"w_steps": int(w_steps) or None, "noise_steps": int(noise_steps) or None}
 
-    def second_photo(upload, seed):
-        if upload is not None:
-            return editor.open_photo(upload).image
-        return editor.sample_photo(int(seed)).image
+    def other_photo(upload, seed) -> Photo:
+        """Photo B or C: the upload if there is one, else the sampled face ``seed`` (with its exact latent)."""
+        return editor.open_photo(upload) if upload is not None else editor.sample_photo(int(seed))
+
+    def global_inputs(photo, quality, op, amount, rows, noise, upload_b, seed_b, upload_c, seed_c, canvas, layer,
+                      embed_w, embed_noise):
+        region = _painted_mask(canvas, size)
+        photos = {"a": photo, "b": other_photo(upload_b, seed_b)}
+        if op == "expression":
+            photos["c"] = other_photo(upload_c, seed_c)
+        settings = LatentEditSettings(op=op, amount=float(amount), rows=str(rows or "fine"), noise=noise,
+                                      layer=str(layer).split()[0] if region is not None else None)
+        embedding = {"w_steps": int(embed_w or 0) or None, "noise_steps": int(embed_noise or 0) or None}
+        return {"photos": photos, "mask": region, "embedding": embedding}, settings
 
     def crossover_inputs(photo, quality, canvas, preset, upload_b, seed_b, w_steps, noise_steps):
         region = _painted_mask(canvas, size)
         mask = region if region is not None else (preset or None)
         if mask is None:
             raise InputError("paint the region to take from A, or pick a preset")
-        return ({"a": photo.image, "b": second_photo(upload_b, seed_b), "mask": mask},
+        return ({"a": photo.image, "b": other_photo(upload_b, seed_b).image, "mask": mask},
                 {"w_steps": int(w_steps) or None, "noise_steps": int(noise_steps) or None})
 
     def style_inputs(photo, quality, canvas, style_upload, w_steps, noise_steps):
@@ -269,8 +327,9 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
 
     def attribute_inputs(photo, quality, canvas, upload_b, seed_b, layer, op, w_steps, noise_steps):
         region = needs(_painted_mask(canvas, size), "the region of A")
-        a = editor.latest_embedding(photo) or photo.image
-        return ({"a": a, "b": second_photo(upload_b, seed_b), "mask": region},
+        b = other_photo(upload_b, seed_b)  # a sampled face brings its exact latent: no embedding to wait for
+        return ({"a": editor.latest_embedding(photo) or photo.image, "b": editor.latest_embedding(b) or b.image,
+                 "mask": region},
                 {"layer": str(layer).split()[0], "op": op, "w_steps": int(w_steps) or None,
                  "noise_steps": int(noise_steps) or None})
 
@@ -287,6 +346,9 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
                 with gr.Row():
                     align = gr.Checkbox(label="Align the face (FFHQ)", value=False, elem_id="align")
                     face = gr.Dropdown(label="Face", choices=[], elem_id="face")
+                faces_view = gr.Image(label="Faces: click the one to edit", interactive=False, visible=False,
+                                      elem_id="faces-view", height=360)
+                face_boxes = gr.State([])
                 with gr.Row():
                     use_upload = gr.Button("Use this photo", elem_id="use-upload")
                     use_demo = gr.Button("Demo photo", elem_id="use-demo")
@@ -373,30 +435,58 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
             with gr.Row():
                 a_b = gr.Image(type="filepath", sources=["upload"], label="Photo B")
                 a_seed = gr.Number(label="or sampled face seed", value=2, precision=0)
-            a_layer = gr.Dropdown(layers, value=next((x for x in layers if x.startswith("b16.conv1")), layers[0]),
-                                  label="Layer")
+            a_layer = gr.Dropdown(layers, value=default_layer, label="Layer")
             a_op = gr.Radio(["spatial", "channel", "average"], value="spatial", label="Operation")
             tabs["transfer-attribute"] = ([a_canvas, a_b, a_seed, a_layer, a_op,
                                            *steps_controls("attribute", "transfer-attribute")],
                                           run_button("transfer-attribute"),
                                           outputs_row("attribute"))
 
+        with gr.Tab("Local + global"):
+            gr.Markdown("Global edits of this photo (A) in W+, with B (and C), in one render: morph, style mixing "
+                        "by rows, expression transfer (A + λ·(C − B), B neutral, C with the expression). Paint a "
+                        "region to also paste B's features there at one layer (a local edit, Eq. 5). A photo not "
+                        "embedded yet is embedded first; sampled faces need no embedding. Moving λ runs again.")
+            with gr.Row():
+                g_op = gr.Radio(["morph", "mix", "expression"], value="morph", label="Operation", elem_id="global-op")
+                g_amount = gr.Slider(-1.0, 2.0, value=0.5, step=0.05, elem_id="global-amount",
+                                     label="λ: morph λ·A + (1 − λ)·B; expression A + λ·(C − B)")
+            with gr.Row():
+                g_rows = gr.Dropdown(list(ROW_PRESETS), value="fine", allow_custom_value=True, elem_id="global-rows",
+                                     label="mix: W+ rows from B (coarse, middle, fine, or e.g. 9-17)")
+                g_noise = gr.Radio(["a", "b", "follow"], value="a", label="Noise maps of the result")
+            with gr.Row():
+                g_b = gr.Image(type="filepath", sources=["upload"], label="Photo B", elem_id="global-b")
+                g_b_seed = gr.Number(label="or sampled face seed (B)", value=2, precision=0)
+                g_c = gr.Image(type="filepath", sources=["upload"], label="Photo C (expression)", elem_id="global-c")
+                g_c_seed = gr.Number(label="or sampled face seed (C)", value=3, precision=0)
+            g_canvas = canvas("Local edit: where B's features go (optional)", "global-canvas")
+            g_layer = gr.Dropdown(layers, value=default_layer, label="Local edit layer")
+            tabs["latent-edit"] = ([g_op, g_amount, g_rows, g_noise, g_b, g_b_seed, g_c, g_c_seed, g_canvas, g_layer,
+                                    e_w, e_n],
+                                   run_button("latent-edit"), outputs_row("global"))
+
         # -- events --------------------------------------------------------------------------------------------------
         load_outputs = [photo_state, photo_status, *canvases]
         for button, source in ((use_upload, "upload"), (use_demo, "demo"), (use_sample, "sample")):
             button.click(lambda u, a, f, s, source=source: load(u, a, f, s, source), [upload, align, face, seed],
                          load_outputs)
-        align.change(lambda u, a: list_faces(u) if a else (gr.update(choices=[], value=None), ""),
-                     [upload, align], [face, photo_status])
+        for trigger in (align.change, upload.change):
+            trigger(list_faces, [upload, align], [face, photo_status, faces_view, face_boxes])
+        faces_view.select(pick_face, face_boxes, face)
         for control in (quality, e_w, e_n):
             control.change(lambda q, a, b: budget_text("reconstruct", q, a, b), [quality, e_w, e_n], e_budget)
         embed_btn.click(embed, [session, photo_state, quality, e_w, e_n], embed_out, concurrency_limit=None)
         stop_btn.click(sessions.stop, session, stop_status)
         builders = {"inpaint": inpaint_inputs, "scribble": scribble_inputs, "crossover": crossover_inputs,
-                    "style-transfer": style_inputs, "transfer-attribute": attribute_inputs}
+                    "style-transfer": style_inputs, "transfer-attribute": attribute_inputs,
+                    "latent-edit": global_inputs}
         for command, (inputs, button, outputs) in tabs.items():
-            button.click(guarded(command, builders[command], len(inputs)), [session, photo_state, quality, paste_back, *inputs],
-                         outputs,
+            handler = guarded(command, builders[command], len(inputs))
+            button.click(handler, [session, photo_state, quality, paste_back, *inputs], outputs, concurrency_limit=None)
+        # The morph slider: letting go of it renders again (quick once the photos are embedded).
+        g_amount.release(guarded("latent-edit", global_inputs, len(tabs["latent-edit"][0])),
+                         [session, photo_state, quality, paste_back, *tabs["latent-edit"][0]], tabs["latent-edit"][2],
                          concurrency_limit=None)
     return page
 

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from ..apps.batch_run import FolderJob, write_reconstruction
-from ..apps.outputs import save
+from ..apps.latent_ops import LatentEditSettings, latent_edit
+from ..apps.outputs import load_embedding, save
 from ..apps.photos import PhotoInput, alignment_outputs, load_photo_input, single_thread
 from ..apps.presets import settings_for
 from ..apps.reconstruct import ReconstructionSettings, reconstruct, reconstruction_recipe
@@ -29,6 +30,7 @@ from ..apps.requests import APPLICATIONS, describe, rebuild
 from ..apps.sample import sample
 from ..errors import InputError, Notice
 from ..io import atomic_save_png, tensor_to_uint8
+from ..latents import save_latent
 from .jobs import Job, JobQueue
 from .workspace import Workspace
 
@@ -74,11 +76,24 @@ class Editor:
         return self._read(source, align=align, face=face)
 
     def sample_photo(self, seed: int) -> Photo:
-        """A generated face (seed ``seed``) as a photo."""
+        """A generated face (seed ``seed``) as a photo, with its exact latent as its embedding (as ``i2s sample``
+        writes it): the applications that start from an embedding need not embed it."""
         with torch.no_grad():
             s = sample(self.generator, seed)
             image = self.generator.synthesis(s.ws, s.noise).clamp(-1, 1)
-        return self._read(self.workspace.store_image(tensor_to_uint8(image[0])))
+        photo = self._read(self.workspace.store_image(tensor_to_uint8(image[0])))
+        folder = self.workspace.embedding_folder(photo.image, {"sample": seed, "truncation": s.truncation,
+                                                               "weights": self.weights_sha256,
+                                                               "generator": self.generator.name})
+        if not (folder / "latent.npz").is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            save_latent(folder / "latent.npz", s.ws.cpu(), [n.cpu() for n in s.noise],
+                        generator_name=self.generator.name, weights_sha256=self.weights_sha256,
+                        extra={"noise_space": "paper", "command": "sample", "seed": seed,
+                               "truncation": s.truncation})
+        self.embedded[photo.image] = folder
+        photo.notes.append(f"sampled face {seed}: its exact latent is its embedding")
+        return photo
 
     def faces(self, upload: Path) -> list[Any]:
         """The faces ``--align`` would see in a stored upload (largest confident first)."""
@@ -131,13 +146,25 @@ class Editor:
 
     def embed(self, photo: Photo, quality: str, **overrides: Any) -> Job:
         """Queue the embedding of ``photo`` (reconstruction, Alg. 2) into its cache folder."""
+        total, work = self._embedding_work(photo, quality, **overrides)
+
+        def run(callback) -> Path:
+            try:
+                return work(callback)[0]
+            finally:
+                self.workspace.clean_up()
+
+        return self.queue.submit(f"embed {photo.image.name}", run, total)
+
+    def _embedding_work(self, photo: Photo, quality: str, **overrides: Any):
+        """(steps, ``work(callback) -> (folder, finished)``) embedding ``photo`` into its cache folder."""
         folder, settings = self.embedding(photo, quality, **overrides)
         folder.mkdir(parents=True, exist_ok=True)
         target = photo.loaded.image.to(self.device)
         total = reconstruction_recipe(target, settings).total_steps
         self.workspace.hold(folder, photo.image, photo.source)
 
-        def work(callback) -> Path:
+        def work(callback) -> tuple[Path, bool]:
             try:
                 result = reconstruct(self.generator, target, self.perceptual, settings, callback, lpips=self.lpips)
                 job = FolderJob(self.generator, self.perceptual, self.lpips, settings, self.weights_sha256,
@@ -146,12 +173,11 @@ class Editor:
                 write_reconstruction(folder, job, target, result, 0, loaded)
                 if not result.stopped:
                     self.embedded[photo.image] = folder
-                return folder
+                return folder, not result.stopped
             finally:
                 self.workspace.release(folder)
-                self.workspace.clean_up()
 
-        return self.queue.submit(f"embed {photo.image.name}", work, total)
+        return total, work
 
     # -- applications ---------------------------------------------------------------------------------------------
     def edit(self, command: str, quality: str, images: dict[str, np.ndarray | Path], *,
@@ -187,6 +213,52 @@ class Editor:
                 self.workspace.clean_up()
 
         return self.queue.submit(f"{command} {folder.name}", work, plan.recipe.total_steps), folder
+
+
+    def latent_edit(self, quality: str, photos: dict[str, Photo], settings: LatentEditSettings, *,
+                    mask: np.ndarray | None = None, **overrides: Any) -> tuple[Job, Path]:
+        """Queue a local + global edit (``i2s latent-edit``) of the photos ``a``, ``b`` (and ``c`` for expression
+        transfer): each photo's latest embedding is used, and a photo not embedded yet is embedded first with the
+        preset ``quality`` and the embedding's ``overrides`` in the same job. ``mask``: uint8 [S, S], where B's features are pasted at
+        ``settings.layer`` (the optional local edit). Returns the job and the run's folder."""
+        if settings.op == "expression" and "c" not in photos:
+            raise InputError("expression transfer needs photo C (B neutral, C with the expression)")
+        roles = ("a", "b", "c") if settings.op == "expression" else ("a", "b")
+        if settings.layer is not None and mask is None and settings.activation_op == "spatial":
+            raise InputError("paint the region where B's features go, or leave the layer empty")
+        folder = self.workspace.new_run("latent-edit")
+        self.workspace.hold(folder)
+        latents = {role: self.latest_embedding(photos[role]) or self._cached_latent(photos[role], quality, overrides)
+                   for role in roles}
+        pending = {role: self._embedding_work(photos[role], quality, **overrides) for role in roles
+                   if latents[role] is None}
+
+        def work(callback) -> Path | None:
+            try:
+                for role, (_, embed) in pending.items():
+                    embedding, finished = embed(callback)
+                    if not finished:  # stopped while embedding: nothing to edit yet
+                        return None
+                    latents[role] = embedding / "latent.npz"
+                inputs = _write_inputs(folder / "inputs", {**latents, "mask": mask})
+                embeddings = [load_embedding(self.generator, Path(inputs[role])) for role in roles]
+                mask_t = None if mask is None else torch.from_numpy(mask > 127).float()[None, None].to(self.device)
+                result = latent_edit(self.generator, *embeddings[:2], embeddings[2] if len(roles) == 3 else None,
+                                     settings, mask=mask_t)
+                save(folder, result, generator=self.generator, command="latent-edit", settings=settings,
+                     weights_sha256=self.weights_sha256, inputs=_relative_record(inputs, folder),
+                     device=str(self.device))
+                return folder
+            finally:
+                self.workspace.release(folder)
+                self.workspace.clean_up()
+
+        total = sum(steps for steps, _ in pending.values())
+        return self.queue.submit(f"latent-edit {folder.name}", work, total), folder
+
+    def _cached_latent(self, photo: Photo, quality: str, overrides: dict[str, Any]) -> Path | None:
+        folder = self.cached_embedding(photo, quality, **overrides)
+        return folder / "latent.npz" if folder is not None else None
 
 
 def _write_inputs(folder: Path, images: dict[str, np.ndarray | Path | str]) -> dict[str, Path | str]:
