@@ -5,8 +5,8 @@ each tab with a painted region at a small budget, and writes a screenshot of eac
 (docs/editor/ by default) and the times into --outdir/tour.json: from the upload to the first preview of the
 embedding, and from Start to result for each application.
 
-    .venv/bin/python scripts/editor_tour.py                        # about 10 minutes on 2 CPU cores
-    .venv/bin/python scripts/editor_tour.py --steps 100            # longer runs, better pictures
+    .venv/bin/python scripts/editor_tour.py                        # the draft preset: ~30 minutes on 2 CPU cores
+    .venv/bin/python scripts/editor_tour.py --steps 5              # every W+ and noise stage 5 steps: a smoke run
 
 Needs Debian's /usr/bin/chromium (apt-get install chromium).
 """
@@ -110,6 +110,26 @@ def run(page, prefix: str, button: str) -> dict:
             "status": line.inner_text()}
 
 
+def open_page(browser, url: str, photo: Path, timeout: int):
+    """A new page with ``photo`` uploaded and in use (``page.uploaded``: when the upload began)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1900})
+    page.set_default_timeout(timeout * 1000)
+    page.goto(url)
+    page.uploaded = time.perf_counter()
+    page.locator("#photo-upload input[type=file]").set_input_files(str(photo))
+    page.locator("#use-upload").click()
+    page.locator("#photo-status", has_text="ready").wait_for()
+    return page
+
+
+def shoot(page, prefix: str, path: Path, top: str = "[role=tablist]") -> None:
+    """A screenshot from ``top`` (the tab bar) down to the run's downloads."""
+    y0 = page.evaluate(f"document.querySelector('{top}').getBoundingClientRect().top + window.scrollY")
+    y1 = page.evaluate(f"document.querySelector('#{prefix}-files').getBoundingClientRect().bottom + window.scrollY")
+    page.screenshot(path=str(path), full_page=True, clip={"x": 0, "y": max(0, y0 - 8), "width": 1400,
+                                                         "height": y1 - max(0, y0 - 8) + 8})
+
+
 def lambda_re(pattern: str):
     import re
 
@@ -120,7 +140,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--outdir", type=Path, default=Path("docs/editor"))
     parser.add_argument("--work", type=Path, default=Path("out/editor-tour"))
-    parser.add_argument("--steps", type=int, default=20, help="W+ and noise steps of each edit (and the embedding)")
+    parser.add_argument("--steps", type=int, default=0,
+                        help="W+ and noise steps of each edit and the embedding (0: the draft preset's)")
     parser.add_argument("--timeout", type=int, default=900, help="seconds to wait for any one thing on the page")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
@@ -140,19 +161,16 @@ def main() -> None:
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1900})
-            page.set_default_timeout(args.timeout * 1000)
-            page.goto(url)
-            uploaded = time.perf_counter()
-            page.locator("#photo-upload input[type=file]").set_input_files(str(photo))
-            page.locator("#use-upload").click()
-            page.locator("#photo-status", has_text="ready").wait_for()
-            set_steps(page, "embed", k, k)
+            page = open_page(browser, url, photo, args.timeout)
+            uploaded = page.uploaded
+            if k:
+                set_steps(page, "embed", k, k)
             times["embedding"] = run(page, "embed", "embed")
             times["embedding"]["upload_to_first_preview_s"] = round(
                 times["embedding"]["first_preview_s"] + (time.perf_counter() - uploaded)
                 - times["embedding"]["start_to_result_s"], 1)
-            page.screenshot(path=str(args.outdir / "embedding.png"), full_page=True)
+            shoot(page, "embed", args.outdir / "embedding.png", top="body")
+            page.close()
 
             tours = [
                 ("Inpainting", "inpaint", "run-inpaint", "inpaint-canvas", rows(0.64, 0.80, 0.38, 0.62, 6), None),
@@ -164,21 +182,29 @@ def main() -> None:
                  style),
                 ("Attribute transfer", "attribute", "run-transfer-attribute", "attribute-canvas",
                  rows(0.40, 0.52, 0.28, 0.72, 5), None),
+                ("Local + global", "global", "run-latent-edit", "global-canvas", rows(0.62, 0.80, 0.32, 0.68, 6),
+                 None),
             ]
             for tab, prefix, button, canvas, strokes, upload in tours:
+                # A fresh page per application, as a user opening the editor again would: the photo's embedding
+                # comes from the cache. (Every image editor a page has shown keeps redrawing; in a headless
+                # Chromium without a GPU six of them take a whole core from the server.)
+                page = open_page(browser, url, photo, args.timeout)
                 page.get_by_role("tab", name=tab).click()
                 paint(page, canvas, strokes)
                 if upload is not None:
                     page.locator(f"#{prefix}-style input[type=file]").set_input_files(str(upload))
-                set_steps(page, prefix, k, k)
+                if k and prefix != "global":  # a local + global edit only renders (its photos are embedded)
+                    set_steps(page, prefix, k, k)
                 times[prefix] = run(page, prefix, button)
-                page.screenshot(path=str(args.outdir / f"{prefix}.png"), full_page=True)
+                shoot(page, prefix, args.outdir / f"{prefix}.png")
+                page.close()
                 print(prefix, times[prefix], flush=True)
             browser.close()
     finally:
         editor.queue.close()
         app.close()
-    record = {"steps": k, "machine": f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} "
+    record = {"steps": k or "draft preset", "machine": f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} "
               "threads", "times": times}
     (args.outdir / "tour.json").write_text(json.dumps(record, indent=1) + "\n")
     print(json.dumps(record, indent=1))

@@ -162,6 +162,40 @@ def test_inpainting_in_the_browser_end_to_end(server, browser, face_png, tmp_pat
     page.close()
 
 
+def test_a_click_on_the_photo_picks_the_face_to_align(server, browser, real_generator, tmp_path):
+    from image2stylegan.apps.sample import sample
+    from image2stylegan.io import tensor_to_uint8
+
+    faces = []
+    for seed, side in ((5, 300), (7, 220)):
+        s = sample(real_generator, seed)
+        with torch.no_grad():
+            pixels = tensor_to_uint8(real_generator.synthesis(s.ws, s.noise).clamp(-1, 1)[0])
+        faces.append(Image.fromarray(pixels).resize((side, side), Image.LANCZOS))
+    photo = Image.new("RGB", (800, 400), (90, 110, 130))
+    photo.paste(faces[0], (30, 50))
+    photo.paste(faces[1], (520, 90))  # face 1: the smaller one, on the right
+    path = tmp_path / "two-faces.png"
+    photo.save(path)
+    page = browser.new_page(viewport={"width": 1400, "height": 1800})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(server[0])
+    page.locator("#photo-upload input[type=file]").set_input_files(str(path))
+    page.locator("#align input").check()
+    page.locator("#photo-status", has_text="2 faces found").wait_for()
+    assert page.locator("#face input").input_value().startswith("0 ")  # the largest face comes first
+    view = page.locator("#faces-view img")
+    box = view.bounding_box()
+    # The overlay keeps the photo's aspect inside its box: click the right face's centre, on the middle line.
+    shown = min(box["width"] / 800, box["height"] / 400)
+    left = box["x"] + (box["width"] - 800 * shown) / 2
+    page.mouse.click(left + 630 * shown, box["y"] + box["height"] / 2)
+    page.wait_for_function("document.querySelector('#face input').value.startsWith('1 ')")
+    page.locator("#use-upload").click()
+    assert "face 1 of 2" in page.locator("#photo-status", has_text="ready").inner_text()
+    page.close()
+
+
 def test_stop_in_the_browser_stops_the_run_and_keeps_what_it_reached(server, browser, face_png):
     url = server[0]
     page = browser.new_page(viewport={"width": 1400, "height": 1800})

@@ -95,13 +95,14 @@ def faces_overlay(pixels: np.ndarray, boxes, longest: int = 768) -> tuple[np.nda
                              Image.LANCZOS)
     draw = ImageDraw.Draw(image)
     width = max(2, round(max(image.size) / 250))
+    font_size = max(16, round(max(image.size) / 30))
     for index, box in enumerate(boxes):
         left, top, right, bottom = (float(v) * scale for v in box)
         draw.rectangle((left, top, right, bottom), outline=(255, 210, 0), width=width)
         label = str(index)
-        text_box = draw.textbbox((left, top), label, font_size=max(14, width * 8))
+        text_box = draw.textbbox((left, top), label, font_size=font_size)
         draw.rectangle(text_box, fill=(255, 210, 0))
-        draw.text((left, top), label, fill=(0, 0, 0), font_size=max(14, width * 8))
+        draw.text((left, top), label, fill=(0, 0, 0), font_size=font_size)
     return np.asarray(image), scale
 
 
