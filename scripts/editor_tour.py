@@ -2,7 +2,7 @@
 
 Starts the editor on the real weights (its own workspace under --work), uploads the demo photo, embeds it, then runs
 each tab with a painted region at a small budget, and writes a screenshot of each page after its run into --outdir
-(docs/editor/ by default) and the times into --outdir/tour.json: from the upload to the first preview of the
+(docs/editor/ by default, JPEG) and the times into --outdir/tour.json: from the upload to the first preview of the
 embedding, and from Start to result for each application.
 
     .venv/bin/python scripts/editor_tour.py                        # the draft preset: ~30 minutes on 2 CPU cores
@@ -126,8 +126,8 @@ def shoot(page, prefix: str, path: Path, top: str = "[role=tablist]") -> None:
     """A screenshot from ``top`` (the tab bar) down to the run's downloads."""
     y0 = page.evaluate(f"document.querySelector('{top}').getBoundingClientRect().top + window.scrollY")
     y1 = page.evaluate(f"document.querySelector('#{prefix}-files').getBoundingClientRect().bottom + window.scrollY")
-    page.screenshot(path=str(path), full_page=True, clip={"x": 0, "y": max(0, y0 - 8), "width": 1400,
-                                                         "height": y1 - max(0, y0 - 8) + 8})
+    page.screenshot(path=str(path), full_page=True, type="jpeg", quality=80,  # a tenth of a PNG's size
+                    clip={"x": 0, "y": max(0, y0 - 8), "width": 1400, "height": y1 - max(0, y0 - 8) + 8})
 
 
 def lambda_re(pattern: str):
@@ -169,7 +169,7 @@ def main() -> None:
             times["embedding"]["upload_to_first_preview_s"] = round(
                 times["embedding"]["first_preview_s"] + (time.perf_counter() - uploaded)
                 - times["embedding"]["start_to_result_s"], 1)
-            shoot(page, "embed", args.outdir / "embedding.png", top="body")
+            shoot(page, "embed", args.outdir / "embedding.jpg", top="body")
             page.close()
 
             tours = [
@@ -197,7 +197,7 @@ def main() -> None:
                 if k and prefix != "global":  # a local + global edit only renders (its photos are embedded)
                     set_steps(page, prefix, k, k)
                 times[prefix] = run(page, prefix, button)
-                shoot(page, prefix, args.outdir / f"{prefix}.png")
+                shoot(page, prefix, args.outdir / f"{prefix}.jpg")
                 page.close()
                 print(prefix, times[prefix], flush=True)
             browser.close()

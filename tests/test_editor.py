@@ -264,25 +264,25 @@ def test_a_local_and_global_edit_embeds_what_is_not_embedded_then_writes_the_cli
 
 # -- the page's pure helpers (the page itself runs in tests/test_editor_browser.py) ---------------------------------
 def test_the_painted_layers_become_the_mask_at_the_generators_size():
-    from image2stylegan.editor.page import _composite, _painted_mask
+    from image2stylegan.editor.controls import composite, painted_mask
 
-    assert _painted_mask(None, 32) is None
+    assert painted_mask(None, 32) is None
     layer = np.zeros((64, 64, 4), np.uint8)
-    assert _painted_mask({"layers": [layer]}, 32) is None  # nothing painted
+    assert painted_mask({"layers": [layer]}, 32) is None  # nothing painted
     layer[10:20, 30:50] = (255, 255, 255, 255)
-    mask = _painted_mask({"layers": [layer]}, 32)
+    mask = painted_mask({"layers": [layer]}, 32)
     assert mask.shape == (32, 32) and mask.dtype == np.uint8
     assert mask[7, 20] == 255 and mask[0, 0] == 0 and set(np.unique(mask)) == {0, 255}
-    composite = np.zeros((64, 64, 4), np.uint8)
-    composite[..., 3] = 255
-    composite[:, :32, 0] = 200
-    out = _composite({"composite": composite}, 32)
+    canvas = np.zeros((64, 64, 4), np.uint8)
+    canvas[..., 3] = 255
+    canvas[:, :32, 0] = 200
+    out = composite({"composite": canvas}, 32)
     assert out.shape == (32, 32, 3) and out[5, 5].tolist() == [200, 0, 0] and out[5, 30].tolist() == [0, 0, 0]
 
 
 def test_the_budget_line_is_the_presets_with_the_pages_overrides():
     from image2stylegan.apps.presets import PRESETS
-    from image2stylegan.editor.page import budget_text
+    from image2stylegan.editor.controls import budget_text
 
     draft = PRESETS["draft"]
     assert budget_text("inpaint", "draft", 0, 0) == (
@@ -292,7 +292,7 @@ def test_the_budget_line_is_the_presets_with_the_pages_overrides():
 
 
 def test_a_click_picks_the_smallest_face_box_holding_it_else_the_nearest():
-    from image2stylegan.editor.page import face_at, faces_overlay
+    from image2stylegan.editor.controls import face_at, faces_overlay
 
     boxes = [(0, 0, 100, 100), (40, 40, 60, 60), (200, 0, 260, 60)]
     assert face_at(50, 50, boxes) == 1  # inside both: the small face, drawn over the large one
@@ -301,3 +301,14 @@ def test_a_click_picks_the_smallest_face_box_holding_it_else_the_nearest():
     overlay, scale = faces_overlay(np.zeros((1000, 2000, 3), np.uint8), boxes, longest=500)
     assert overlay.shape == (250, 500, 3) and scale == 0.25
     assert overlay[0:25, 0:25].any()  # the box and its number are drawn
+
+
+def test_the_advanced_fields_override_only_what_was_filled_in():
+    from image2stylegan.editor.controls import advanced_names, advanced_values
+
+    names = advanced_names("scribble")
+    assert names == ["w_steps", "noise_steps", "w_lr", "noise_lr", "feather", "noise_space", "seed"]
+    assert advanced_names("transfer-attribute") == ["w_steps", "noise_steps", "noise_space", "seed"]
+    assert advanced_values(names, [0, 0, None, None, None, "preset", None]) == {}  # all left to the preset
+    assert advanced_values(names, [5.0, 0, 0.02, None, 0.0, "extended", 3.0]) == {
+        "w_steps": 5, "w_lr": 0.02, "feather": 0.0, "noise_space": "extended", "seed": 3}

@@ -15,10 +15,9 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import click
-import torch
 
 from .. import __version__, errors
-from ..errors import InputError
+from ..runtime import open_generator, perceptual_and_lpips, perceptual_loss, resolve_device  # noqa: F401 - the commands' imports
 
 NOISE_SPACE_HELP = (
     "'paper': one single-channel map per noise input, as the paper. 'extended' (beyond the paper): per-channel "
@@ -32,21 +31,6 @@ NETWORK_HELP = (
 DEVICES = click.Choice(["auto", "cpu", "cuda", "mps"])
 FROM_HELP = "Reuse this latent.npz (e.g. from i2s reconstruct) as the {what}'s embedding instead of embedding it again."
 INTERRUPTED = 130  # the shell's status for a run ended by SIGINT
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' picks CUDA, then Apple's MPS, then the CPU; an explicit device that is not available is an error."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA device is available to this PyTorch build; use --device cpu or auto")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
-        raise InputError("--device mps: Apple's MPS backend is not available here; use --device cpu or auto")
-    return torch.device(name)
 
 
 def notice(message: str) -> None:
@@ -63,21 +47,6 @@ def showing_notices() -> AbstractContextManager[None]:
     """Within the block, each :class:`~image2stylegan.errors.Notice` is one ``note: <message>`` line on stderr
     (no file, line or category), every one of them, repeats included; other warnings are untouched."""
     return errors.notices_to(_echo_note)
-
-
-def perceptual_and_lpips(device: torch.device):
-    """The W+ stage's VGG16 perceptual loss and the LPIPS metric (VGG, measured at 256 px as is customary for
-    1024 px inversions; at full size LPIPS mostly measures pixel-level texture)."""
-    from ..metrics import LPIPS
-
-    return perceptual_loss(device), LPIPS.from_file(input_size=256).to(device)
-
-
-def perceptual_loss(device: torch.device):
-    """The W+ stages' VGG16 perceptual loss (its VGG also computes the Gram style term)."""
-    from ..losses import PerceptualLoss
-
-    return PerceptualLoss.from_file().to(device)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -198,13 +167,6 @@ def run_options(settings_class, *, w_lr: bool = False, feather: bool = False, in
 
 
 # -- inputs ------------------------------------------------------------------------------------------------------
-
-
-def open_generator(network: str | None, device: torch.device):
-    """(generator, sha256 of its weights) for ``--network``: the bundled generator when None."""
-    from ..generators.registry import load_network
-
-    return load_network(network, device=device)
 
 
 def overwrite_option(func):

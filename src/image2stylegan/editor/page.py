@@ -8,6 +8,7 @@ are generators: they yield a new preview and status line whenever the job change
 """
 
 # No `from __future__ import annotations`: Gradio injects gr.Request and gr.Progress by the parameters' real types.
+import dataclasses
 import inspect
 import threading
 import uuid
@@ -16,15 +17,17 @@ from typing import Any
 
 import gradio as gr
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from ..apps.activations import layer_table
 from ..apps.latent_ops import ROW_PRESETS, LatentEditSettings
-from ..apps.presets import PRESETS, settings_for
+from ..apps.presets import PRESETS
 from ..apps.requests import APPLICATIONS
 from ..masks import PRESETS as MASK_PRESETS
 from ..errors import Image2StyleGANError as I2SError
 from ..errors import InputError
+from .controls import (ADVANCED, advanced_names, advanced_values, budget_text, composite, face_at, faces_overlay,
+                       painted_mask)
 from .runs import RESULT_FILE, Editor, Photo
 
 __all__ = ["build_page"]
@@ -54,82 +57,10 @@ class Sessions:
         return "stopping after the current step…"
 
 
-def _painted_mask(value: dict | None, size: int) -> np.ndarray | None:
-    """White where any layer of an ImageEditor value was painted: uint8 [size, size]; None when nothing was."""
-    if not value or not value.get("layers"):
-        return None
-    alpha = None
-    for layer in value["layers"]:
-        layer = np.asarray(layer)
-        if layer.ndim != 3 or layer.shape[2] < 4:
-            continue
-        a = layer[..., 3] > 0
-        alpha = a if alpha is None else (alpha | a)
-    if alpha is None or not alpha.any():
-        return None
-    mask = Image.fromarray(alpha.astype(np.uint8) * 255)
-    if mask.size != (size, size):
-        mask = mask.resize((size, size), Image.NEAREST)
-    return np.asarray(mask)
-
-
-def _composite(value: dict | None, size: int) -> np.ndarray | None:
-    """The painted canvas (background with the layers over it) as uint8 [size, size, 3]."""
-    if not value or value.get("composite") is None:
-        return None
-    image = Image.fromarray(np.asarray(value["composite"])).convert("RGBA")
-    white = Image.new("RGBA", image.size, (255, 255, 255, 255))
-    image = Image.alpha_composite(white, image).convert("RGB")
-    if image.size != (size, size):
-        image = image.resize((size, size), Image.LANCZOS)
-    return np.asarray(image)
-
-
-def faces_overlay(pixels: np.ndarray, boxes, longest: int = 768) -> tuple[np.ndarray, float]:
-    """The photo at most ``longest`` px wide or tall with each face's box drawn and numbered (its --face index);
-    returns the image and the scale from photo pixels to its pixels."""
-    image = Image.fromarray(pixels)
-    scale = min(1.0, longest / max(image.size))
-    if scale < 1.0:
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                             Image.LANCZOS)
-    draw = ImageDraw.Draw(image)
-    width = max(2, round(max(image.size) / 250))
-    font_size = max(16, round(max(image.size) / 30))
-    for index, box in enumerate(boxes):
-        left, top, right, bottom = (float(v) * scale for v in box)
-        draw.rectangle((left, top, right, bottom), outline=(255, 210, 0), width=width)
-        label = str(index)
-        text_box = draw.textbbox((left, top), label, font_size=font_size)
-        draw.rectangle(text_box, fill=(255, 210, 0))
-        draw.text((left, top), label, fill=(0, 0, 0), font_size=font_size)
-    return np.asarray(image), scale
-
-
-def face_at(x: float, y: float, boxes) -> int:
-    """The index of the box (left, top, right, bottom) holding (x, y): the smallest such box, since a small face
-    can lie inside a large box; the nearest box centre when none holds it."""
-    inside = [i for i, (left, top, right, bottom) in enumerate(boxes) if left <= x <= right and top <= y <= bottom]
-    if inside:
-        return min(inside, key=lambda i: (boxes[i][2] - boxes[i][0]) * (boxes[i][3] - boxes[i][1]))
-    return min(range(len(boxes)), key=lambda i: ((boxes[i][0] + boxes[i][2]) / 2 - x) ** 2
-               + ((boxes[i][1] + boxes[i][3]) / 2 - y) ** 2)
-
-
 def _outputs(folder: Path | None) -> list[str]:
     if folder is None:
         return []
     return [str(folder / name) for name in OUTPUT_FILES if (folder / name).is_file()]
-
-
-def budget_text(command: str, quality: str, w_steps, noise_steps) -> str:
-    """The edit's own step budget under the preset and the page's overrides (what the run will print)."""
-    try:
-        settings = settings_for(APPLICATIONS[command].settings, quality, w_steps=int(w_steps or 0) or None,
-                                noise_steps=int(noise_steps or 0) or None)
-    except (I2SError, TypeError, ValueError) as exc:
-        return f"budget: {exc}"
-    return f"budget: {settings.w_steps} W+ + {settings.noise_steps} noise steps ({quality})"
 
 
 def build_page(editor: Editor, *, default_quality: str = "draft"):
@@ -263,13 +194,16 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
             raise InputError(f"paint {what} first")
         return mask
 
-    def guarded(command, build, n_inputs):
-        """A run handler for ``command`` taking (photo, quality, paste_back, then ``n_inputs`` controls);
-        ``build(photo, quality, *controls)`` returns (images, settings) or raises InputError."""
+    def guarded(command, build, n_inputs, advanced=()):
+        """A run handler for ``command`` taking (photo, quality, paste_back, then ``n_inputs`` controls, then the
+        ``advanced`` settings' fields); ``build(photo, quality, *controls)`` returns (images, settings) or raises
+        InputError. An advanced field left empty keeps the preset's value."""
         def handler(session, photo, quality, paste_back, *args):
             controls, progress = args[:n_inputs], args[-1]  # Gradio appends the progress tracker
             try:
                 images, settings = build(photo, quality, *controls) if photo is not None else ({}, {})
+                if isinstance(settings, dict):
+                    settings.update(advanced_values(advanced, args[n_inputs:n_inputs + len(advanced)]))
             except I2SError as exc:
                 yield None, error_text(exc), gr.update(), gr.update()
                 return
@@ -277,23 +211,23 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
 
         # Gradio passes the inputs positionally and injects a progress tracker where a parameter defaults to one.
         positional = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in
-                      ("session", "photo", "quality", "paste_back", *(f"control_{i}" for i in range(n_inputs)))]
+                      ("session", "photo", "quality", "paste_back",
+                       *(f"control_{i}" for i in range(n_inputs + len(advanced))))]
         handler.__signature__ = inspect.Signature([
             *positional,
             inspect.Parameter("progress", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=gr.Progress()),
         ])
         return handler
 
-    def inpaint_inputs(photo, quality, canvas, w_steps, noise_steps):
-        hole = needs(_painted_mask(canvas, size), "the hole")
-        return {"photo": photo.image, "mask": hole}, {"w_steps": int(w_steps) or None,
-                                                       "noise_steps": int(noise_steps) or None}
+    def inpaint_inputs(photo, quality, canvas):
+        hole = needs(painted_mask(canvas, size), "the hole")
+        return {"photo": photo.image, "mask": hole}, {}
 
-    def scribble_inputs(photo, quality, canvas, w_steps, noise_steps):
-        strokes = needs(_painted_mask(canvas, size), "a scribble")
-        images = {"photo": photo.image, "scribbled": _composite(canvas, size), "mask": strokes,
+    def scribble_inputs(photo, quality, canvas):
+        strokes = needs(painted_mask(canvas, size), "a scribble")
+        images = {"photo": photo.image, "scribbled": composite(canvas, size), "mask": strokes,
                   "from": editor.latest_embedding(photo)}
-        return images, {"w_steps": int(w_steps) or None, "noise_steps": int(noise_steps) or None}
+        return images, {}
 
     def other_photo(upload, seed) -> Photo:
         """Photo B or C: the upload if there is one, else the sampled face ``seed`` (with its exact latent)."""
@@ -301,7 +235,7 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
 
     def global_inputs(photo, quality, op, amount, rows, noise, upload_b, seed_b, upload_c, seed_c, canvas, layer,
                       embed_w, embed_noise):
-        region = _painted_mask(canvas, size)
+        region = painted_mask(canvas, size)
         photos = {"a": photo, "b": other_photo(upload_b, seed_b)}
         if op == "expression":
             photos["c"] = other_photo(upload_c, seed_c)
@@ -310,29 +244,26 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
         embedding = {"w_steps": int(embed_w or 0) or None, "noise_steps": int(embed_noise or 0) or None}
         return {"photos": photos, "mask": region, "embedding": embedding}, settings
 
-    def crossover_inputs(photo, quality, canvas, preset, upload_b, seed_b, w_steps, noise_steps):
-        region = _painted_mask(canvas, size)
+    def crossover_inputs(photo, quality, canvas, preset, upload_b, seed_b):
+        region = painted_mask(canvas, size)
         mask = region if region is not None else (preset or None)
         if mask is None:
             raise InputError("paint the region to take from A, or pick a preset")
-        return ({"a": photo.image, "b": other_photo(upload_b, seed_b).image, "mask": mask},
-                {"w_steps": int(w_steps) or None, "noise_steps": int(noise_steps) or None})
+        return {"a": photo.image, "b": other_photo(upload_b, seed_b).image, "mask": mask}, {}
 
-    def style_inputs(photo, quality, canvas, style_upload, w_steps, noise_steps):
-        kept = needs(_painted_mask(canvas, size), "the region to keep")
+    def style_inputs(photo, quality, canvas, style_upload):
+        kept = needs(painted_mask(canvas, size), "the region to keep")
         if style_upload is None:
             raise InputError("upload a style image")
         style = editor.open_photo(style_upload).image
-        return ({"content": photo.image, "style": style, "mask": kept, "from": editor.latest_embedding(photo)},
-                {"w_steps": int(w_steps) or None, "noise_steps": int(noise_steps) or None})
+        return {"content": photo.image, "style": style, "mask": kept, "from": editor.latest_embedding(photo)}, {}
 
-    def attribute_inputs(photo, quality, canvas, upload_b, seed_b, layer, op, w_steps, noise_steps):
-        region = needs(_painted_mask(canvas, size), "the region of A")
+    def attribute_inputs(photo, quality, canvas, upload_b, seed_b, layer, op):
+        region = needs(painted_mask(canvas, size), "the region of A")
         b = other_photo(upload_b, seed_b)  # a sampled face brings its exact latent: no embedding to wait for
         return ({"a": editor.latest_embedding(photo) or photo.image, "b": editor.latest_embedding(b) or b.image,
                  "mask": region},
-                {"layer": str(layer).split()[0], "op": op, "w_steps": int(w_steps) or None,
-                 "noise_steps": int(noise_steps) or None})
+                {"layer": str(layer).split()[0], "op": op})
 
     # -- layout ----------------------------------------------------------------------------------------------------
     canvases: list = []
@@ -394,13 +325,31 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
             return editor_box
 
         def steps_controls(prefix, command):
+            """The "Advanced" section: the steps, then each of the application's tunable settings in ADVANCED
+            (empty = the preset's value); returns the fields, in the order of :func:`advanced_names`."""
+            fields = {f.name: f for f in dataclasses.fields(APPLICATIONS[command].settings)}
+            controls = []
             with gr.Accordion("Advanced", open=False, elem_id=f"{prefix}-advanced"):
-                w = gr.Number(label="W+ steps (0 = preset)", value=0, precision=0, elem_id=f"{prefix}-w-steps")
-                n = gr.Number(label="noise steps (0 = preset)", value=0, precision=0, elem_id=f"{prefix}-noise-steps")
+                with gr.Row():
+                    w = gr.Number(label="W+ steps (0 = preset)", value=0, precision=0, elem_id=f"{prefix}-w-steps")
+                    n = gr.Number(label="noise steps (0 = preset)", value=0, precision=0,
+                                  elem_id=f"{prefix}-noise-steps")
+                controls += [w, n]
+                with gr.Row():
+                    for name in advanced_names(command)[2:]:
+                        label, choices = ADVANCED[name]
+                        default = fields[name].default
+                        shown = "the schedule's" if default is None else default
+                        label = f"{label} (empty: {shown})"
+                        if choices:
+                            controls.append(gr.Dropdown(["preset", *choices], value="preset", label=label,
+                                                        elem_id=f"{prefix}-{name}"))
+                        else:
+                            controls.append(gr.Number(value=None, label=label, elem_id=f"{prefix}-{name}"))
             budget = gr.Markdown(budget_text(command, default_quality, 0, 0), elem_id=f"{prefix}-budget")
             for control in (quality, w, n):
                 control.change(lambda q, a, b: budget_text(command, q, a, b), [quality, w, n], budget)
-            return [w, n]
+            return controls
 
         with gr.Tab("Embedding"):
             embed_out = outputs_row("embed")
@@ -483,7 +432,8 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
                     "style-transfer": style_inputs, "transfer-attribute": attribute_inputs,
                     "latent-edit": global_inputs}
         for command, (inputs, button, outputs) in tabs.items():
-            handler = guarded(command, builders[command], len(inputs))
+            advanced = advanced_names(command) if command in APPLICATIONS else ()
+            handler = guarded(command, builders[command], len(inputs) - len(advanced), advanced)
             button.click(handler, [session, photo_state, quality, paste_back, *inputs], outputs, concurrency_limit=None)
         # The morph slider: letting go of it renders again (quick once the photos are embedded).
         g_amount.release(guarded("latent-edit", global_inputs, len(tabs["latent-edit"][0])),
