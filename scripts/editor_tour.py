@@ -110,6 +110,19 @@ def run(page, prefix: str, button: str) -> dict:
             "status": line.inner_text()}
 
 
+def lower_browser_priority() -> None:
+    """Give the server the CPU first: without a GPU, Chromium draws the page's image editors in software and, at
+    its default priority, took more than a core from the server during a run (14 min for a 7 min inpainting on 2
+    cores). A user's browser draws on the GPU; the times here are the server's. Later pages' processes inherit it."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if b"chromium" in (entry / "cmdline").read_bytes():
+                    os.setpriority(os.PRIO_PROCESS, int(entry.name), 19)
+            except OSError:
+                continue
+
+
 def open_page(browser, url: str, photo: Path, timeout: int):
     """A new page with ``photo`` uploaded and in use (``page.uploaded``: when the upload began)."""
     page = browser.new_page(viewport={"width": 1400, "height": 1900})
@@ -161,6 +174,7 @@ def main() -> None:
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            lower_browser_priority()
             page = open_page(browser, url, photo, args.timeout)
             uploaded = page.uploaded
             if k:
@@ -200,14 +214,19 @@ def main() -> None:
                 shoot(page, prefix, args.outdir / f"{prefix}.jpg")
                 page.close()
                 print(prefix, times[prefix], flush=True)
+                write_record(args.outdir, k, times)  # after each application: a long tour keeps what it measured
             browser.close()
     finally:
         editor.queue.close()
         app.close()
-    record = {"steps": k or "draft preset", "machine": f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} "
-              "threads", "times": times}
-    (args.outdir / "tour.json").write_text(json.dumps(record, indent=1) + "\n")
-    print(json.dumps(record, indent=1))
+    print(json.dumps(write_record(args.outdir, k, times), indent=1))
+
+
+def write_record(outdir: Path, steps: int, times: dict) -> dict:
+    record = {"steps": steps or "draft preset", "machine": f"{platform.machine()}, torch {torch.__version__}, "
+              f"{torch.get_num_threads()} threads", "times": times}
+    (outdir / "tour.json").write_text(json.dumps(record, indent=1) + "\n")
+    return record
 
 
 if __name__ == "__main__":

@@ -309,6 +309,8 @@ def test_the_advanced_fields_override_only_what_was_filled_in():
     names = advanced_names("scribble")
     assert names == ["w_steps", "noise_steps", "w_lr", "noise_lr", "feather", "noise_space", "seed"]
     assert advanced_names("transfer-attribute") == ["w_steps", "noise_steps", "noise_space", "seed"]
-    assert advanced_values(names, [0, 0, None, None, None, "preset", None]) == {}  # all left to the preset
-    assert advanced_values(names, [5.0, 0, 0.02, None, 0.0, "extended", 3.0]) == {
-        "w_steps": 5, "w_lr": 0.02, "feather": 0.0, "noise_space": "extended", "seed": 3}
+    assert advanced_values(names, [0, 0, "", " ", "", "preset", ""]) == {}  # all left to the preset
+    assert advanced_values(names, [5.0, 0, "0.02", "", "0", "extended", "3"]) == {
+        "w_steps": 5, "w_lr": 0.02, "feather": 0.0, "noise_space": "extended", "seed": 3}  # 0 is a real feather
+    with pytest.raises(InputError, match="noise learning rate: 'fast' is not a number"):
+        advanced_values(names, [0, 0, "", "fast", "", "preset", ""])

@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw
 from ..apps.presets import settings_for
 from ..apps.requests import APPLICATIONS
 from ..errors import Image2StyleGANError as I2SError
+from ..errors import InputError
 
 __all__ = ["ADVANCED", "advanced_names", "advanced_values", "budget_text", "composite", "face_at", "faces_overlay",
            "painted_mask"]
@@ -99,13 +100,24 @@ def advanced_names(command: str) -> list[str]:
 
 
 def advanced_values(names, values) -> dict[str, Any]:
-    """The page's advanced fields as settings overrides: empty, 0 steps and "preset" keep the preset's value."""
+    """The page's advanced fields as settings overrides: empty, 0 steps and "preset" keep the preset's value.
+
+    Raises:
+        InputError: a field that is not a number (the settings check the ranges)."""
     out: dict[str, Any] = {}
     for name, value in zip(names, values):
+        if isinstance(value, str):
+            value = value.strip()
         if value in (None, "", "preset") or (name.endswith("_steps") and not value):
             continue
-        out[name] = int(value) if name.endswith("_steps") or name == "seed" else (
-            value if isinstance(value, str) else float(value))
+        if name in ADVANCED and ADVANCED[name][1]:  # a choice
+            out[name] = str(value)
+            continue
+        try:
+            number = float(value)
+            out[name] = int(number) if name.endswith("_steps") or name == "seed" else number
+        except (TypeError, ValueError):
+            raise InputError(f"{ADVANCED.get(name, (name,))[0]}: {value!r} is not a number") from None
     return out
 
 

@@ -344,8 +344,9 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
                         if choices:
                             controls.append(gr.Dropdown(["preset", *choices], value="preset", label=label,
                                                         elem_id=f"{prefix}-{name}"))
-                        else:
-                            controls.append(gr.Number(value=None, label=label, elem_id=f"{prefix}-{name}"))
+                        else:  # a text field: a Number field sends 0 when left empty, and 0 is a real feather
+                            controls.append(gr.Textbox(value="", label=label, placeholder="preset",
+                                                       elem_id=f"{prefix}-{name}"))
             budget = gr.Markdown(budget_text(command, default_quality, 0, 0), elem_id=f"{prefix}-budget")
             for control in (quality, w, n):
                 control.change(lambda q, a, b: budget_text(command, q, a, b), [quality, w, n], budget)
