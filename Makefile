@@ -38,7 +38,7 @@ setup: $(STAMP)
 # the ranges library users get). To move to newer versions: `make lock`, run `make test`, commit constraints.txt.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,demo,editor]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,demo,editor,cluster]'
 	touch $(STAMP)
 
 # Regenerate constraints.txt: resolve pyproject.toml's ranges (every extra) in a throwaway venv and pin what pip chose.
@@ -48,7 +48,7 @@ LOCK_VENV := .venv-lock
 lock:
 	rm -rf $(LOCK_VENV)
 	$(PYTHON) -m venv $(LOCK_VENV)
-	$(LOCK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,demo,editor]'
+	$(LOCK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,demo,editor,cluster]'
 	{ echo "# Exact versions for make setup (pip install -c constraints.txt), written by make lock on"; \
 	  echo "# Python $$($(LOCK_VENV)/bin/python -c 'import platform; print(platform.python_version(), platform.system(), platform.machine())'). Regenerate with make lock, never by hand."; \
 	  $(LOCK_VENV)/bin/python -m pip freeze --all --exclude-editable --disable-pip-version-check \

@@ -117,6 +117,7 @@ class FolderProgress:
 
     def __init__(self, total: int, done: int = 0, *, disable: bool = False):
         self.disable = disable
+        self.failed = 0
         self._overall = tqdm(total=total, initial=done, desc="images", unit="img", position=0, leave=True,
                              disable=disable, dynamic_ncols=True)
         self.steps = TqdmProgress(disable=disable, position=1, leave=False)
@@ -124,7 +125,11 @@ class FolderProgress:
     def __call__(self, info: StepInfo) -> None:
         self.steps(info)
 
-    def advance(self, n: int = 1) -> None:
+    def advance(self, n: int = 1, *, failed: bool = False) -> None:
+        """``n`` more images done (``failed``: they are error rows, counted beside the bar)."""
+        if failed:
+            self.failed += n
+            self._overall.set_postfix(failed=self.failed, refresh=False)
         self._overall.update(n)
 
     def write(self, message: str, *, err: bool = False) -> None:

@@ -24,10 +24,14 @@ RESULTS_FILE = "results.csv"
 
 
 class ResultsTable:
-    """The summary of a folder run; ``stage_names`` give the per-stage PSNR columns (e.g. w_plus, noise)."""
+    """The summary of a folder run; ``stage_names`` give the per-stage PSNR columns (e.g. w_plus, noise).
+    ``file``: the CSV's name in ``outdir``; None keeps the table in memory (a cluster worker's share of a run,
+    whose driver writes the file)."""
 
-    def __init__(self, outdir: Path, items: Sequence[BatchItem], stage_names: Sequence[str]):
+    def __init__(self, outdir: Path, items: Sequence[BatchItem], stage_names: Sequence[str],
+                 file: str | None = RESULTS_FILE):
         self.outdir = outdir
+        self.file = file
         self.items = list(items)
         self.stage_names = list(stage_names)
         self.columns = ["file", "output", "status", "message", *(f"psnr_{s}_db" for s in stage_names),
@@ -74,14 +78,16 @@ class ResultsTable:
         return out
 
     # -- file ----------------------------------------------------------------------------------------------------
-    def write(self) -> Path:
-        """Rewrite results.csv atomically (rows in input order)."""
+    def write(self) -> Path | None:
+        """Rewrite results.csv atomically (rows in input order); nothing for an in-memory table."""
+        if self.file is None:
+            return None
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         for it in self.items:
             writer.writerow(self.rows[it.index])
-        path = self.outdir / RESULTS_FILE
+        path = self.outdir / self.file
         atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
         return path
 

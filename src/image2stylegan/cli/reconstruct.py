@@ -68,11 +68,24 @@ def weights_status() -> None:
               help="Folder runs: optimise this many images together in one batch; each image's loss and optimiser "
                    "state stay its own. On 2 CPU cores a batch of 4 ran 1.3x the images per hour of batch 1 "
                    "(bench/batch.py); memory grows with the batch.")
+@click.option("--engine", default="local", show_default=True, type=click.Choice(["local", "ray"]),
+              help="Folder runs: 'ray' embeds the chunks on a Ray cluster (pip install 'image2stylegan[cluster]'), "
+                   "with the same outputs, results.csv and resume as 'local'.")
+@click.option("--address", default=None, metavar="auto|HOST:PORT",
+              help="--engine ray: the cluster to join ('auto': the one `ray start` runs here); default: start a "
+                   "local one on this machine.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="--engine ray: actors in the pool; each loads the generator and VGG once.")
+@click.option("--gpus-per-worker", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="--engine ray: GPUs Ray reserves for each worker (a fraction shares one GPU); > 0 runs on CUDA.")
+@click.option("--threads-per-worker", default=1, show_default=True, type=click.IntRange(min=1),
+              help="--engine ray: CPUs Ray reserves for each worker, and its PyTorch threads. A local run gives "
+                   "the same bytes when it uses as many threads (OMP_NUM_THREADS).")
 @align_options
 @run_options(ReconstructionSettings, init=True)
-def reconstruct(photos, until_psnr, until_lpips, noise_lr_scaling, refuse_stale, batch_size, align, face, paste_back,
-                outdir, quality, schedule, w_steps, noise_steps, noise_space, init, device, seed, quiet,
-                network) -> None:
+def reconstruct(photos, until_psnr, until_lpips, noise_lr_scaling, refuse_stale, batch_size, engine, address,
+                workers, gpus_per_worker, threads_per_worker, align, face, paste_back, outdir, quality, schedule,
+                w_steps, noise_steps, noise_space, init, device, seed, quiet, network) -> None:
     """Embed PHOTO (W+ stage, then noise stage) and write the reconstruction, a side-by-side, latent.npz,
     metrics.json and the loss/PSNR curves into OUTDIR.
 
@@ -96,11 +109,14 @@ def reconstruct(photos, until_psnr, until_lpips, noise_lr_scaling, refuse_stale,
         until_lpips=until_lpips,
     )
     if is_batch_request(photos):
-        from .batch import run_batch
+        from .batch import ClusterOptions, run_batch
 
+        cluster = ClusterOptions(address, workers, gpus_per_worker, threads_per_worker) if engine == "ray" else None
         run_batch(photos, outdir, settings, batch_size=batch_size, align=align, face=face, paste_back=paste_back,
-                  device=device, quiet=quiet, network=network, refuse_stale=refuse_stale)
+                  device=device, quiet=quiet, network=network, refuse_stale=refuse_stale, cluster=cluster)
         return
+    if engine == "ray":
+        raise InputError("--engine ray runs folders (several photos, a folder or a glob); one photo runs here")
     _reconstruct_one(photos[0], outdir, settings, align=align, face=face, paste_back=paste_back, device=device,
                      quiet=quiet, network=network)
 

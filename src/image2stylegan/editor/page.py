@@ -370,21 +370,22 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
             c_canvas = canvas("Region of A", "crossover-canvas")
             c_preset = gr.Dropdown(["", *MASK_PRESETS], value="", label="or a preset region")
             with gr.Row():
-                c_b = gr.Image(type="filepath", sources=["upload"], label="Photo B")
+                c_b = gr.Image(type="filepath", sources=["upload"], label="Photo B", height=240)
                 c_seed = gr.Number(label="or sampled face seed", value=2, precision=0)
             tabs["crossover"] = ([c_canvas, c_preset, c_b, c_seed, *steps_controls("crossover", "crossover")],
                                  run_button("crossover"), outputs_row("crossover"))
         with gr.Tab("Style transfer"):
             gr.Markdown("Paint the region to keep; the style image's Gram statistics go everywhere else.")
             s_canvas = canvas("Kept region", "style-canvas")
-            s_style = gr.Image(type="filepath", sources=["upload"], label="Style image", elem_id="style-style")
+            s_style = gr.Image(type="filepath", sources=["upload"], label="Style image", elem_id="style-style",
+                               height=320)
             tabs["style-transfer"] = ([s_canvas, s_style, *steps_controls("style", "style-transfer")], run_button("style-transfer"),
                                       outputs_row("style"))
         with gr.Tab("Attribute transfer"):
             gr.Markdown("Paint the region of B to carry into A at one layer (Eq. 5).")
             a_canvas = canvas("Region", "attribute-canvas")
             with gr.Row():
-                a_b = gr.Image(type="filepath", sources=["upload"], label="Photo B")
+                a_b = gr.Image(type="filepath", sources=["upload"], label="Photo B", height=240)
                 a_seed = gr.Number(label="or sampled face seed", value=2, precision=0)
             a_layer = gr.Dropdown(layers, value=default_layer, label="Layer")
             a_op = gr.Radio(["spatial", "channel", "average"], value="spatial", label="Operation")
@@ -407,9 +408,11 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
                                      label="mix: W+ rows from B (coarse, middle, fine, or e.g. 9-17)")
                 g_noise = gr.Radio(["a", "b", "follow"], value="a", label="Noise maps of the result")
             with gr.Row():
-                g_b = gr.Image(type="filepath", sources=["upload"], label="Photo B", elem_id="global-b")
+                g_b = gr.Image(type="filepath", sources=["upload"], label="Photo B", elem_id="global-b",
+                               height=240)
                 g_b_seed = gr.Number(label="or sampled face seed (B)", value=2, precision=0)
-                g_c = gr.Image(type="filepath", sources=["upload"], label="Photo C (expression)", elem_id="global-c")
+                g_c = gr.Image(type="filepath", sources=["upload"], label="Photo C (expression)",
+                               elem_id="global-c", height=240)
                 g_c_seed = gr.Number(label="or sampled face seed (C)", value=3, precision=0)
             g_canvas = canvas("Local edit: where B's features go (optional)", "global-canvas")
             g_layer = gr.Dropdown(layers, value=default_layer, label="Local edit layer")
