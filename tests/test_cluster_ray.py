@@ -1,4 +1,4 @@
-"""Folder runs on Ray (``i2s reconstruct DIR --engine ray``) on a local 2-CPU Ray cluster, real weights, two steps
+"""Folder runs on Ray (``i2s reconstruct DIR --engine ray``) on a local 2-CPU Ray cluster, real weights, one step
 per stage: the same bytes as a local run, a worker killed mid-run retried, a killed driver resumed, a corrupt file an
 error row.
 
@@ -25,7 +25,7 @@ from PIL import Image
 
 pytestmark = [pytest.mark.real_weights, pytest.mark.cluster]
 
-STEPS = ["--w-steps", "2", "--noise-steps", "2", "--device", "cpu", "--quiet"]
+STEPS = ["--w-steps", "1", "--noise-steps", "1", "--device", "cpu", "--quiet"]
 TIMEOUT = 900
 # metrics.json entries that describe the run rather than the result: how long it took, on which machine.
 RUN_ENTRIES = {"machine", "written_at"}

@@ -17,7 +17,8 @@ over every known pixel; scribble's dilated blend mask, edit and keep terms, rows
 transfer's rate 0.05). The goldens before came from 6709640 and were reproduced bit for bit by later commits and
 with 2 or 4 threads (only some logged loss values moved, by < 2e-7 relative).
 
-Tolerances: tensors ``assert_close(rtol=0, atol=1e-5)``; metrics a relative tolerance of 1e-4 (with a 1e-12
+Tolerances: tensors ``assert_close(rtol=0, atol=1e-5)``, wider for noise maps and images (``KIND_ATOL``: what
+another CPU's rounding moves them by); metrics a relative tolerance of 1e-4 (with a 1e-12
 absolute floor for metrics that are exactly 0; timings are not compared).
 
 The API calls live in the adapters below (one per application): when the API changes, port the adapters, not
@@ -46,6 +47,13 @@ from golden import cases
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 TENSOR_ATOL = 1e-5
+# Another CPU (other SIMD widths, so other summation orders) moves the results by rounding, and optimisation
+# amplifies it where it can: a noise map's Adam step (rate 5) has the size of the rate wherever its gradient is
+# near zero, so a sign that rounds the other way moves that element by up to ~1e-3 after a few steps. Measured on a
+# second machine: noise maps 1.4e-3, images 6.2e-5, W+ 7e-7, activations 2.6e-6; every metric within 1e-4 relative.
+# The tolerances give each kind about 4x its measured spread, and stay far below what a change of the algorithm moves
+# (an 8-bit grey level of an image is 7.8e-3).
+KIND_ATOL = {"noise": 5e-3, "image": 3e-4, "panel": 3e-4, "stage": 3e-4}
 METRIC_RTOL = 1e-4
 METRIC_ATOL = 1e-12
 """Absolute floor under the relative tolerance, for metrics that are exactly 0 in a golden (the fraction of a
@@ -343,6 +351,14 @@ def compare_metrics(actual, expected, where: str = "metrics") -> list[str]:
     return []
 
 
+def tensor_atol(key: str) -> float:
+    """The tolerance of a golden tensor by its kind (the key's last name that is not an index: ``noise.3`` is a
+    noise map, ``paper.image`` an image)."""
+    parts = key.split(".")
+    kind = parts[-2] if parts[-1].isdigit() and len(parts) > 1 else parts[-1]
+    return KIND_ATOL.get(kind, TENSOR_ATOL)
+
+
 @pytest.mark.parametrize("name", sorted(cases.CASES))
 def test_application_matches_its_golden_output(name):
     expected_tensors, expected_metrics, _ = load_golden(name)
@@ -350,7 +366,7 @@ def test_application_matches_its_golden_output(name):
     actual_tensors = {k: v.detach().cpu().float() for k, v in outcome["tensors"].items()}
     assert sorted(actual_tensors) == sorted(expected_tensors), "the case records different tensors than its golden"
     for key, expected in expected_tensors.items():
-        torch.testing.assert_close(actual_tensors[key], expected, rtol=0, atol=TENSOR_ATOL,
+        torch.testing.assert_close(actual_tensors[key], expected, rtol=0, atol=tensor_atol(key),
                                    msg=lambda m, key=key: f"{name}: {key}: {m}")
     actual_metrics = json.loads(json.dumps(plain(outcome["metrics"])))
     problems = compare_metrics(actual_metrics, expected_metrics)
