@@ -126,6 +126,7 @@ def lower_browser_priority() -> None:
 def open_page(browser, url: str, photo: Path, timeout: int):
     """A new page with ``photo`` uploaded and in use (``page.uploaded``: when the upload began)."""
     page = browser.new_page(viewport={"width": 1400, "height": 1900})
+    lower_browser_priority()  # the page's renderer is a new process
     page.set_default_timeout(timeout * 1000)
     page.goto(url)
     page.uploaded = time.perf_counter()

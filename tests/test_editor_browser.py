@@ -61,13 +61,38 @@ def server(tmp_path_factory, real_generator, real_perceptual):
     app.close()
 
 
+def _lower_browser_priority() -> None:
+    """Give the server the CPU first. Without a GPU, Chromium draws the page's image editors in software, at a
+    higher priority than ours (nice -8), and took one and a half of 2 cores while a run streamed previews: a
+    step's wait could then outlast any timeout. Called after each new page (its renderer is a new process)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if b"chromium" in (entry / "cmdline").read_bytes():
+                    os.setpriority(os.PRIO_PROCESS, int(entry.name), 19)
+            except OSError:
+                continue
+
+
+class _Browser:
+    """The launched browser, whose every new page runs at the lowest priority."""
+
+    def __init__(self, browser):
+        self._browser = browser
+
+    def new_page(self, **options):
+        page = self._browser.new_page(**options)
+        _lower_browser_priority()
+        return page
+
+
 @pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield browser
+        yield _Browser(browser)
         browser.close()
 
 
@@ -116,12 +141,13 @@ def _set_steps(page, prefix: str, w: int, n: int) -> None:
     page.locator(f"#{prefix}-budget", has_text=f"budget: {w} W+ + {n} noise steps").wait_for()
 
 
-def _status(page, prefix: str, word: str):
-    """The status line once it says ``word`` (running, done, stopped, ...)."""
-    line = page.locator(f"#{prefix}-status p", has_text=re.compile(f"{re.escape(word)}|failed|Error"))
-    line.wait_for()
-    text = line.inner_text()
-    assert word in text, text
+def _status(page, prefix: str, pattern: str):
+    """The status line once it matches ``pattern`` (a regex: running, done, stopped, ...). The text is read from
+    the line itself, not from the filtered locator: a running line changes every step, and a locator filtered by
+    one step's text would no longer match by the time it was read."""
+    page.locator(f"#{prefix}-status p", has_text=re.compile(f"{pattern}|failed|Error")).wait_for()
+    text = page.locator(f"#{prefix}-status p").first.inner_text()
+    assert re.search(pattern, text), text
     return text
 
 
@@ -205,7 +231,7 @@ def test_stop_in_the_browser_stops_the_run_and_keeps_what_it_reached(server, bro
     _paint(page, "inpaint-canvas")
     _set_steps(page, "inpaint", 500, 500)
     page.locator("#run-inpaint").click()
-    _status(page, "inpaint", "step 1/1000")  # running, one step done
+    _status(page, "inpaint", r"step \d+/1000")  # running, a step done
     page.locator("#stop").click()
     text = _status(page, "inpaint", "stopped")
     assert "/1000" in text and "stopped by the user" in text
@@ -223,7 +249,7 @@ def test_closing_the_tab_stops_its_job(server, browser, monkeypatch):
     page.locator("#use-sample").click()
     page.locator("#photo-status", has_text="ready").wait_for()
     page.locator("#embed").click()
-    page.locator("#embed-status p", has_text="step 1/").wait_for()
+    page.locator("#embed-status p", has_text=re.compile(r"step \d+/")).wait_for()
     page.close()
     (job,) = submitted
     snap = job.wait(after=-1)
