@@ -25,7 +25,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -201,10 +201,3 @@ def _stream(spec: ClusterSpec, todo: list[list[BatchItem]], workers: int,
     for row in done.iter_rows():
         answer = json.loads(row["rows"])
         yield by_key[row["chunk"]], {**answer, "pid": row["pid"], "seconds": row["seconds"]}
-
-
-def spec_record(spec: ClusterSpec) -> dict[str, Any]:
-    """The spec as plain data (for the run's log)."""
-    record = asdict(spec)
-    record["settings"] = asdict(spec.settings)
-    return record
