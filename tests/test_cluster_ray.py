@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -35,8 +36,14 @@ def _i2s() -> str:
     return str(Path(sys.executable).parent / "i2s")
 
 
+# The test cluster asks for a token, as Ray's clusters do once a token exists on the machine; the token is the
+# tests' own, so nothing depends on what ~/.ray holds.
+TOKEN = secrets.token_hex(32)
+
+
 def _env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", **extra}
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": TOKEN, **extra}
 
 
 def _free_port() -> int:
@@ -87,13 +94,14 @@ def local_run(folder, tmp_path_factory):
     return out
 
 
-def _ray(folder: Path, out: Path, address: str, *, workers: int = 2, popen: bool = False):
+def _ray(folder: Path, out: Path, address: str, *, workers: int = 2, popen: bool = False, env=None):
     command = [_i2s(), "reconstruct", folder.name, "--outdir", str(out), *STEPS, "--engine", "ray",
                "--address", address, "--workers", str(workers)]
     if popen:
-        return subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                cwd=folder.parent)
-    return subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=TIMEOUT, cwd=folder.parent)
+        return subprocess.Popen(command, env=env or _env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, cwd=folder.parent)
+    return subprocess.run(command, env=env or _env(), capture_output=True, text=True, timeout=TIMEOUT,
+                          cwd=folder.parent)
 
 
 def _rows(out: Path) -> dict[str, dict]:
@@ -153,12 +161,15 @@ def _worker_pids() -> list[int]:
     return pids
 
 
-def _wait(predicate, what: str, seconds: float = TIMEOUT):
+def _wait(predicate, what: str, run: subprocess.Popen, seconds: float = TIMEOUT):
+    """Poll ``predicate`` until it holds; fail at once, with the run's errors, if the run ends first."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
+        if run.poll() is not None:
+            raise AssertionError(f"the run ended (exit {run.returncode}) before {what}: {run.stderr.read()}")
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
 
@@ -174,8 +185,8 @@ def test_a_worker_killed_mid_run_is_retried_and_the_outputs_are_whole(cluster, f
     out = tmp_path / "ray"
     run = _ray(folder, out, cluster, popen=True)
     try:
-        _wait(lambda: _ok_rows(out), "a first finished image")  # the workers are busy with the other chunks
-        victim = _wait(_worker_pids, "a worker process")[0]
+        _wait(lambda: _ok_rows(out), "a first finished image", run)  # the workers are busy with the other chunks
+        victim = _wait(_worker_pids, "a worker process", run)[0]
         os.kill(victim, signal.SIGKILL)
         stdout, stderr = run.communicate(timeout=TIMEOUT)
     finally:
@@ -189,7 +200,7 @@ def test_a_killed_driver_is_resumed_by_running_the_command_again(cluster, folder
     out = tmp_path / "ray"
     run = _ray(folder, out, cluster, popen=True)
     try:
-        first = _wait(lambda: _ok_rows(out), "a first finished image")[0]
+        first = _wait(lambda: _ok_rows(out), "a first finished image", run)[0]
         run.send_signal(signal.SIGKILL)
         run.wait(timeout=60)
     finally:
@@ -200,6 +211,19 @@ def test_a_killed_driver_is_resumed_by_running_the_command_again(cluster, folder
     assert "already finished" in again.stdout
     assert (out / first / "metrics.json").stat().st_mtime_ns == kept  # finished images are not redone
     _assert_same_outputs(local_run, out)
+
+
+def test_a_cluster_that_asks_for_a_token_gets_one_line_that_says_how_to_send_it(cluster, folder, tmp_path):
+    # What a user meets whose cluster was started where a token exists: the driver does not send the token unless
+    # RAY_AUTH_MODE=token is set. (RAY_gcs_server_port_wait_time_s: Ray's retries for 2 s instead of 20.)
+    env = {k: v for k, v in _env(RAY_gcs_server_port_wait_time_s="2").items() if not k.startswith("RAY_AUTH")}
+    out = tmp_path / "ray"
+    done = _ray(folder, out, cluster, env={**env, "RAY_AUTH_MODE": "disabled"})
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert "asks for an authentication token" in last and "RAY_AUTH_MODE=token" in last
+    assert "Traceback" not in done.stderr
+    assert not (out / "face11").exists()
 
 
 def test_without_ray_the_engine_says_what_to_install(folder, tmp_path, monkeypatch):

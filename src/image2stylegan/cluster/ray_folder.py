@@ -151,8 +151,7 @@ def run_folder_on_ray(
     started = time.perf_counter()
     own_cluster = not ray.is_initialized()
     if own_cluster:
-        # Workers' own output stays in Ray's logs: the driver prints one line per image, as a local run does.
-        ray.init(address=address, include_dashboard=False, logging_level="warning", log_to_driver=False)
+        _connect(address)
     stats["startup_seconds"] = time.perf_counter() - started
     try:
         for chunk, result in _failures_as_errors(_stream(spec, todo, workers, max_retries)):
@@ -169,6 +168,33 @@ def run_folder_on_ray(
             ray.shutdown()
     stats["seconds"] = time.perf_counter() - started
     return stats
+
+
+AUTH_HINT = ("set RAY_AUTH_MODE=token (Ray reads the token from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or "
+             "~/.ray/auth_token, as `ray start` wrote it)")
+
+
+def _connect(address: str | None) -> None:
+    """``ray.init`` with its failures as one line. Ray's clusters ask for a token when one exists on the head's
+    machine (a local ``ray.init`` writes ~/.ray/auth_token), but a driver given an explicit address sends its token
+    only when RAY_AUTH_MODE=token is set: Ray's own message for that is a screen of retries."""
+    import ray
+    import ray.exceptions
+
+    try:
+        # Workers' own output stays in Ray's logs: the driver prints one line per image, as a local run does.
+        ray.init(address=address, include_dashboard=False, logging_level="warning", log_to_driver=False)
+    except (ConnectionError, RuntimeError) as exc:
+        where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
+        # Ray keeps the GCS client's AuthenticationError only as traceback text inside a RuntimeError.
+        chain, cause = [], exc
+        while cause is not None and len(chain) < 8:
+            chain.append(cause)
+            cause = cause.__cause__ or cause.__context__
+        if any(isinstance(c, ray.exceptions.AuthenticationError) or "InvalidAuthToken" in str(c) for c in chain):
+            raise InputError(f"{where} asks for an authentication token: {AUTH_HINT}") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"could not connect to {where}: {first}") from exc
 
 
 def _failures_as_errors(rows: Iterator) -> Iterator:
