@@ -120,6 +120,35 @@ def test_results_table_rows_and_rebuild_from_metrics(tmp_path):
     assert table.counts() == {"ok": 1, "error": 1, "pending": 1}
 
 
+def test_results_table_rewrites_take_a_bounded_share_of_the_run(tmp_path, monkeypatch):
+    """A rewrite that took d seconds is followed by none for d / WRITE_SHARE seconds (a stand-in clock: the rows of
+    a huge run would make each rewrite slow); held-back rows are written by the next write after that, or flush."""
+    from image2stylegan.apps import batch_results
+
+    _write_images(tmp_path / "in", ["a.png", "b.png", "c.png"])
+    items = plan([tmp_path / "in"])
+    table = ResultsTable(tmp_path, items, ["w_plus", "noise"])
+    clock = {"now": 100.0}
+
+    def monotonic() -> float:
+        clock["now"] += 0.5  # every reading of the clock: each write spans two readings, 0.5 s apart
+        return clock["now"]
+
+    def statuses() -> list[str]:
+        return [r["status"] for r in csv.DictReader((tmp_path / RESULTS_FILE).open())]
+
+    monkeypatch.setattr(batch_results.time, "monotonic", monotonic)
+    assert table.write() is not None  # the first write is never held; it took 0.5 s, so the next waits 10 s
+    table.error(items[0], "a.png is damaged")
+    assert table.write() is None and statuses() == ["pending"] * 3
+    clock["now"] += 10.0
+    table.error(items[1], "b.png is damaged")
+    assert table.write() is not None and statuses() == ["error", "error", "pending"]
+    table.error(items[2], "c.png is damaged")
+    assert table.write() is None and table.flush() is not None and statuses() == ["error"] * 3
+    assert table.flush() is None  # nothing held back: nothing to write
+
+
 # -- running (tiny generator) ------------------------------------------------------------------------------------
 class Killed(Exception):
     """Stands in for SIGKILL: raised from the per-image callback, after that image's files are complete."""

@@ -1,6 +1,6 @@
 """Folder runs on Ray (``i2s reconstruct DIR --engine ray``) on a local 2-CPU Ray cluster, real weights, one step
-per stage: the same bytes as a local run, a worker killed mid-run retried, a killed driver resumed, a corrupt file an
-error row.
+per stage: a worker killed mid-run retried, a killed driver resumed, and either way the same bytes as a local run; a
+corrupt file an error row; a cluster that asks for a token one clear line.
 
 Every run is a separate ``i2s`` process, as a user's would be. The local reference runs with one PyTorch thread, as
 each Ray worker does (--threads-per-worker 1): equal thread counts make equal float sums, so the bytes are equal by
@@ -136,17 +136,6 @@ def _assert_same_outputs(a: Path, b: Path) -> None:
                 assert (a / name / file).read_bytes() == (b / name / file).read_bytes(), f"{name}/{file}"
 
 
-def test_a_ray_run_writes_what_a_local_run_writes(cluster, folder, local_run, tmp_path):
-    out = tmp_path / "ray"
-    done = _ray(folder, out, cluster)
-    assert done.returncode == 0, done.stderr
-    rows = _rows(out)
-    assert [rows[f"face{s}"]["status"] for s in (11, 12, 13)] == ["ok"] * 3
-    assert rows["broken"]["status"] == "error" and "truncated" in rows["broken"]["message"]
-    _assert_same_outputs(local_run, out)
-    assert "3 of 4 images reconstructed, 1 failed" in done.stdout
-
-
 def _worker_pids() -> list[int]:
     """The processes of Ray Data's actors running our ChunkWorker (Ray names them after the class)."""
     pids = []
@@ -196,7 +185,7 @@ def test_a_worker_killed_mid_run_is_retried_and_the_outputs_are_whole(cluster, f
     _assert_same_outputs(local_run, out)
 
 
-def test_a_killed_driver_is_resumed_by_running_the_command_again(cluster, folder, local_run, tmp_path):
+def test_a_killed_driver_is_resumed_and_the_run_writes_what_a_local_run_writes(cluster, folder, local_run, tmp_path):
     out = tmp_path / "ray"
     run = _ray(folder, out, cluster, popen=True)
     try:
@@ -210,6 +199,10 @@ def test_a_killed_driver_is_resumed_by_running_the_command_again(cluster, folder
     assert again.returncode == 0, again.stderr
     assert "already finished" in again.stdout
     assert (out / first / "metrics.json").stat().st_mtime_ns == kept  # finished images are not redone
+    rows = _rows(out)
+    assert [rows[f"face{s}"]["status"] for s in (11, 12, 13)] == ["ok"] * 3
+    assert rows["broken"]["status"] == "error" and "truncated" in rows["broken"]["message"]
+    assert "3 of 4 images reconstructed, 1 failed" in again.stdout
     _assert_same_outputs(local_run, out)
 
 

@@ -1,4 +1,8 @@
-"""``results.csv``: one row per input of a folder run, rewritten atomically after every image.
+"""``results.csv``: one row per input of a folder run, rewritten atomically as images finish.
+
+Each rewrite costs time in proportion to the number of rows, so over tens of thousands of images rewriting after
+every image would cost O(N²). The table is rewritten after an image unless the last rewrite was too recent: writing
+may take at most :data:`WRITE_SHARE` of the run's time, and the run's end writes whatever is left (``flush``).
 
 Rows of finished images are rebuilt from their ``metrics.json`` (the source of truth), so a restarted run writes
 the same summary as an uninterrupted one and never depends on a CSV a killed run may have left behind. Images not
@@ -11,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +26,9 @@ from .batch_plan import FINISHED_MARKER, BatchItem
 __all__ = ["RESULTS_FILE", "ResultsTable"]
 
 RESULTS_FILE = "results.csv"
+WRITE_SHARE = 0.05
+"""At most this share of a run's time goes to rewriting results.csv (a small table is rewritten after every image;
+one of 100,000 rows, about 0.3 s a write, at most every 6 s)."""
 
 
 class ResultsTable:
@@ -39,6 +47,8 @@ class ResultsTable:
         self.rows: dict[int, dict[str, Any]] = {
             it.index: {"file": str(it.path), "output": it.name, "status": "pending", "message": ""} for it in items
         }
+        self._next_write = float("-inf")  # time.monotonic() before which a rewrite waits
+        self._unwritten = False
 
     # -- rows ----------------------------------------------------------------------------------------------------
     def load_finished(self, finished: Callable[[BatchItem], dict[str, Any] | None] | None = None) -> int:
@@ -78,9 +88,15 @@ class ResultsTable:
         return out
 
     # -- file ----------------------------------------------------------------------------------------------------
-    def write(self) -> Path | None:
-        """Rewrite results.csv atomically (rows in input order); nothing for an in-memory table."""
+    def write(self, *, force: bool = False) -> Path | None:
+        """Rewrite results.csv atomically (rows in input order), unless the last rewrite was less than its own
+        duration / :data:`WRITE_SHARE` ago and ``force`` is False; then the rows wait for the next write or
+        :meth:`flush`. Returns the path when written; nothing for an in-memory table."""
         if self.file is None:
+            return None
+        began = time.monotonic()
+        if not force and began < self._next_write:
+            self._unwritten = True
             return None
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n")
@@ -89,7 +105,14 @@ class ResultsTable:
             writer.writerow(self.rows[it.index])
         path = self.outdir / self.file
         atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+        ended = time.monotonic()
+        self._next_write = ended + (ended - began) / WRITE_SHARE
+        self._unwritten = False
         return path
+
+    def flush(self) -> Path | None:
+        """Write the rows a throttled :meth:`write` held back (the end of a run, or its interruption)."""
+        return self.write(force=True) if self._unwritten else None
 
 
 def _fmt(value: Any, digits: int = 4) -> str:

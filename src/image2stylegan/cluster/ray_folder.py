@@ -164,6 +164,7 @@ def run_folder_on_ray(
             if on_chunk is not None:
                 on_chunk(chunk, rows, result["notes"])
     finally:
+        table.flush()  # the rows a throttled write held back
         if own_cluster:
             ray.shutdown()
     stats["seconds"] = time.perf_counter() - started
