@@ -132,7 +132,8 @@ def _paint(page, canvas_id: str) -> None:
 
 def _set_steps(page, prefix: str, w: int, n: int) -> None:
     """Open the tab's "Advanced" section and type the step counts (Tab commits each field, as a user's would)."""
-    page.locator(f"#{prefix}-advanced").click(position={"x": 40, "y": 16})  # the section's header
+    if not page.locator(f"#{prefix}-w-steps input").is_visible():  # closed: open it by its header
+        page.locator(f"#{prefix}-advanced").click(position={"x": 40, "y": 16})
     for field, value in (("w-steps", w), ("noise-steps", n)):
         box = page.locator(f"#{prefix}-{field} input")
         box.fill(str(value))
@@ -160,7 +161,9 @@ def _download(page, files_id: str, name: str, folder: Path) -> Path:
     return out
 
 
-def test_inpainting_in_the_browser_end_to_end(server, browser, face_png, tmp_path):
+def test_inpainting_in_the_browser_end_to_end_then_stop(server, browser, face_png, tmp_path):
+    """Paint a hole, run, download the files (the latent renders to the result in another process); then a long
+    run on the same page, stopped from the page, keeps what it reached."""
     url = server[0]
     page = browser.new_page(viewport={"width": 1400, "height": 1800}, accept_downloads=True)
     page.set_default_timeout(TIMEOUT_MS)
@@ -185,6 +188,13 @@ def test_inpainting_in_the_browser_end_to_end(server, browser, face_png, tmp_pat
     # The same weights and latent in another process: equal up to 8-bit rounding of float sums, not bit-exact.
     assert a.shape == b.shape == (1024, 1024, 3)
     assert np.abs(a - b).max() <= 2
+
+    _set_steps(page, "inpaint", 500, 500)
+    page.locator("#run-inpaint").click()
+    _status(page, "inpaint", r"step \d+/1000")  # running, a step done
+    page.locator("#stop").click()
+    text = _status(page, "inpaint", "stopped")
+    assert "/1000" in text and "stopped by the user" in text
     page.close()
 
 
@@ -219,22 +229,6 @@ def test_a_click_on_the_photo_picks_the_face_to_align(server, browser, real_gene
     page.wait_for_function("document.querySelector('#face input').value.startsWith('1 ')")
     page.locator("#use-upload").click()
     assert "face 1 of 2" in page.locator("#photo-status", has_text="ready").inner_text()
-    page.close()
-
-
-def test_stop_in_the_browser_stops_the_run_and_keeps_what_it_reached(server, browser, face_png):
-    url = server[0]
-    page = browser.new_page(viewport={"width": 1400, "height": 1800})
-    page.set_default_timeout(TIMEOUT_MS)
-    _open_photo(page, url, face_png)
-    page.get_by_role("tab", name="Inpainting").click()
-    _paint(page, "inpaint-canvas")
-    _set_steps(page, "inpaint", 500, 500)
-    page.locator("#run-inpaint").click()
-    _status(page, "inpaint", r"step \d+/1000")  # running, a step done
-    page.locator("#stop").click()
-    text = _status(page, "inpaint", "stopped")
-    assert "/1000" in text and "stopped by the user" in text
     page.close()
 
 
