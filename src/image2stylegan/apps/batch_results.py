@@ -28,7 +28,7 @@ __all__ = ["RESULTS_FILE", "ResultsTable"]
 RESULTS_FILE = "results.csv"
 WRITE_SHARE = 0.05
 """At most this share of a run's time goes to rewriting results.csv (a small table is rewritten after every image;
-one of 100,000 rows, about 0.3 s a write, at most every 6 s)."""
+one of 100,000 rows, about 0.25 s a write on 2 CPU cores, at most every 5 s)."""
 
 
 class ResultsTable:
