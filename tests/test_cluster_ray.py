@@ -226,3 +226,29 @@ def test_without_ray_the_engine_says_what_to_install(folder, tmp_path, monkeypat
     monkeypatch.setattr(ray_folder, "ray_available", lambda: False)
     with pytest.raises(InputError, match=r"pip install 'image2stylegan\[cluster\]'"):
         ray_folder.require_ray()
+
+
+def test_a_cluster_that_cannot_be_reached_is_one_line(monkeypatch):
+    """ray.init's failures as Ray raises them (the token refusal only as traceback text inside a RuntimeError)."""
+    import ray
+
+    from image2stylegan.cluster import ray_folder
+    from image2stylegan.errors import InputError
+
+    def refuse(**kwargs):
+        raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.9:6379\nmore of Ray's text")
+
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(InputError, match=r"^could not connect to the Ray cluster at 10.0.0.9:6379: Failed to "
+                                         r"connect to Ray cluster at 10.0.0.9:6379$"):
+        ray_folder._connect("10.0.0.9:6379")
+
+    def unauthenticated(**kwargs):
+        try:
+            raise RuntimeError("Failed to connect to GCS. Last connection error: Traceback ... InvalidAuthToken ...")
+        except RuntimeError as inner:
+            raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.9:6379") from inner
+
+    monkeypatch.setattr(ray, "init", unauthenticated)
+    with pytest.raises(InputError, match="asks for an authentication token: set RAY_AUTH_MODE=token"):
+        ray_folder._connect("10.0.0.9:6379")
