@@ -135,65 +135,64 @@ def run_folder(
     """
     say = log or (lambda message: None)
     device = job.generator.w_avg.device
-    try:
-        for chunk in chunks(items, job.batch_size):
-            todo = set()
-            for it in chunk:
-                done, different = finished_run(job, it, outdir)
-                if done is not None:
-                    continue
-                if different and job.refuse_stale:
-                    message = (f"{outdir / it.name} holds a result made with other settings, inputs or code; "
-                               "rerun without --refuse-stale to redo it")
-                    table.error(it, message)
-                    table.write()
-                    if on_image is not None:
-                        on_image(it, "error", message)
-                    continue
-                todo.add(it.index)
-            if not todo:
+    for chunk in chunks(items, job.batch_size):
+        todo = set()
+        for it in chunk:
+            done, different = finished_run(job, it, outdir)
+            if done is not None:
                 continue
-            loaded: list[tuple[BatchItem, PhotoInput]] = []
-            for it in chunk:
-                held: list[str] = []  # this image's notices, said once it is read
-                try:
-                    with notices_to(held.append) if log is not None else nullcontext():
-                        photo = _load(job, it)
-                except InputError as exc:
-                    if it.index in todo:
-                        table.error(it, str(exc))
-                        table.write()
-                        if on_image is not None:
-                            on_image(it, "error", str(exc))
-                    else:  # finished earlier but unreadable now: the chunk's batch cannot be rebuilt as it was
-                        say(f"{it.path} was processed before but cannot be read now ({exc}); the rest of its batch "
-                            "may differ slightly from an uninterrupted run")
-                    continue
-                for message in held:
-                    say(message)
-                loaded.append((it, photo))
-            if not any(it.index in todo for it, _ in loaded):
-                continue
-            target = torch.cat([photo.image for _, photo in loaded]).to(device)
-            ws, noise = seeded_start(job.generator, len(loaded), job.settings)
-            started = time.perf_counter()
-            result = reconstruct(job.generator, target, job.perceptual, job.settings, step_callback,
-                                 start=Embedding(ws, noise), lpips=job.lpips)
-            if result.stopped:  # interrupted: nothing of this chunk is written, so a rerun redoes it whole
-                return table
-            seconds = time.perf_counter() - started
-            for index, (it, photo) in enumerate(loaded):
-                if it.index not in todo:
-                    continue
-                folder = ensure_outdir(outdir / it.name)
-                info = {"size": len(loaded), "index": index, "members": [i.name for i, _ in loaded],
-                        "seconds_per_image": seconds / len(loaded), **job.layout()}
-                metrics = write_reconstruction(folder, job, target, result, index, photo, info)
-                table.ok(it, metrics)
+            if different and job.refuse_stale:
+                message = (f"{outdir / it.name} holds a result made with other settings, inputs or code; "
+                           "rerun without --refuse-stale to redo it")
+                table.error(it, message)
                 table.write()
                 if on_image is not None:
-                    final = list(metrics["stages"].values())[-1] if metrics["stages"] else {}
-                    on_image(it, "ok", f"PSNR {final.get('psnr_db', float('nan')):.2f} dB")
-        return table
-    finally:
-        table.flush()  # the rows a throttled write held back
+                    on_image(it, "error", message)
+                continue
+            todo.add(it.index)
+        if not todo:
+            continue
+        loaded: list[tuple[BatchItem, PhotoInput]] = []
+        for it in chunk:
+            held: list[str] = []  # this image's notices, said once it is read
+            try:
+                with notices_to(held.append) if log is not None else nullcontext():
+                    photo = _load(job, it)
+            except InputError as exc:
+                if it.index in todo:
+                    table.error(it, str(exc))
+                    table.write()
+                    if on_image is not None:
+                        on_image(it, "error", str(exc))
+                else:  # finished earlier but unreadable now: the chunk's batch cannot be rebuilt as it was
+                    say(f"{it.path} was processed before but cannot be read now ({exc}); the rest of its batch "
+                        "may differ slightly from an uninterrupted run")
+                continue
+            for message in held:
+                say(message)
+            loaded.append((it, photo))
+        if not any(it.index in todo for it, _ in loaded):
+            continue
+        target = torch.cat([photo.image for _, photo in loaded]).to(device)
+        ws, noise = seeded_start(job.generator, len(loaded), job.settings)
+        started = time.perf_counter()
+        result = reconstruct(job.generator, target, job.perceptual, job.settings, step_callback,
+                             start=Embedding(ws, noise), lpips=job.lpips)
+        if result.stopped:  # interrupted: nothing of this chunk is written, so a rerun redoes it whole
+            table.flush()  # the rows a throttled write held back
+            return table
+        seconds = time.perf_counter() - started
+        for index, (it, photo) in enumerate(loaded):
+            if it.index not in todo:
+                continue
+            folder = ensure_outdir(outdir / it.name)
+            info = {"size": len(loaded), "index": index, "members": [i.name for i, _ in loaded],
+                    "seconds_per_image": seconds / len(loaded), **job.layout()}
+            metrics = write_reconstruction(folder, job, target, result, index, photo, info)
+            table.ok(it, metrics)
+            table.write()
+            if on_image is not None:
+                final = list(metrics["stages"].values())[-1] if metrics["stages"] else {}
+                on_image(it, "ok", f"PSNR {final.get('psnr_db', float('nan')):.2f} dB")
+    table.flush()
+    return table
