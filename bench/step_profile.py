@@ -1,6 +1,8 @@
 """Where a W+ step's time goes: generator forward, VGG16 at 256 px, the loss, the backward pass, Adam, and the
 per-step PSNR bookkeeping, timed separately (medians after warm-up steps) for the bundled 1024 px generator.
-Also times a noise step, and with ``--compile`` the same W+ step through ``torch.compile``.
+Also times a noise step, and with ``--compile`` the same W+ and noise steps as ``--compile`` runs them
+(``StyleGenerator.compile_synthesis``): the first step of each (compiling), the steps after it, and how far the
+compiled render and W+ gradient lie from the eager ones.
 
     .venv/bin/python bench/step_profile.py                      # prints and writes bench/results/step_profile.json
     .venv/bin/python bench/step_profile.py --device cuda --compile
@@ -28,9 +30,8 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_w_step(generator, perceptual, target, noise, steps: int, warmup: int, synthesis=None) -> dict[str, float]:
+def time_w_step(generator, perceptual, target, noise, steps: int, warmup: int) -> dict[str, float]:
     """Median seconds of each part of a W+ step (MSE + perceptual, Adam), over ``steps`` after ``warmup``."""
-    synthesis = synthesis or generator.synthesis
     device = target.device
     features = perceptual.precompute(target)
     ws = generator.mean_ws(1).clone().requires_grad_(True)
@@ -43,7 +44,7 @@ def time_w_step(generator, perceptual, target, noise, steps: int, warmup: int, s
             _sync(device)
             marks.append(time.perf_counter())
 
-        image = synthesis(ws, noise)
+        image = generator.synthesis(ws, noise)
         mark()
         own = perceptual.features(image)
         mark()
@@ -80,11 +81,42 @@ def time_noise_step(generator, target, noise, steps: int, warmup: int) -> float:
     return statistics.median(seconds)
 
 
+def _render_and_grad(generator, target, noise) -> tuple[torch.Tensor, torch.Tensor]:
+    ws = generator.mean_ws(1).clone().requires_grad_(True)
+    image = generator.synthesis(ws, noise)
+    masked_mse(image, target).sum().backward()
+    return image.detach(), ws.grad
+
+
+def compiled_steps(generator, perceptual, target, noise, steps: int, warmup: int) -> dict:
+    """The W+ and noise steps again as ``--compile`` runs them: seconds of the first step of each (it compiles),
+    the median steps after it, and the compiled render's and W+ gradient's distance from the eager ones."""
+    eager_image, eager_grad = _render_and_grad(generator, target, noise)
+    generator.compile_synthesis()
+    report: dict = {}
+    try:
+        began = time.perf_counter()
+        image, grad = _render_and_grad(generator, target, noise)
+        report["compiled_first_w_step_seconds"] = time.perf_counter() - began
+        report["compiled_image_max_abs_difference"] = float((image - eager_image).abs().max())
+        report["compiled_w_grad_relative_difference"] = float((grad - eager_grad).norm() / eager_grad.norm())
+        parts = time_w_step(generator, perceptual, target, noise, steps, warmup)
+        report["compiled_w_step_seconds"] = sum(parts.values())
+        report["compiled_w_step_parts"] = parts
+        report["compiled_first_noise_step_seconds"] = time_noise_step(generator, target, noise, 1, 0)
+        report["compiled_noise_step_seconds"] = time_noise_step(generator, target, noise, steps, warmup)
+    except Exception as exc:  # noqa: BLE001 - a backend that cannot compile here is a result too
+        report["compiled_error"] = f"{type(exc).__name__}: {exc}"[:500]
+    finally:
+        generator.compile_synthesis(False)
+    return report
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--compile", action="store_true", help="also time the W+ step through torch.compile")
+    parser.add_argument("--compile", action="store_true", help="also time the W+ and noise steps as --compile runs them")
     common_options(parser, "bench/results/step_profile.json")
     args = parser.parse_args(argv)
 
@@ -99,21 +131,16 @@ def main(argv: list[str] | None = None) -> dict:
               "w_step_share": {p: v / total for p, v in parts.items()},
               "noise_step_seconds": time_noise_step(generator, target, noise, args.steps, args.warmup)}
     if args.compile:
-        began = time.perf_counter()
-        compiled = torch.compile(generator.synthesis)
-        try:
-            compiled_parts = time_w_step(generator, perceptual, target, noise, args.steps, args.warmup, compiled)
-            report["compiled_w_step_seconds"] = sum(compiled_parts.values())
-            report["compiled_w_step_parts"] = compiled_parts
-        except Exception as exc:  # noqa: BLE001 - a backend that cannot compile here is a result too
-            report["compiled_error"] = f"{type(exc).__name__}: {exc}"[:500]
-        report["compile_and_run_seconds"] = time.perf_counter() - began
+        report.update(compiled_steps(generator, perceptual, target, noise, args.steps, args.warmup))
     atomic_write_json(args.out, report)
     for part, seconds in parts.items():
         print(f"{part:28s} {seconds:7.3f} s  {100 * seconds / total:5.1f} %")
     print(f"{'W+ step':28s} {total:7.3f} s; noise step {report['noise_step_seconds']:.3f} s")
-    if "compiled_w_step_seconds" in report:
-        print(f"torch.compile W+ step: {report['compiled_w_step_seconds']:.3f} s")
+    if "compiled_noise_step_seconds" in report:
+        print(f"--compile: W+ step {report['compiled_w_step_seconds']:.3f} s (first, compiling: "
+              f"{report['compiled_first_w_step_seconds']:.0f} s), noise step {report['compiled_noise_step_seconds']:.3f} s "
+              f"(first: {report['compiled_first_noise_step_seconds']:.0f} s); W+ gradient off by "
+              f"{report['compiled_w_grad_relative_difference']:.1e} (relative)")
     elif "compiled_error" in report:
         print(f"torch.compile failed: {report['compiled_error']}")
     print(f"wrote {args.out}")

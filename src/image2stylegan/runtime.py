@@ -28,11 +28,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def open_generator(network: str | None, device: torch.device):
-    """(generator, sha256 of its weights) for ``--network``: the bundled generator when None."""
+def open_generator(network: str | None, device: torch.device, *, compile: bool = False):
+    """(generator, sha256 of its weights) for ``--network``: the bundled generator when None. ``compile`` routes its
+    optimisation renders through torch.compile (``--compile``; :meth:`StyleGenerator.compile_synthesis`)."""
     from .generators.registry import load_network
 
-    return load_network(network, device=device)
+    generator, sha = load_network(network, device=device)
+    return generator.compile_synthesis(compile), sha
 
 
 def perceptual_and_lpips(device: torch.device):

@@ -227,7 +227,7 @@ def save(
         "weights_sha256": weights_sha256,
         "device": device if device is not None else str(image.device),
         "machine": f"{platform.machine()} {platform.system()}, torch {torch.__version__}, "
-                   f"{torch.get_num_threads()} threads",
+                   f"{torch.get_num_threads()} threads{', torch.compile' if generator.compiled else ''}",
         "inputs": input_record(inputs),
         "settings": plain(settings),
         "recipe": result.recipe,

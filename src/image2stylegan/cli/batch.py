@@ -15,7 +15,7 @@ import click
 import torch
 
 from ..errors import InputError
-from .common import INTERRUPTED, open_generator, perceptual_and_lpips, resolve_device
+from .common import INTERRUPTED, compile_requested, open_generator, perceptual_and_lpips, resolve_device
 from .photos import open_detector
 
 
@@ -49,7 +49,7 @@ def run_batch(specs, outdir: Path, settings, *, batch_size: int, align: bool, fa
     outdir = ensure_outdir(outdir)
     remove_stale_temporaries(outdir, [RESULTS_FILE])
     table = ResultsTable(outdir, items, STAGE_NAMES)
-    generator, sha = open_generator(network, dev)
+    generator, sha = open_generator(network, dev, compile=compile_requested())
     job = FolderJob(generator, None, None, settings, sha, str(dev), batch_size=batch_size, align=align, face=face,
                     paste_back=paste_back, refuse_stale=refuse_stale)
     # Done means made exactly as this run would make it (settings, input sha256, weights, code); others are redone.
@@ -112,7 +112,7 @@ def _run_on_ray(cluster: ClusterOptions, job, items, outdir: Path, table, *, dev
     spec = ClusterSpec(job.settings, str(outdir), network=network, device=device, cwd=os.getcwd(),
                        batch_size=job.batch_size, align=job.align, face=job.face, paste_back=job.paste_back,
                        refuse_stale=job.refuse_stale, threads=cluster.threads_per_worker,
-                       gpus=cluster.gpus_per_worker,
+                       gpus=cluster.gpus_per_worker, compile=compile_requested(),
                        env={k: v for k, v in os.environ.items() if k.startswith("I2S_")})
     where = cluster.address or "a local Ray cluster"
     click.echo(f"reconstructing {len(items) - done} of {len(items)} images{resumed} on {where} with "

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from .common import cli, device_option, network_option, open_generator, perceptual_and_lpips, resolve_device
+from .common import (cli, compile_option, compile_requested, device_option, network_option, open_generator,
+                     perceptual_and_lpips, resolve_device)
 
 
 @cli.command(short_help="The browser editor: paint masks and scribbles, watch runs, download results.")
@@ -25,6 +26,7 @@ from .common import cli, device_option, network_option, open_generator, perceptu
 @click.option("--quality", "default_quality", default=None, type=click.Choice(["draft", "good", "paper"]),
               help="The preset selected when the page opens. Default: draft on a CPU, good on a GPU.")
 @device_option()
+@compile_option
 @network_option
 def serve(host, port, workspace, workspace_cap_gb, max_upload_mb, default_quality, device, network) -> None:
     """Start the browser editor and print its address.
@@ -46,7 +48,7 @@ def serve(host, port, workspace, workspace_cap_gb, max_upload_mb, default_qualit
     dev = resolve_device(device)
     space = Workspace(workspace, cap_bytes=int(workspace_cap_gb * 2**30),
                       limits=UploadLimits(max_bytes=max_upload_mb * 2**20))
-    generator, sha = open_generator(network, dev)
+    generator, sha = open_generator(network, dev, compile=compile_requested())
     perceptual, lpips = perceptual_and_lpips(dev)
     editor = Editor(generator, perceptual, lpips, sha, dev, space, JobQueue())
     quality = default_quality or ("draft" if dev.type == "cpu" else "good")

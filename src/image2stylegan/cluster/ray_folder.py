@@ -69,6 +69,7 @@ class ClusterSpec:
     refuse_stale: bool = False
     threads: int = 1  # PyTorch threads per worker (and CPUs Ray reserves for it)
     gpus: float = 0.0  # GPUs Ray reserves per worker
+    compile: bool = False  # --compile: each worker compiles its generator once, for all its chunks
     env: dict[str, str] = field(default_factory=dict)  # I2S_HOME and such, for workers on other nodes
     cwd: str | None = None  # the driver's working directory: relative photo and output paths mean the same there
 
@@ -90,7 +91,7 @@ class ChunkWorker:
         torch.set_num_threads(spec.threads)
         self.spec = spec
         device = resolve_device("cuda" if spec.device == "auto" and spec.gpus > 0 else spec.device)
-        generator, sha = open_generator(spec.network, device)
+        generator, sha = open_generator(spec.network, device, compile=spec.compile)
         perceptual, lpips = perceptual_and_lpips(device)
         detector = None
         if spec.align:
