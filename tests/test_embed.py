@@ -133,7 +133,7 @@ def test_invalid_settings_are_refused(tiny_target):
         W(tiny_target, lr=float("nan"))
     with pytest.raises(ValueError, match="second_target"):
         NoiseStage(tiny_target, second_weight=1.0)
-    with pytest.raises(ValueError, match="positive MSE, perceptual or style"):
+    with pytest.raises(ValueError, match="positive MSE, perceptual, style or normalized perceptual"):
         W(tiny_target, mse_weight=0.0, perceptual_weight=0.0)
     with pytest.raises(ValueError, match="noise_space"):
         NoiseStage(tiny_target, noise_space="other")

@@ -7,13 +7,16 @@ import torch
 
 from image2stylegan.errors import InputError
 from image2stylegan.losses import (
+    NORMALIZED_PERCEPTUAL_LAYERS,
     PerceptualLoss,
     gram_matrix,
     masked_mse,
     masked_perceptual,
     masked_style_loss,
+    normalized_perceptual,
     resize_mask,
 )
+from image2stylegan.metrics import LPIPS
 from image2stylegan.vgg import VGG16Features
 
 
@@ -150,3 +153,42 @@ def test_style_loss_zero_for_identical_positive_otherwise():
     assert torch.all(masked_style_loss(a, b, mask_synth=_left_half(12)) != loss)
     with pytest.raises(InputError):
         masked_style_loss(a, {"relu2_2": b["relu3_3"]})
+
+
+# -- normalised perceptual term ----------------------------------------------------------------------------------------
+
+
+def test_normalized_perceptual_is_lpips_with_equal_channel_weights():
+    """The documented identity: LPIPS whose learned weights are all 1/C_l (its untrained state) is this term on
+    LPIPS's own VGG features."""
+    lpips = LPIPS(input_size=32, random_init_seed=0)
+    x, y = _images(seed=1), _images(seed=2)
+    fx, fy = lpips.vgg(x, NORMALIZED_PERCEPTUAL_LAYERS), lpips.vgg(y, NORMALIZED_PERCEPTUAL_LAYERS)
+    torch.testing.assert_close(normalized_perceptual(fx, fy), lpips(x, y), rtol=1e-5, atol=1e-7)
+
+
+def test_normalized_perceptual_ignores_the_scale_of_each_position():
+    """Scaling a feature vector at a position by a positive factor (brighter edges, a stronger activation) changes
+    nothing: only the direction of each channel vector counts."""
+    g = torch.Generator().manual_seed(4)
+    fs = {"a": torch.randn(2, 8, 5, 5, generator=g), "b": torch.randn(2, 16, 3, 3, generator=g)}
+    ft = {k: torch.randn(v.shape, generator=g) for k, v in fs.items()}
+    scaled = {k: v * (0.1 + torch.rand(v.shape[0], 1, *v.shape[2:], generator=g) * 10) for k, v in fs.items()}
+    torch.testing.assert_close(normalized_perceptual(scaled, ft), normalized_perceptual(fs, ft))
+    assert torch.all(normalized_perceptual(fs, ft) > 0)
+    # Bounded by 4 per layer (two unit vectors differ by at most 2), whatever the activations' magnitude.
+    assert torch.all(normalized_perceptual({k: v * 1e6 for k, v in fs.items()}, ft) <= 8.0)
+
+
+def test_normalized_perceptual_masks_each_layer_and_is_zero_on_identical_features():
+    g = torch.Generator().manual_seed(5)
+    fs = {"a": torch.randn(2, 8, 8, 8, generator=g).requires_grad_(), "b": torch.randn(2, 8, 4, 4, generator=g)}
+    ft = {k: torch.randn(v.shape, generator=g) for k, v in fs.items()}
+    assert torch.equal(normalized_perceptual(ft, ft), torch.zeros(2))
+    ones = torch.ones(1, 1, 32, 32)
+    assert torch.equal(normalized_perceptual(fs, ft, ones), normalized_perceptual(fs, ft))
+    normalized_perceptual(fs, ft, _left_half()).sum().backward()
+    grad = fs["a"].grad
+    assert torch.all(grad[..., 4:] == 0) and torch.all(grad[..., :4].abs().sum(dim=1) > 0)
+    with pytest.raises(InputError, match="lack layer"):
+        normalized_perceptual(fs, {"a": ft["a"]})

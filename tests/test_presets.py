@@ -12,11 +12,12 @@ import torch
 from PIL import Image
 
 from image2stylegan.apps.activations import AttributeTransferSettings
-from image2stylegan.apps.crossover import CrossoverSettings
+from image2stylegan.apps.crossover import CrossoverSettings, crossover_recipe
 from image2stylegan.apps.inpaint import InpaintSettings
 from image2stylegan.apps.presets import DEFAULT_QUALITY, PRESETS, budget_line, settings_for
 from image2stylegan.apps.reconstruct import ReconstructionSettings, reconstruction_recipe
 from image2stylegan.apps.scribble import ScribbleSettings
+from image2stylegan.apps.settings import FAST
 from image2stylegan.apps.style_transfer import StyleTransferSettings
 from image2stylegan.errors import InputError
 from image2stylegan.latents import save_latent
@@ -65,6 +66,34 @@ def test_the_paper_schedule_is_the_papers_constant_rates():
     assert (n.lr, n.warmup_steps, n.decay, n.lr_scaling) == (5.0, 0, False, "paper")
     fast = reconstruction_recipe(torch.zeros(1, 3, 4, 4), ReconstructionSettings())
     assert fast.stages[0].decay and fast.stages[0].warmup_steps > 0 and fast.stages[1].warmup_steps > 0
+
+
+def test_the_fast_schedule_embeds_a_photo_under_the_normalised_perceptual_term_and_edits_keep_theirs():
+    photo = torch.zeros(1, 3, 4, 4)
+    (term,) = reconstruction_recipe(photo, ReconstructionSettings()).stages[0].terms
+    assert (term.mse_weight, term.perceptual_weight, term.normalized_weight) == (1.0, 0.0, FAST.embed_normalized_weight)
+    assert reconstruction_recipe(photo, ReconstructionSettings()).stages[0].lr == FAST.embed_lr
+    # Crossover's two masked terms keep the paper's perceptual term (their defaults were measured with it).
+    mask = torch.ones(1, 1, 4, 4)
+    w_stage = crossover_recipe(photo, photo, mask, CrossoverSettings()).stages[0]
+    assert all(t.perceptual_weight == 1.0 and t.normalized_weight == 0.0 for t in w_stage.terms)
+    assert all(t.mse_weight == FAST.terms_mse_weight for t in w_stage.terms) and w_stage.lr == FAST.terms_lr
+
+
+def test_the_fast_embedding_converges_under_the_normalised_term(tiny, tiny_perceptual):
+    """The engine runs the normalised term (its VGG layers down to relu5_3) and logs it; it falls."""
+    from image2stylegan.embed import embed
+    from image2stylegan.recipe import Recipe
+
+    with torch.no_grad():
+        target = tiny.synthesis(tiny.mean_ws(1) + 0.3, tiny.make_noise(1, generator=torch.Generator().manual_seed(2)))
+    settings = ReconstructionSettings(w_steps=30, noise_steps=0, until_psnr=None)
+    recipe = Recipe((settings.w_stage(target),))
+    history = embed(tiny, recipe, perceptual=tiny_perceptual).history
+    assert set(history[0].terms) == {"mse", "normalized"}
+    assert history[-1].terms["normalized"] < 0.5 * history[0].terms["normalized"]
+    # The target's noise differs from the run's, so PSNR stays low; it rose 1.2 dB when written.
+    assert history[-1].psnr > history[0].psnr + 0.5
 
 
 @pytest.fixture

@@ -27,7 +27,8 @@ import torch
 
 from .errors import InputError
 from .generators.base import StyleGenerator
-from .losses import STYLE_LAYER, PerceptualLoss, gram_distance, gram_matrix, masked_mse, masked_perceptual
+from .losses import (NORMALIZED_PERCEPTUAL_LAYERS, STYLE_LAYER, PerceptualLoss, gram_distance, gram_matrix,
+                     masked_mse, masked_perceptual, normalized_perceptual)
 from .metrics import psnr
 from .recipe import MAIN, NoiseStage, Recipe, Rendered, Stage, Target, TargetTerm, WPlusStage, lr_factor
 
@@ -398,9 +399,9 @@ def _run_w_plus(generator, stage: WPlusStage, resolve, ws, noise, perceptual, re
     optimizer = torch.optim.Adam([ws], lr=stage.lr, betas=(0.9, 0.999), eps=1e-8)
     # Target features and Gram matrices are fixed: compute them once, not every step.
     prepared = [_prepare_term(term, resolve(term.target), perceptual) for term in stage.terms]
-    style_layers = {STYLE_LAYER} if any(t.style_weight > 0 for t in stage.terms) else set()
-    needs_perceptual = any(t.perceptual_weight > 0 for t in stage.terms) or stage.uses_vgg
-    vgg_layers = tuple(dict.fromkeys([*(perceptual.layers if needs_perceptual else ()), *style_layers]))
+    vgg_layers = tuple(dict.fromkeys(layer for term in stage.terms for layer in _term_layers(term, perceptual)))
+    if any(t.style_weight > 0 for t in stage.terms):
+        vgg_layers = tuple(dict.fromkeys([*vgg_layers, STYLE_LAYER]))
     reference, report_mask = resolve(stage.report_target), _binary(stage.report_mask)
     scheduled = stage.warmup_steps > 0 or stage.decay
     for step in range(1, stage.steps + 1):
@@ -412,15 +413,19 @@ def _run_w_plus(generator, stage: WPlusStage, resolve, ws, noise, perceptual, re
         loss, terms = 0.0, {}
         for term, target_features, target_gram in prepared:
             prefix = f"{term.name}." if term.name else ""
+            if term.perceptual_known is not None and (term.perceptual_weight > 0 or term.normalized_weight > 0):
+                target_features = _composite_features(perceptual, term, image)
             if term.mse_weight > 0:
                 value = masked_mse(image, term.target, term.mse_mask)
                 terms[prefix + "mse"], loss = value, loss + term.mse_weight * value
             if term.perceptual_weight > 0:
                 own = {k: features[k] for k in perceptual.layers}
-                if term.perceptual_known is not None:
-                    target_features = _composite_features(perceptual, term, image)
                 value = masked_perceptual(own, target_features, term.perceptual_mask, perceptual.layer_weights)
                 terms[prefix + "perceptual"], loss = value, loss + term.perceptual_weight * value
+            if term.normalized_weight > 0:
+                own = {k: features[k] for k in NORMALIZED_PERCEPTUAL_LAYERS}
+                value = normalized_perceptual(own, target_features, term.perceptual_mask)
+                terms[prefix + "normalized"], loss = value, loss + term.normalized_weight * value
             if term.style_weight > 0:
                 value = gram_distance(gram_matrix(features[STYLE_LAYER], term.style_mask), target_gram)
                 terms[prefix + "style"], loss = value, loss + term.style_weight * value
@@ -443,8 +448,12 @@ def _run_w_plus(generator, stage: WPlusStage, resolve, ws, noise, perceptual, re
 def _prepare_term(term: TargetTerm, target: torch.Tensor, perceptual):
     """(term with its target resolved and on the right device, target features for the perceptual term, Gram)."""
     term = replace(term, target=target)
-    fixed = term.perceptual_weight > 0 and term.perceptual_known is None  # a composite target changes every step
-    features = perceptual.precompute(target) if fixed else None
+    fixed = term.perceptual_known is None  # a composite target changes every step
+    layers = _term_layers(term, perceptual)
+    features = None
+    if fixed and layers:
+        with torch.no_grad():
+            features = perceptual.vgg(target, layers)
     gram = None
     if term.style_weight > 0:
         with torch.no_grad():
@@ -453,13 +462,20 @@ def _prepare_term(term: TargetTerm, target: torch.Tensor, perceptual):
     return term, features, gram
 
 
+def _term_layers(term: TargetTerm, perceptual) -> tuple[str, ...]:
+    """The VGG layers of ``term``'s perceptual terms (the paper's and the normalised one; not the style layer)."""
+    layers = [*(perceptual.layers if term.perceptual_weight > 0 else ()),
+              *(NORMALIZED_PERCEPTUAL_LAYERS if term.normalized_weight > 0 else ())]
+    return tuple(dict.fromkeys(layers))
+
+
 @torch.no_grad()
 def _composite_features(perceptual, term: TargetTerm, image: torch.Tensor) -> dict[str, torch.Tensor]:
     """Perceptual target features of K·target + (1 - K)·image (K = ``term.perceptual_known``), this step's."""
     known = term.perceptual_known.to(image)
     image = image.detach()
     target = torch.where(known > 0, term.target, image)  # where K is 0 the target is never read, even a NaN
-    return perceptual.precompute(known * target + (1.0 - known) * image)
+    return perceptual.vgg(known * target + (1.0 - known) * image, _term_layers(term, perceptual))
 
 
 def _run_noise(generator, stage: NoiseStage, resolve, ws, noise, report, goal) -> list[torch.Tensor]:

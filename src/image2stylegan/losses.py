@@ -38,6 +38,7 @@ from .vgg import VGG16Features
 __all__ = [
     "I2SPP_PERCEPTUAL_LAYERS",
     "I2S_PERCEPTUAL_LAYERS",
+    "NORMALIZED_PERCEPTUAL_LAYERS",
     "STYLE_LAYER",
     "PerceptualLoss",
     "gram_distance",
@@ -45,6 +46,8 @@ __all__ = [
     "masked_mse",
     "masked_perceptual",
     "masked_style_loss",
+    "normalized_perceptual",
+    "unit_normalize",
     "resize_mask",
     "snap_unit_interval",
 ]
@@ -182,6 +185,55 @@ def masked_perceptual(
         if mask is not None:
             sq = sq * resize_mask(_check_mask(mask, fs, same_size=False), fs.shape[-2:])
         term = weights.get(name, 1.0) * sq.mean(dim=(1, 2, 3))
+        total = term if total is None else total + term
+    assert total is not None
+    return total
+
+
+NORMALIZED_PERCEPTUAL_LAYERS: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
+"""The layers of :func:`normalized_perceptual`: LPIPS's five VGG16 taps, down to the semantic relu5_3."""
+
+
+def unit_normalize(features: Tensor) -> Tensor:
+    """Scale each spatial position's channel vector [B, C, H, W] to unit L2 norm (LPIPS's normalisation).
+
+    ``rsqrt(Σ f² + 1e-20)`` equals ``f / (‖f‖ + 1e-10)`` to float precision but, unlike ``sqrt``, has a finite
+    gradient at an all-zero position (common after the deep ReLUs).
+    """
+    return features * torch.rsqrt(features.square().sum(dim=1, keepdim=True) + 1e-20)
+
+
+def normalized_perceptual(feats_synth: FeatureDict, feats_target: FeatureDict, mask: Tensor | None = None) -> Tensor:
+    """Unit-normalised feature distance (the 'fast' schedule's perceptual term; beyond the paper):
+    ``Σ_j sum(M_j ⊙ ‖f̂_j(synth) − f̂_j(target)‖²) / (C_j·H_j·W_j)``, f̂ the channel vector at each position scaled to
+    unit length (:func:`unit_normalize`).
+
+    The form of LPIPS with every channel weighted equally instead of LPIPS's learned weights. Normalising makes each
+    layer's term lie in [0, 4/C_j] whatever the scale of its activations, so the deep layers (relu4_3, relu5_3), whose
+    raw activations are large and few, count as much as the shallow ones: the loss compares what is where, not how
+    strong the edges are. The paper's :func:`masked_perceptual` on raw conv1–conv3 activations is dominated by the
+    shallow layers' magnitudes (docs/algorithm.md#perceptual-term-of-the-fast-schedule).
+
+    Args:
+        feats_synth: ``{layer: [B, C_j, H_j, W_j]}``; every layer present here is used.
+        feats_target: the same layers, batch B or 1, raw (not normalised).
+        mask: [B or 1, 1, H, W] at any resolution, resized to each layer with :func:`resize_mask`.
+
+    Returns:
+        [B].
+    """
+    if not feats_synth:
+        raise InputError("no feature maps given to normalized_perceptual")
+    total: Tensor | None = None
+    for name, fs in feats_synth.items():
+        if name not in feats_target:
+            raise InputError(f"target features lack layer {name!r}")
+        ft = feats_target[name]
+        _check_images(fs, ft)
+        sq = (unit_normalize(fs) - unit_normalize(ft)).square()
+        if mask is not None:
+            sq = sq * resize_mask(_check_mask(mask, fs, same_size=False), fs.shape[-2:])
+        term = sq.mean(dim=(1, 2, 3))
         total = term if total is None else total + term
     assert total is not None
     return total

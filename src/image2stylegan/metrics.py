@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import InputError, WeightsFormatError
-from .losses import _check_images, _check_mask
+from .losses import NORMALIZED_PERCEPTUAL_LAYERS, _check_images, _check_mask, unit_normalize
 from .vgg import VGG16Features, load_vgg16_state
 
 __all__ = ["LPIPS", "LPIPS_LAYERS", "psnr", "ssim"]
@@ -94,20 +94,11 @@ def ssim(x: Tensor, y: Tensor, *, window_size: int = 11, sigma: float = 1.5) -> 
     return ssim_map.mean(dim=(1, 2, 3))
 
 
-LPIPS_LAYERS: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
+LPIPS_LAYERS: tuple[str, ...] = NORMALIZED_PERCEPTUAL_LAYERS
 # LPIPS's ScalingLayer constants on [-1, 1] input (ImageNet mean/std re-expressed for that range, rounded).
 LPIPS_SHIFT = (-0.030, -0.088, -0.188)
 LPIPS_SCALE = (0.458, 0.448, 0.450)
 _LPIPS_CHANNELS = (64, 128, 256, 512, 512)
-
-
-def _unit_normalize(features: Tensor) -> Tensor:
-    """Scale each spatial position's channel vector to unit L2 norm.
-
-    ``rsqrt(Σ f² + 1e-20)`` equals LPIPS's ``f / (‖f‖ + 1e-10)`` to float precision but, unlike ``sqrt``, has a
-    finite gradient at an all-zero position (common after the deep ReLUs).
-    """
-    return features * torch.rsqrt(features.square().sum(dim=1, keepdim=True) + 1e-20)
 
 
 class LPIPS(nn.Module):
@@ -171,6 +162,6 @@ class LPIPS(nn.Module):
         fx, fy = self.vgg(x, LPIPS_LAYERS), self.vgg(y, LPIPS_LAYERS)
         total = x.new_zeros(x.shape[0])
         for name, lin in zip(LPIPS_LAYERS, self.lin, strict=True):
-            diff = (_unit_normalize(fx[name]) - _unit_normalize(fy[name])).square()
+            diff = (unit_normalize(fx[name]) - unit_normalize(fy[name])).square()
             total = total + lin(diff).mean(dim=(1, 2, 3))
         return total

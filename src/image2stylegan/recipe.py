@@ -95,6 +95,10 @@ class TargetTerm:
     """One target image's share of a W+ objective (Eq. 1, with the style term of Eq. 4):
 
         λ_mse · MSE(M_m; G, target) + λ_p · L_percept(M_p; G, target) + λ_s · L_style(M_s; G, target)
+          + λ_n · L_normalized(M_p; G, target)
+
+    λ_n weighs :func:`~image2stylegan.losses.normalized_perceptual` (unit-normalised VGG features down to relu5_3),
+    the perceptual term of the 'fast' schedule's embedding stages; the paper's recipes leave it at 0.
 
     A W+ stage sums several of these in one optimisation (the paper's "+" between two blocks in one line of an
     algorithm): crossover takes image A inside M_blur and image B outside it; local style transfer takes the
@@ -114,15 +118,17 @@ class TargetTerm:
     # never see the unknown pixels (inpainting's flat fill) and nothing pulls the unknown region towards them.
     perceptual_known: torch.Tensor | None = None
     name: str = ""  # prefix of this term's entries in the step log
+    normalized_weight: float = 0.0  # λ_n, masked by perceptual_mask (and composited by perceptual_known) too
 
     def __post_init__(self) -> None:
-        weights = (self.mse_weight, self.perceptual_weight, self.style_weight)
+        weights = (self.mse_weight, self.perceptual_weight, self.style_weight, self.normalized_weight)
         if not all(math.isfinite(w) for w in weights) or min(weights) < 0 or sum(weights) == 0:
-            raise ValueError("a W+ target term needs a positive MSE, perceptual or style weight (and none negative)")
+            raise ValueError("a W+ target term needs a positive MSE, perceptual, style or normalized perceptual "
+                             "weight (and none negative)")
 
     @property
     def uses_vgg(self) -> bool:
-        return self.perceptual_weight > 0 or self.style_weight > 0
+        return self.perceptual_weight > 0 or self.style_weight > 0 or self.normalized_weight > 0
 
 
 def image_term(target: Target, mask: torch.Tensor | None = None, *, mse_weight: float = 1.0,
@@ -306,7 +312,7 @@ def _stage_summary(stage: Stage) -> dict[str, Any]:
                            "lpips_every": stage.until.lpips_every}
     if isinstance(stage, WPlusStage):
         terms = [{k: _describe(getattr(t, k)) for k in ("name", "target", "mse_weight", "perceptual_weight",
-                                                          "style_weight", "mse_mask", "perceptual_mask", "style_mask",
+                                                          "normalized_weight", "style_weight", "mse_mask", "perceptual_mask", "style_mask",
                                                           "style_target_mask", "perceptual_known")} for t in stage.terms]
         return {"kind": "w_plus", **common, "rows": list(stage.rows) if stage.rows is not None else None,
                 "warmup_steps": stage.warmup_steps, "decay": stage.decay,

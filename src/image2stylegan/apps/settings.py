@@ -23,17 +23,26 @@ METHODS = ("improved", "paper")
 class FastSchedule:
     """What the 'fast' schedule changes, measured on the faces of ``bench/convergence.py`` (docs/algorithm.md#schedules).
 
-    A W+ stage that embeds a photo from the initial W+ runs at peak rate ``embed_lr`` with a linear warm-up over
-    ``warmup_fraction`` of its steps, then a cosine down to ``final_lr_fraction``, and weighs the pixel MSE
-    ``embed_mse_weight`` times the perceptual term (the perceptual term alone would dominate the early loss about
-    40:1 and pull PSNR down). An edit's W+ stage keeps its own rate and weights and gets the same warm-up and
+    The W+ stage that embeds a photo from the initial W+ (reconstruction, and the embedding that starts every edit
+    of a photo) replaces the paper's perceptual term (raw VGG16 activations, conv1_1 to conv3_3) by the
+    unit-normalised one down to relu5_3 (:func:`~image2stylegan.losses.normalized_perceptual`), weighted
+    ``embed_normalized_weight`` against the pixel MSE, and runs at peak rate ``embed_lr``: on the raw activations
+    the shallow layers' large values dominated the loss about 40:1 and any rate above 0.03 overshot; normalised,
+    the deep layers pull the face into place and a rate of 0.1 converges. Crossover's and inpainting's W+ stages
+    (several masked terms, measured with ``bench/edits.py``) keep the paper's perceptual term, weigh their pixel
+    MSE ``terms_mse_weight`` times it and run at ``terms_lr``.
+
+    Every such stage warms its rate up linearly over ``warmup_fraction`` of its steps, then follows a cosine down
+    to ``final_lr_fraction``; an edit's own W+ stages keep their rates and weights and get the same warm-up and
     decay. A noise stage warms up over ``noise_warmup_steps`` (at most a quarter of its steps) before its cosine:
     Adam's first steps move every element by about the full rate whatever the gradient, which made a stage that
     starts near its optimum lose PSNR for ~20 steps.
     """
 
-    embed_lr: float = 0.03
-    embed_mse_weight: float = 30.0
+    embed_lr: float = 0.1
+    embed_normalized_weight: float = 5.0
+    terms_lr: float = 0.03
+    terms_mse_weight: float = 30.0
     warmup_fraction: float = 0.05
     final_lr_fraction: float = 0.05
     noise_warmup_steps: int = 10
@@ -136,14 +145,22 @@ def embedding_stage(target: torch.Tensor, steps: int, schedule: str, *, lr: floa
     from the mean latent too), under ``schedule`` ('fast' or 'paper').
 
     ``lr`` None takes the schedule's rate; ``terms`` replaces the one reconstruction term (crossover's two images,
-    inpainting's known region), whose MSE weights the 'fast' schedule multiplies by ``FAST.embed_mse_weight``.
+    inpainting's known region). Under 'fast' the one term is pixel MSE + the normalised perceptual term
+    (``FAST.embed_normalized_weight``), and given ``terms`` keep the paper's perceptual term with their MSE weights
+    multiplied by ``FAST.terms_mse_weight`` (:class:`FastSchedule`).
     """
-    terms = terms or (image_term(target, mask),)
     if schedule == "paper":
+        terms = terms or (image_term(target, mask),)
         return WPlusStage(terms, steps=steps, lr=PAPER_W_LR if lr is None else lr, rows=rows, name=name,
                           embedding=embedding, until=stop)
-    terms = tuple(replace(t, mse_weight=t.mse_weight * FAST.embed_mse_weight) for t in terms)
-    return WPlusStage(terms, steps=steps, lr=FAST.embed_lr if lr is None else lr, rows=rows, name=name,
+    if terms is None:
+        terms = (TargetTerm(target, mse_weight=1.0, perceptual_weight=0.0, mse_mask=mask, perceptual_mask=mask,
+                            normalized_weight=FAST.embed_normalized_weight),)
+        default_lr = FAST.embed_lr
+    else:
+        terms = tuple(replace(t, mse_weight=t.mse_weight * FAST.terms_mse_weight) for t in terms)
+        default_lr = FAST.terms_lr
+    return WPlusStage(terms, steps=steps, lr=default_lr if lr is None else lr, rows=rows, name=name,
                       embedding=embedding, until=stop, **w_schedule(schedule, steps))
 
 
