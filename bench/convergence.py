@@ -86,15 +86,15 @@ def _hopper(workdir: Path, size: int) -> dict:
 
 
 def run_one(generator, perceptual, lpips, target, recipe) -> dict:
-    """One reconstruction: per-step PSNR and cumulative seconds per stage; LPIPS every LPIPS_EVERY steps."""
+    """One reconstruction: per-step PSNR and seconds since the stage began; LPIPS every LPIPS_EVERY steps.
+
+    Each stage's clock starts at 0 (:func:`_joined` chains the stages)."""
     curves: dict[str, dict[str, list]] = {}
-    clock = {"t": 0.0}
 
     def on_step(info) -> None:
-        clock["t"] += info.seconds
         c = curves.setdefault(info.stage, {"step": [], "seconds": [], "psnr": [], "lpips": []})
         c["step"].append(info.step)
-        c["seconds"].append(clock["t"])
+        c["seconds"].append((c["seconds"][-1] if c["seconds"] else 0.0) + info.seconds)
         c["psnr"].append(info.psnr)
         if info.step % LPIPS_EVERY == 0 or info.step == info.steps:
             with torch.no_grad():
@@ -121,15 +121,17 @@ def summarise(curves: dict) -> dict:
         out[f"steps_to_{db:.0f}db"] = _first(both, db, "step")
     if both["psnr"]:
         out["final_psnr"] = both["psnr"][-1]
-        last = curves[list(curves)[-1]]["lpips"]
+        last = curves["noise"]["lpips"] if "noise" in curves else curves["w_plus"]["lpips"]
         out["final_lpips"] = last[-1][1] if last else None
         out["total_seconds"] = both["seconds"][-1]
     return out
 
 
 def _joined(curves: dict) -> dict:
+    """The stages' curves end to end (W+ first: a report read back from JSON has its keys sorted)."""
     psnr, seconds, offset = [], [], 0.0
-    for c in curves.values():
+    for name in sorted(curves, key=lambda stage: stage != "w_plus"):
+        c = curves[name]
         psnr += c["psnr"]
         seconds += [offset + s for s in c["seconds"]]
         offset = seconds[-1] if seconds else 0.0
@@ -239,7 +241,7 @@ def table(report: dict, w_step: float, noise_step: float) -> str:
 def _summary_steps(run: dict) -> dict:
     curves = run["curves"]
     w, both = curves["w_plus"], _joined(curves)
-    last = curves[list(curves)[-1]]["lpips"]
+    last = curves["noise"]["lpips"] if "noise" in curves else w["lpips"]
     return {"w_psnr": w["psnr"][-1], "w_lpips": w["lpips"][-1][1], "w20": _first(w, 20.0, "step"),
             "o30": _first(both, 30.0, "step"), "o33": _first(both, 33.0, "step"), "psnr": both["psnr"][-1],
             "lpips": last[-1][1]}

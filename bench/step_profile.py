@@ -1,11 +1,14 @@
 """Where a W+ step's time goes: generator forward, VGG16 at 256 px, the loss, the backward pass, Adam, and the
-per-step PSNR bookkeeping, timed separately (medians after warm-up steps) for the bundled 1024 px generator.
+per-step PSNR bookkeeping, timed separately (medians after warm-up steps) for the bundled 1024 px generator. The
+loss is the 'fast' schedule's embedding loss (pixel MSE + the normalised perceptual term, VGG down to relu5_3), or
+with ``--loss paper`` the paper's (MSE + its perceptual term, VGG down to relu3_3).
 Also times a noise step, and with ``--compile`` the same W+ and noise steps as ``--compile`` runs them
 (``StyleGenerator.compile_synthesis``): the first step of each (compiling), the steps after it, and how far the
 compiled render and W+ gradient lie from the eager ones.
 
     .venv/bin/python bench/step_profile.py                      # prints and writes bench/results/step_profile.json
     .venv/bin/python bench/step_profile.py --device cuda --compile
+    .venv/bin/python bench/step_profile.py --loss paper
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from machine import bundled_models, common_options, machine_info  # bench/machin
 
 from image2stylegan.embed import initial_noise
 from image2stylegan.io import atomic_write_json
-from image2stylegan.losses import masked_mse, masked_perceptual
+from image2stylegan.losses import NORMALIZED_PERCEPTUAL_LAYERS, masked_mse, masked_perceptual, normalized_perceptual
 from image2stylegan.metrics import psnr
 
 PARTS = ("generator forward", "VGG16 forward", "loss", "backward (generator + VGG)", "Adam", "PSNR bookkeeping")
@@ -30,10 +33,14 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_w_step(generator, perceptual, target, noise, steps: int, warmup: int) -> dict[str, float]:
-    """Median seconds of each part of a W+ step (MSE + perceptual, Adam), over ``steps`` after ``warmup``."""
+def time_w_step(generator, perceptual, target, noise, steps: int, warmup: int, loss_kind: str = "fast"
+                ) -> dict[str, float]:
+    """Median seconds of each part of a W+ step (MSE + a perceptual term, Adam), over ``steps`` after ``warmup``."""
     device = target.device
-    features = perceptual.precompute(target)
+    layers = NORMALIZED_PERCEPTUAL_LAYERS if loss_kind == "fast" else perceptual.layers
+    term = normalized_perceptual if loss_kind == "fast" else masked_perceptual
+    with torch.no_grad():
+        features = perceptual.vgg(target, layers)
     ws = generator.mean_ws(1).clone().requires_grad_(True)
     optimizer = torch.optim.Adam([ws], lr=0.01)
     times: dict[str, list[float]] = {p: [] for p in PARTS}
@@ -46,9 +53,9 @@ def time_w_step(generator, perceptual, target, noise, steps: int, warmup: int) -
 
         image = generator.synthesis(ws, noise)
         mark()
-        own = perceptual.features(image)
+        own = perceptual.vgg(image, layers)
         mark()
-        loss = masked_mse(image, target) + masked_perceptual(own, features)
+        loss = masked_mse(image, target) + term(own, features)
         mark()
         optimizer.zero_grad(set_to_none=True)
         loss.sum().backward()
@@ -88,7 +95,8 @@ def _render_and_grad(generator, target, noise) -> tuple[torch.Tensor, torch.Tens
     return image.detach(), ws.grad
 
 
-def compiled_steps(generator, perceptual, target, noise, steps: int, warmup: int) -> dict:
+def compiled_steps(generator, perceptual, target, noise, steps: int, warmup: int, loss_kind: str = "fast"
+                   ) -> dict:
     """The W+ and noise steps again as ``--compile`` runs them: seconds of the first step of each (it compiles),
     the median steps after it, and the compiled render's and W+ gradient's distance from the eager ones."""
     eager_image, eager_grad = _render_and_grad(generator, target, noise)
@@ -100,7 +108,7 @@ def compiled_steps(generator, perceptual, target, noise, steps: int, warmup: int
         report["compiled_first_w_step_seconds"] = time.perf_counter() - began
         report["compiled_image_max_abs_difference"] = float((image - eager_image).abs().max())
         report["compiled_w_grad_relative_difference"] = float((grad - eager_grad).norm() / eager_grad.norm())
-        parts = time_w_step(generator, perceptual, target, noise, steps, warmup)
+        parts = time_w_step(generator, perceptual, target, noise, steps, warmup, loss_kind)
         report["compiled_w_step_seconds"] = sum(parts.values())
         report["compiled_w_step_parts"] = parts
         report["compiled_first_noise_step_seconds"] = time_noise_step(generator, target, noise, 1, 0)
@@ -117,6 +125,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="also time the W+ and noise steps as --compile runs them")
+    parser.add_argument("--loss", choices=["fast", "paper"], default="fast",
+                        help="the W+ loss timed: the fast schedule's embedding loss or the paper's")
     common_options(parser, "bench/results/step_profile.json")
     args = parser.parse_args(argv)
 
@@ -124,14 +134,14 @@ def main(argv: list[str] | None = None) -> dict:
     noise = initial_noise(generator, 1, 0)
     with torch.no_grad():
         target = generator.synthesis(generator.mean_ws(1) + 0.3, noise).clamp(-1, 1)
-    parts = time_w_step(generator, perceptual, target, noise, args.steps, args.warmup)
+    parts = time_w_step(generator, perceptual, target, noise, args.steps, args.warmup, args.loss)
     total = sum(parts.values())
-    report = {"machine": machine_info(device), "resolution": generator.resolution,
+    report = {"machine": machine_info(device), "resolution": generator.resolution, "loss": args.loss,
               "w_step_seconds": total, "w_step_parts": parts,
               "w_step_share": {p: v / total for p, v in parts.items()},
               "noise_step_seconds": time_noise_step(generator, target, noise, args.steps, args.warmup)}
     if args.compile:
-        report.update(compiled_steps(generator, perceptual, target, noise, args.steps, args.warmup))
+        report.update(compiled_steps(generator, perceptual, target, noise, args.steps, args.warmup, args.loss))
     atomic_write_json(args.out, report)
     for part, seconds in parts.items():
         print(f"{part:28s} {seconds:7.3f} s  {100 * seconds / total:5.1f} %")
