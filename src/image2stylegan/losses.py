@@ -172,16 +172,22 @@ def masked_perceptual(
         [B]. N_j = C_j·H_j·W_j, the size of the whole feature map. Unlike :func:`masked_mse`, masked-out pixels can
         still receive gradient here, through the receptive fields of features whose cells are partly masked in.
     """
+    return _feature_distance(feats_synth, feats_target, mask, layer_weights or {}, None, "masked_perceptual")
+
+
+def _feature_distance(feats_synth: FeatureDict, feats_target: FeatureDict, mask: Tensor | None,
+                      weights: Mapping[str, float], transform, caller: str) -> Tensor:
+    """``Σ_j λ_j · sum(M_j ⊙ (t(F_j(synth)) − t(F_j(target)))²) / N_j`` over the layers of ``feats_synth``, t the
+    ``transform`` (None: identity): the body of both perceptual terms."""
     if not feats_synth:
-        raise InputError("no feature maps given to masked_perceptual")
-    weights = layer_weights or {}
+        raise InputError(f"no feature maps given to {caller}")
     total: Tensor | None = None
     for name, fs in feats_synth.items():
         if name not in feats_target:
             raise InputError(f"target features lack layer {name!r}")
         ft = feats_target[name]
         _check_images(fs, ft)
-        sq = (fs - ft).square()
+        sq = (fs - ft).square() if transform is None else (transform(fs) - transform(ft)).square()
         if mask is not None:
             sq = sq * resize_mask(_check_mask(mask, fs, same_size=False), fs.shape[-2:])
         term = weights.get(name, 1.0) * sq.mean(dim=(1, 2, 3))
@@ -209,10 +215,10 @@ def normalized_perceptual(feats_synth: FeatureDict, feats_target: FeatureDict, m
     unit length (:func:`unit_normalize`).
 
     The form of LPIPS with every channel weighted equally instead of LPIPS's learned weights. Normalising makes each
-    layer's term lie in [0, 4/C_j] whatever the scale of its activations, so the deep layers (relu4_3, relu5_3), whose
-    raw activations are large and few, count as much as the shallow ones: the loss compares what is where, not how
-    strong the edges are. The paper's :func:`masked_perceptual` on raw conv1–conv3 activations is dominated by the
-    shallow layers' magnitudes (docs/algorithm.md#perceptual-term-of-the-fast-schedule).
+    layer's term lie in [0, 4/C_j] whatever the scale of its activations, so the deep layers (relu4_3, relu5_3: what
+    is where) count as much as the shallow ones (edges, colours), and the term's scale does not depend on the image.
+    The paper's :func:`masked_perceptual` on raw conv1–conv3 activations is dominated by the shallow layers'
+    magnitudes and limits the usable learning rate (docs/algorithm.md#perceptual-term-of-the-fast-schedule).
 
     Args:
         feats_synth: ``{layer: [B, C_j, H_j, W_j]}``; every layer present here is used.
@@ -222,21 +228,7 @@ def normalized_perceptual(feats_synth: FeatureDict, feats_target: FeatureDict, m
     Returns:
         [B].
     """
-    if not feats_synth:
-        raise InputError("no feature maps given to normalized_perceptual")
-    total: Tensor | None = None
-    for name, fs in feats_synth.items():
-        if name not in feats_target:
-            raise InputError(f"target features lack layer {name!r}")
-        ft = feats_target[name]
-        _check_images(fs, ft)
-        sq = (unit_normalize(fs) - unit_normalize(ft)).square()
-        if mask is not None:
-            sq = sq * resize_mask(_check_mask(mask, fs, same_size=False), fs.shape[-2:])
-        term = sq.mean(dim=(1, 2, 3))
-        total = term if total is None else total + term
-    assert total is not None
-    return total
+    return _feature_distance(feats_synth, feats_target, mask, {}, unit_normalize, "normalized_perceptual")
 
 
 def gram_matrix(features: Tensor, mask: Tensor | None = None, *, area_normalized: bool = False) -> Tensor:
