@@ -125,7 +125,8 @@ def budget_steps(what: str) -> str:
 def run_options(settings_class, *, w_lr: bool = False, feather: bool = False, init: bool = False):
     """The options every optimising command shares: --outdir, --quality, --schedule, --w-steps, [--w-lr,]
     --noise-steps, [--feather,] --noise-space, [--init,] --device, --seed, --quiet, --overwrite, --compile,
-    --network. Step counts and the schedule default to None: the command fills them from the --quality preset (:func:`apps.presets.settings_for`)."""
+    --network. Step counts and the schedule default to None: the command fills them from the --quality preset
+    (:func:`apps.presets.settings_for`)."""
     from ..masks import DEFAULT_FEATHER_FRACTION
 
     options = [
