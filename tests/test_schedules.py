@@ -20,6 +20,28 @@ def test_warm_up_rises_linearly_and_the_cosine_ends_at_the_floor():
     assert {lr_factor(constant, k) for k in range(1, 21)} == {1.0}  # the paper's constant rate, by construction
 
 
+def test_a_hold_keeps_the_full_rate_between_warm_up_and_cosine():
+    stage = WPlusStage((image_term(torch.zeros(1, 3, 8, 8)),), steps=20, lr=0.1, warmup_steps=3, hold_steps=12,
+                       decay=True, final_lr_fraction=0.05)
+    factors = [lr_factor(stage, k) for k in range(1, 21)]
+    assert factors[:3] == pytest.approx([0.25, 0.5, 0.75])
+    assert factors[3:16] == pytest.approx([1.0] * 13)  # the hold, and the cosine's first step at its top
+    assert factors[-1] == pytest.approx(0.05)
+    assert all(a > b for a, b in zip(factors[15:], factors[16:]))  # then it falls at every step
+    without = WPlusStage((image_term(torch.zeros(1, 3, 8, 8)),), steps=20, lr=0.1, warmup_steps=3, decay=True)
+    assert lr_factor(without, 5) < 1.0  # no hold: the cosine starts right after the warm-up
+
+
+def test_fast_embedding_schedule_holds_then_decays():
+    from image2stylegan.apps.settings import embed_schedule
+
+    assert embed_schedule(100) == {"warmup_steps": 15, "hold_steps": 68, "decay": True, "final_lr_fraction": 0.05}
+    assert embed_schedule(1)["warmup_steps"] == 0 and embed_schedule(1)["hold_steps"] == 0
+    for steps in (1, 2, 7, 50, 300, 5000):
+        fields = embed_schedule(steps)
+        assert fields["warmup_steps"] + fields["hold_steps"] < steps  # some steps are always left for the cosine
+
+
 def test_the_noise_cosine_without_warm_up_is_the_one_noise_stages_always_had():
     stage = NoiseStage(torch.zeros(1, 3, 8, 8), steps=10, final_lr_fraction=0.05)
     for k in range(1, 11):
@@ -30,6 +52,8 @@ def test_the_noise_cosine_without_warm_up_is_the_one_noise_stages_always_had():
 def test_schedules_are_checked(tiny_target):
     with pytest.raises(ValueError, match="warmup_steps"):
         NoiseStage(tiny_target, warmup_steps=-1)
+    with pytest.raises(ValueError, match="hold_steps"):
+        WPlusStage((image_term(tiny_target),), hold_steps=-2)
     with pytest.raises(ValueError, match="final_lr_fraction"):
         WPlusStage((image_term(tiny_target),), final_lr_fraction=2.0)
     with pytest.raises(ValueError, match="tied_steps"):

@@ -154,6 +154,7 @@ class WPlusStage:
     embedding: str = MAIN
     start: str | None = None  # start from the end of this earlier stage instead of the embedding's current state
     warmup_steps: int = 0  # the rate rises linearly to ``lr`` over these first steps
+    hold_steps: int = 0  # then stays at ``lr`` for these steps (with ``decay``: before the cosine begins)
     decay: bool = False  # then falls along a cosine to ``lr * final_lr_fraction`` at the last step
     final_lr_fraction: float = 0.05
     tied_steps: int = 0  # the first steps move every optimised row by the same offset (a W-space phase)
@@ -218,6 +219,7 @@ class NoiseStage:
     embedding: str = MAIN
     start: str | None = None
     warmup_steps: int = 0  # the rate rises linearly to ``lr`` over these first steps
+    hold_steps: int = 0  # then stays at ``lr`` for these steps before the cosine (with ``decay``)
     until: GoodEnough | None = None  # end the stage early once its image is this good
 
     def __post_init__(self) -> None:
@@ -315,10 +317,10 @@ def _stage_summary(stage: Stage) -> dict[str, Any]:
                                                           "normalized_weight", "style_weight", "mse_mask", "perceptual_mask", "style_mask",
                                                           "style_target_mask", "perceptual_known")} for t in stage.terms]
         return {"kind": "w_plus", **common, "rows": list(stage.rows) if stage.rows is not None else None,
-                "warmup_steps": stage.warmup_steps, "decay": stage.decay,
+                "warmup_steps": stage.warmup_steps, "hold_steps": stage.hold_steps, "decay": stage.decay,
                 "final_lr_fraction": stage.final_lr_fraction, "tied_steps": stage.tied_steps, "terms": terms}
     keys = ("target", "mse_weight", "mask", "second_target", "second_weight", "lr_scaling", "reference_strength",
-            "decay", "final_lr_fraction", "warmup_steps", "noise_space")
+            "decay", "final_lr_fraction", "warmup_steps", "hold_steps", "noise_space")
     return {"kind": "noise", **common, **{k: _describe(getattr(stage, k)) for k in keys}}
 
 
@@ -329,26 +331,30 @@ def _check_schedule(stage: Stage) -> None:
             raise ValueError(f"{stage.name}: until must be a GoodEnough target, got {stage.until!r}")
         if stage.until.lpips is not None and stage.report_mask is not None:
             raise ValueError(f"{stage.name}: an LPIPS target needs an unmasked stage (LPIPS compares whole images)")
-    warmup, floor = stage.warmup_steps, stage.final_lr_fraction
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"{stage.name}: warmup_steps must be a non-negative integer, got {warmup!r}")
+    for field in ("warmup_steps", "hold_steps"):
+        value = getattr(stage, field)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{stage.name}: {field} must be a non-negative integer, got {value!r}")
+    floor = stage.final_lr_fraction
     if not (isinstance(floor, (int, float)) and 0 <= floor <= 1):
         raise ValueError(f"{stage.name}: final_lr_fraction must be in [0, 1], got {floor!r}")
 
 
 def lr_factor(stage: Stage, step: int) -> float:
     """The multiple of ``stage.lr`` used at ``step`` (1-based): a linear warm-up over ``warmup_steps`` (step k of
-    it at k / (warmup_steps + 1), so no step starts at the full rate), then with ``decay`` a cosine from 1 down to
-    ``final_lr_fraction`` at the last step."""
+    it at k / (warmup_steps + 1), so no step starts at the full rate), the full rate for ``hold_steps``, then with
+    ``decay`` a cosine from 1 down to ``final_lr_fraction`` at the last step (warm-up, hold, decay: a short run
+    spends most of its steps at the full rate and still ends at a low one)."""
     if step <= stage.warmup_steps:
         return step / (stage.warmup_steps + 1)
     if not stage.decay:
         return 1.0
-    span = stage.steps - stage.warmup_steps
-    if span <= 1:
+    flat = stage.warmup_steps + stage.hold_steps
+    span = stage.steps - flat
+    if span <= 1 or step <= flat:
         return 1.0
     floor = stage.final_lr_fraction
-    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * (step - stage.warmup_steps - 1) / (span - 1)))
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * (step - flat - 1) / (span - 1)))
 
 
 def _check_common(steps: int, lr: float, name: str) -> None:

@@ -32,17 +32,22 @@ class FastSchedule:
     (several masked terms, measured with ``bench/edits.py``) keep the paper's perceptual term, weigh their pixel
     MSE ``terms_mse_weight`` times it and run at ``terms_lr``.
 
-    Every such stage warms its rate up linearly over ``warmup_fraction`` of its steps, then follows a cosine down
-    to ``final_lr_fraction``; an edit's own W+ stages keep their rates and weights and get the same warm-up and
-    decay. A noise stage warms up over ``noise_warmup_steps`` (at most a quarter of its steps) before its cosine:
+    The photo's embedding warms its rate up linearly over ``embed_warmup_fraction`` of its steps, holds it for
+    ``embed_hold_fraction`` of the rest and spends the remaining steps on a cosine down to ``final_lr_fraction``:
+    with a cosine over the whole stage a 100-step embedding spent half its steps at low rates and stopped
+    improving, while the same face was still gaining 1.3 dB per 25 steps at the full rate (docs/algorithm.md#time-to-
+    quality). Crossover's and inpainting's W+ stages and an edit's own W+ stages warm up over ``warmup_fraction``,
+    then follow the cosine over all the remaining steps. A noise stage warms up over ``noise_warmup_steps`` (at most a quarter of its steps) before its cosine:
     Adam's first steps move every element by about the full rate whatever the gradient, which made a stage that
     starts near its optimum lose PSNR for ~20 steps.
     """
 
-    embed_lr: float = 0.1
+    embed_lr: float = 0.08
     embed_normalized_weight: float = 5.0
     terms_lr: float = 0.03
     terms_mse_weight: float = 30.0
+    embed_warmup_fraction: float = 0.15
+    embed_hold_fraction: float = 0.8
     warmup_fraction: float = 0.05
     final_lr_fraction: float = 0.05
     noise_warmup_steps: int = 10
@@ -68,7 +73,7 @@ def w_lr_setting(default: float = PAPER_W_LR) -> Any:
 
 def embed_lr_setting() -> Any:
     return setting(None, LEARNING_RATE, "peak Adam learning rate of the W+ stage embedding a photo; unset = the "
-                   "schedule's (0.03 fast, 0.01 paper)", optional=True, option="--w-lr")
+                   "schedule's (0.08 fast, 0.01 paper)", optional=True, option="--w-lr")
 
 
 def schedule_setting(default: str = "fast") -> Any:
@@ -156,12 +161,18 @@ def embedding_stage(target: torch.Tensor, steps: int, schedule: str, *, lr: floa
     if terms is None:
         terms = (TargetTerm(target, mse_weight=1.0, perceptual_weight=0.0, mse_mask=mask, perceptual_mask=mask,
                             normalized_weight=FAST.embed_normalized_weight),)
-        default_lr = FAST.embed_lr
-    else:
-        terms = tuple(replace(t, mse_weight=t.mse_weight * FAST.terms_mse_weight) for t in terms)
-        default_lr = FAST.terms_lr
-    return WPlusStage(terms, steps=steps, lr=default_lr if lr is None else lr, rows=rows, name=name,
+        return WPlusStage(terms, steps=steps, lr=FAST.embed_lr if lr is None else lr, rows=rows, name=name,
+                          embedding=embedding, until=stop, **embed_schedule(steps))
+    terms = tuple(replace(t, mse_weight=t.mse_weight * FAST.terms_mse_weight) for t in terms)
+    return WPlusStage(terms, steps=steps, lr=FAST.terms_lr if lr is None else lr, rows=rows, name=name,
                       embedding=embedding, until=stop, **w_schedule(schedule, steps))
+
+
+def embed_schedule(steps: int) -> dict[str, Any]:
+    """The 'fast' schedule of a photo's W+ embedding of ``steps`` steps: warm-up, hold, cosine (:class:`FastSchedule`)."""
+    warmup = max(1, round(FAST.embed_warmup_fraction * steps)) if steps > 1 else 0
+    hold = max(0, min(round(FAST.embed_hold_fraction * (steps - warmup)), steps - warmup - 1))  # >= 1 cosine step
+    return {"warmup_steps": warmup, "hold_steps": hold, "decay": True, "final_lr_fraction": FAST.final_lr_fraction}
 
 
 def w_schedule(schedule: str, steps: int, *, decay: bool = True) -> dict[str, Any]:
