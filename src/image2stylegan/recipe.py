@@ -313,9 +313,9 @@ def _stage_summary(stage: Stage) -> dict[str, Any]:
         common["until"] = {"psnr": stage.until.psnr, "lpips": stage.until.lpips,
                            "lpips_every": stage.until.lpips_every}
     if isinstance(stage, WPlusStage):
-        terms = [{k: _describe(getattr(t, k)) for k in ("name", "target", "mse_weight", "perceptual_weight",
-                                                          "normalized_weight", "style_weight", "mse_mask", "perceptual_mask", "style_mask",
-                                                          "style_target_mask", "perceptual_known")} for t in stage.terms]
+        keys = ("name", "target", "mse_weight", "perceptual_weight", "normalized_weight", "style_weight", "mse_mask",
+                "perceptual_mask", "style_mask", "style_target_mask", "perceptual_known")
+        terms = [{k: _describe(getattr(t, k)) for k in keys} for t in stage.terms]
         return {"kind": "w_plus", **common, "rows": list(stage.rows) if stage.rows is not None else None,
                 "warmup_steps": stage.warmup_steps, "hold_steps": stage.hold_steps, "decay": stage.decay,
                 "final_lr_fraction": stage.final_lr_fraction, "tied_steps": stage.tied_steps, "terms": terms}

@@ -28,18 +28,18 @@ class FastSchedule:
     unit-normalised one down to relu5_3 (:func:`~image2stylegan.losses.normalized_perceptual`), weighted
     ``embed_normalized_weight`` against the pixel MSE, and runs at peak rate ``embed_lr``: on the raw activations
     the shallow layers' large values dominated the loss about 40:1 and any rate above 0.03 overshot; normalised,
-    the deep layers pull the face into place and a rate of 0.1 converges. Crossover's and inpainting's W+ stages
-    (several masked terms, measured with ``bench/edits.py``) keep the paper's perceptual term, weigh their pixel
-    MSE ``terms_mse_weight`` times it and run at ``terms_lr``.
+    the deep layers pull the face into place and rates up to 0.1 converge (0.08 with the hold below). Crossover's
+    and inpainting's W+ stages (several masked terms, measured with ``bench/edits.py``) keep the paper's perceptual
+    term, weigh their pixel MSE ``terms_mse_weight`` times it and run at ``terms_lr``.
 
     The photo's embedding warms its rate up linearly over ``embed_warmup_fraction`` of its steps, holds it for
     ``embed_hold_fraction`` of the rest and spends the remaining steps on a cosine down to ``final_lr_fraction``:
     with a cosine over the whole stage a 100-step embedding spent half its steps at low rates and stopped
     improving, while the same face was still gaining 1.3 dB per 25 steps at the full rate (docs/algorithm.md#time-to-
     quality). Crossover's and inpainting's W+ stages and an edit's own W+ stages warm up over ``warmup_fraction``,
-    then follow the cosine over all the remaining steps. A noise stage warms up over ``noise_warmup_steps`` (at most a quarter of its steps) before its cosine:
-    Adam's first steps move every element by about the full rate whatever the gradient, which made a stage that
-    starts near its optimum lose PSNR for ~20 steps.
+    then follow the cosine over all the remaining steps. A noise stage warms up over ``noise_warmup_steps`` (at
+    most a quarter of its steps) before its cosine: Adam's first steps move every element by about the full rate
+    whatever the gradient, which made a stage that starts near its optimum lose PSNR for ~20 steps.
     """
 
     embed_lr: float = 0.08
@@ -169,7 +169,8 @@ def embedding_stage(target: torch.Tensor, steps: int, schedule: str, *, lr: floa
 
 
 def embed_schedule(steps: int) -> dict[str, Any]:
-    """The 'fast' schedule of a photo's W+ embedding of ``steps`` steps: warm-up, hold, cosine (:class:`FastSchedule`)."""
+    """The 'fast' schedule of a photo's W+ embedding of ``steps`` steps: warm-up, hold, cosine
+    (:class:`FastSchedule`)."""
     warmup = max(1, round(FAST.embed_warmup_fraction * steps)) if steps > 1 else 0
     hold = max(0, min(round(FAST.embed_hold_fraction * (steps - warmup)), steps - warmup - 1))  # >= 1 cosine step
     return {"warmup_steps": warmup, "hold_steps": hold, "decay": True, "final_lr_fraction": FAST.final_lr_fraction}
