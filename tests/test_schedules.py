@@ -33,7 +33,11 @@ def test_a_hold_keeps_the_full_rate_between_warm_up_and_cosine():
 
 
 def test_fast_embedding_schedule_holds_then_decays():
-    from image2stylegan.apps.settings import embed_schedule
+    from image2stylegan.apps.settings import FAST, w_schedule
+
+    def embed_schedule(steps):
+        return w_schedule("fast", steps, warmup_fraction=FAST.embed_warmup_fraction,
+                          hold_fraction=FAST.embed_hold_fraction)
 
     assert embed_schedule(100) == {"warmup_steps": 15, "hold_steps": 68, "decay": True, "final_lr_fraction": 0.05}
     assert embed_schedule(1)["warmup_steps"] == 0 and embed_schedule(1)["hold_steps"] == 0

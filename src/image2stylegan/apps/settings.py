@@ -162,27 +162,24 @@ def embedding_stage(target: torch.Tensor, steps: int, schedule: str, *, lr: floa
         terms = (TargetTerm(target, mse_weight=1.0, perceptual_weight=0.0, mse_mask=mask, perceptual_mask=mask,
                             normalized_weight=FAST.embed_normalized_weight),)
         return WPlusStage(terms, steps=steps, lr=FAST.embed_lr if lr is None else lr, rows=rows, name=name,
-                          embedding=embedding, until=stop, **embed_schedule(steps))
+                          embedding=embedding, until=stop,
+                          **w_schedule(schedule, steps, warmup_fraction=FAST.embed_warmup_fraction,
+                                       hold_fraction=FAST.embed_hold_fraction))
     terms = tuple(replace(t, mse_weight=t.mse_weight * FAST.terms_mse_weight) for t in terms)
     return WPlusStage(terms, steps=steps, lr=FAST.terms_lr if lr is None else lr, rows=rows, name=name,
                       embedding=embedding, until=stop, **w_schedule(schedule, steps))
 
 
-def embed_schedule(steps: int) -> dict[str, Any]:
-    """The 'fast' schedule of a photo's W+ embedding of ``steps`` steps: warm-up, hold, cosine
-    (:class:`FastSchedule`)."""
-    warmup = max(1, round(FAST.embed_warmup_fraction * steps)) if steps > 1 else 0
-    hold = max(0, min(round(FAST.embed_hold_fraction * (steps - warmup)), steps - warmup - 1))  # >= 1 cosine step
-    return {"warmup_steps": warmup, "hold_steps": hold, "decay": True, "final_lr_fraction": FAST.final_lr_fraction}
-
-
-def w_schedule(schedule: str, steps: int, *, decay: bool = True) -> dict[str, Any]:
-    """The learning-rate schedule fields of a W+ stage of ``steps`` steps (warm-up, then with ``decay`` the cosine;
-    none for 'paper')."""
+def w_schedule(schedule: str, steps: int, *, decay: bool = True, warmup_fraction: float = FAST.warmup_fraction,
+               hold_fraction: float = 0.0) -> dict[str, Any]:
+    """The learning-rate schedule fields of a W+ stage of ``steps`` steps: a warm-up over ``warmup_fraction`` of them,
+    a hold at the full rate over ``hold_fraction`` of the rest, then with ``decay`` the cosine, which always keeps at
+    least one step; none for 'paper' (:class:`FastSchedule`)."""
     if schedule == "paper":
         return {}
-    warmup = max(1, round(FAST.warmup_fraction * steps)) if steps > 1 else 0
-    return {"warmup_steps": warmup, "decay": decay, "final_lr_fraction": FAST.final_lr_fraction}
+    warmup = max(1, round(warmup_fraction * steps)) if steps > 1 else 0
+    hold = max(0, min(round(hold_fraction * (steps - warmup)), steps - warmup - 1))
+    return {"warmup_steps": warmup, "hold_steps": hold, "decay": decay, "final_lr_fraction": FAST.final_lr_fraction}
 
 
 def noise_schedule(schedule: str, steps: int) -> dict[str, Any]:
