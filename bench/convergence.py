@@ -179,6 +179,9 @@ def main(argv: list[str] | None = None) -> dict:
                         help="print the README table of an earlier report instead of running (seconds from "
                              "--step-seconds)")
     parser.add_argument("--step-seconds", default="1.5,1.1", help="W+ and noise step seconds for --table")
+    parser.add_argument("--compile", action="store_true",
+                        help="compile the generator's synthesis (as i2s --compile): faster long runs; the first W+ "
+                             "and the first noise step then include the compile time")
     common_options(parser, "bench/results/convergence.json")
     args = parser.parse_args(argv)
     if args.table is not None:
@@ -187,6 +190,8 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
 
     device, generator, perceptual = bundled_models(args.device)
+    if args.compile:
+        generator.compile_synthesis()
     lpips = LPIPS.from_file(input_size=256).to(device)
     with tempfile.TemporaryDirectory() as tmp:
         faces = benchmark_faces(generator, Path(tmp))
@@ -204,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
             summary = summarise(curves)
             results[face]["runs"][name] = {"summary": summary, "curves": curves}
             print(f"{face:18s} {name:6s} " + " ".join(f"{k}={_fmt(v)}" for k, v in summary.items()), flush=True)
-    report = {"machine": machine_info(device), "budget": {"w_steps": args.w_steps, "noise_steps": args.noise_steps},
+    report = {"machine": machine_info(device), "compiled": args.compile, "budget": {"w_steps": args.w_steps, "noise_steps": args.noise_steps},
               "variants": {k: r.summary() for k, r in variants(torch.zeros(1, 3, 8, 8), args.w_steps,
                                                                  args.noise_steps).items() if k in chosen},
               "faces": results,
