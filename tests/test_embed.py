@@ -1,11 +1,13 @@
 """The embedding engine on the tiny generator: sequential stages, determinism, masks on rows, batching, recipes
 with several embeddings and rendered targets, stopping."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from image2stylegan.embed import Embedding, embed, initial_noise, initial_ws, to_noise_space
-from image2stylegan.recipe import NoiseStage, Recipe, Rendered, TargetTerm, WPlusStage
+from image2stylegan.recipe import NoiseStage, Recipe, Rendered, TargetTerm, WPlusStage, noise_map_rates
 
 
 def W(target, *, mse_weight=1.0, perceptual_weight=1.0, mask=None, **kw):
@@ -20,8 +22,6 @@ def _run(tiny, target, stages, perceptual=None, *, seed=0, ws=None, noise=None, 
     for stage in stages:
         stage = stage(target) if callable(stage) else stage
         if noise_space is not None and isinstance(stage, NoiseStage):
-            from dataclasses import replace
-
             stage = replace(stage, noise_space=noise_space)
         built.append(stage)
     start = None if ws is None and noise is None else Embedding(ws, noise)
@@ -124,6 +124,26 @@ def test_strength_scaling_equalises_how_far_each_layer_moves(tiny, tiny_target):
         assert (ratio < 1.5) if expect_even else (ratio > 100), (scaling, act_step)
 
 
+def test_the_finest_blocks_noise_maps_move_fine_rate_times_further(tiny, tiny_target):
+    strengths, widths = [0.5, 0.05, 0.005, 0.0005, 0.2], [4, 8, 8, 16, 16]
+    stage = NoiseStage(tiny_target, lr=2.0, reference_strength=0.1, fine_rate=3.0)
+    assert noise_map_rates(stage, strengths, widths) == pytest.approx([0.4, 4.0 * 3, 40.0 * 3, 400.0 * 3, 1.0 * 3])
+    assert noise_map_rates(replace(stage, lr_scaling="paper"), strengths, widths) == [2.0] * 5
+    with pytest.raises(ValueError, match="5 noise strengths for 4 noise maps"):
+        noise_map_rates(stage, strengths, widths[:4])
+    # In a run: Adam's first step moves every element by about its rate, so the finest two sizes' maps move
+    # fine_rate times as far and the others as far as without it.
+    start = initial_noise(tiny, 1)
+    moved = {}
+    for fine in (1.0, 2.0):
+        result = _run(tiny, tiny_target, [NoiseStage(tiny_target, steps=1, lr=0.1, decay=False, fine_rate=fine)],
+                      noise=start)
+        moved[fine] = [(n - s0).abs().mean().item() for n, s0 in zip(result.noise, start)]
+    finest = sorted({n.shape[-1] for n in start})[-2:]
+    for n, one, two in zip(start, moved[1.0], moved[2.0]):
+        assert two / one == pytest.approx(2.0 if n.shape[-1] in finest else 1.0, rel=0.05), (n.shape, one, two)
+
+
 def test_invalid_settings_are_refused(tiny_target):
     with pytest.raises(ValueError, match="steps"):
         W(tiny_target, steps=-1)
@@ -137,6 +157,10 @@ def test_invalid_settings_are_refused(tiny_target):
         W(tiny_target, mse_weight=0.0, perceptual_weight=0.0)
     with pytest.raises(ValueError, match="noise_space"):
         NoiseStage(tiny_target, noise_space="other")
+    with pytest.raises(ValueError, match="fine_rate must be positive"):
+        NoiseStage(tiny_target, fine_rate=0.0)
+    with pytest.raises(ValueError, match="reference_strength must be positive"):
+        NoiseStage(tiny_target, reference_strength=float("inf"))
 
 
 def test_recipes_check_stage_names_and_references(tiny_target):

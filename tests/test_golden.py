@@ -16,7 +16,10 @@ after 726951c (``method='improved'`` is their default: inpainting's composite pe
 over every known pixel; scribble's dilated blend mask, edit and keep terms, rows to 32 px and colour rows; style
 transfer's rate 0.05); the cases with a photo's embedding stage (reconstruction, the demo, attribute transfer
 from photos, scribble and style transfer that embed first) again when that stage moved to the normalised
-perceptual term at rate 0.1, and when it moved to warm-up, hold and cosine at 0.08. The goldens before came from 6709640 and were reproduced bit for bit by later commits and
+perceptual term at rate 0.1, and when it moved to warm-up, hold and cosine at 0.08; the cases whose photo
+embedding ends with a strength-scaled noise stage (reconstruct_paper, reconstruct_extended, the demo, attribute
+transfer from photos, scribble that embeds first) when that stage moved to reference strength 0.08 with the
+finest blocks' maps at twice the rate. The goldens before came from 6709640 and were reproduced bit for bit by later commits and
 with 2 or 4 threads (only some logged loss values moved, by < 2e-7 relative).
 
 Tolerances: tensors ``assert_close(rtol=0, atol=1e-5)``, wider for noise maps and images (``KIND_ATOL``: what

@@ -80,6 +80,24 @@ def test_the_fast_schedule_embeds_a_photo_under_the_normalised_perceptual_term_a
     assert all(t.mse_weight == FAST.terms_mse_weight for t in w_stage.terms) and w_stage.lr == FAST.terms_lr
 
 
+def test_the_noise_stage_embedding_a_photo_gets_the_tuned_rates_and_an_edits_keeps_its_own():
+    from image2stylegan.apps.activations import photo_embedding_recipe
+    from image2stylegan.apps.scribble import scribble_recipe
+
+    photo, mask = torch.zeros(1, 3, 4, 4), torch.zeros(1, 1, 4, 4)
+    mask[..., :2] = 1.0
+    tuned = (FAST.embed_noise_reference_strength, FAST.embed_noise_fine_rate)
+    embedding_noise = [reconstruction_recipe(photo, ReconstructionSettings()).stages[1],
+                       scribble_recipe(photo, photo, mask, [0]).stages[1],
+                       photo_embedding_recipe({"a": photo}, AttributeTransferSettings()).stages[1]]
+    assert [(n.name, n.reference_strength, n.fine_rate) for n in embedding_noise] == [
+        (n.name, *tuned) for n in embedding_noise]
+    # An edit's own noise stage and the paper schedule keep NoiseStage's rates.
+    edit_noise = crossover_recipe(photo, photo, mask, CrossoverSettings()).stages[-1]
+    paper = reconstruction_recipe(photo, settings_for(ReconstructionSettings, "paper")).stages[1]
+    assert [(n.reference_strength, n.fine_rate) for n in (edit_noise, paper)] == [(0.05, 1.0)] * 2
+
+
 def test_the_fast_embedding_converges_under_the_normalised_term(tiny, tiny_perceptual):
     """The engine runs the normalised term (its VGG layers down to relu5_3) and logs it; it falls."""
     from image2stylegan.embed import embed

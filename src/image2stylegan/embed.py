@@ -30,7 +30,8 @@ from .generators.base import StyleGenerator
 from .losses import (NORMALIZED_PERCEPTUAL_LAYERS, STYLE_LAYER, PerceptualLoss, gram_distance, gram_matrix,
                      masked_mse, masked_perceptual, normalized_perceptual)
 from .metrics import psnr
-from .recipe import MAIN, NoiseStage, Recipe, Rendered, Stage, Target, TargetTerm, WPlusStage, lr_factor
+from .recipe import (MAIN, NoiseStage, Recipe, Rendered, Stage, Target, TargetTerm, WPlusStage, lr_factor,
+                     noise_map_rates)
 
 __all__ = [
     "Callback",
@@ -482,10 +483,8 @@ def _run_noise(generator, stage: NoiseStage, resolve, ws, noise, report, goal) -
     ws = ws.detach()
     target, second = resolve(stage.target), resolve(stage.second_target)
     maps = [n.detach().clone().requires_grad_(True) for n in noise]
-    groups = []
-    for m, s in zip(maps, generator.noise_strengths()):
-        scale = 1.0 if stage.lr_scaling == "paper" else stage.reference_strength / max(abs(s), 1e-12)
-        groups.append({"params": [m], "lr": stage.lr * scale, "base_lr": stage.lr * scale})
+    rates = noise_map_rates(stage, generator.noise_strengths(), [m.shape[-1] for m in maps])
+    groups = [{"params": [m], "lr": rate, "base_lr": rate} for m, rate in zip(maps, rates)]
     optimizer = torch.optim.Adam(groups, betas=(0.9, 0.999), eps=1e-8)
     outside = None if stage.mask is None else 1.0 - stage.mask
     report_mask = _binary(stage.mask)

@@ -25,6 +25,7 @@ application's recipe builder (``reconstruction_recipe``, ``crossover_recipe``, .
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import math
 from dataclasses import dataclass
 from typing import Any, Literal, Union
@@ -43,6 +44,7 @@ __all__ = [
     "WPlusStage",
     "image_term",
     "lr_factor",
+    "noise_map_rates",
 ]
 
 MAIN = "main"
@@ -195,7 +197,8 @@ class NoiseStage:
     * ``"paper"``: every map uses ``lr`` (one step moves the activations by lr * s_i: 1.25 at the strongest
       layer, 4e-4 at the weakest -- the uneven steps the faithful setting suffers from);
     * ``"strength"`` (default): map i uses ``lr * reference_strength / s_i``, so one step moves every layer's
-      activations by the same ``lr * reference_strength`` (see ``docs/algorithm.md``, noise learning rates).
+      activations by the same ``lr * reference_strength`` (see ``docs/algorithm.md``, noise learning rates), and
+      the maps of the two finest resolutions ``fine_rate`` times that (:func:`noise_map_rates`).
 
     ``decay`` lowers the rate along a cosine to ``lr * final_lr_fraction`` at the last step, which lets Adam settle
     instead of oscillating at lr 5. ``noise_space`` is the space the maps are optimised in: 'paper' (one map per
@@ -212,6 +215,7 @@ class NoiseStage:
     second_weight: float = 0.0  # λ on the y-term
     lr_scaling: Literal["paper", "strength"] = "strength"
     reference_strength: float = 0.05
+    fine_rate: float = 1.0  # the maps of the two finest resolutions move this many times further per step
     decay: bool = True
     final_lr_fraction: float = 0.05
     noise_space: str = "paper"
@@ -227,6 +231,10 @@ class NoiseStage:
         _check_schedule(self)
         if self.lr_scaling not in ("paper", "strength"):
             raise ValueError(f"lr_scaling must be 'paper' or 'strength', got {self.lr_scaling!r}")
+        for field in ("reference_strength", "fine_rate"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{self.name}: {field} must be positive and finite, got {value!r}")
         if self.noise_space not in ("paper", "extended"):
             raise ValueError(f"noise_space must be 'paper' or 'extended', got {self.noise_space!r}")
         if self.second_weight > 0 and self.second_target is None:
@@ -320,7 +328,7 @@ def _stage_summary(stage: Stage) -> dict[str, Any]:
                 "warmup_steps": stage.warmup_steps, "hold_steps": stage.hold_steps, "decay": stage.decay,
                 "final_lr_fraction": stage.final_lr_fraction, "tied_steps": stage.tied_steps, "terms": terms}
     keys = ("target", "mse_weight", "mask", "second_target", "second_weight", "lr_scaling", "reference_strength",
-            "decay", "final_lr_fraction", "warmup_steps", "hold_steps", "noise_space")
+            "fine_rate", "decay", "final_lr_fraction", "warmup_steps", "hold_steps", "noise_space")
     return {"kind": "noise", **common, **{k: _describe(getattr(stage, k)) for k in keys}}
 
 
@@ -355,6 +363,22 @@ def lr_factor(stage: Stage, step: int) -> float:
         return 1.0
     floor = stage.final_lr_fraction
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * (step - flat - 1) / (span - 1)))
+
+
+def noise_map_rates(stage: NoiseStage, strengths: Sequence[float], widths: Sequence[int]) -> list[float]:
+    """The Adam rate of each noise map before the schedule's factor, given each map's noise strength s_i and width.
+
+    'paper': ``lr`` for every map. 'strength': ``lr * reference_strength / s_i``, times ``fine_rate`` for the maps
+    whose width is one of the two largest: the finest blocks carry the detail the noise stage exists to fit, and at
+    twice the rate there it gained 0.4-1.3 dB after 60 steps on every benchmark face (docs/algorithm.md#noise-stage-
+    tuning). The rule depends only on the maps' sizes, so it means the same for every generator family."""
+    if len(strengths) != len(widths):
+        raise ValueError(f"{len(strengths)} noise strengths for {len(widths)} noise maps")
+    if stage.lr_scaling == "paper":
+        return [float(stage.lr)] * len(widths)
+    finest = sorted(set(widths))[-2:]
+    return [stage.lr * stage.reference_strength / max(abs(s), 1e-12) * (stage.fine_rate if w in finest else 1.0)
+            for s, w in zip(strengths, widths)]
 
 
 def _check_common(steps: int, lr: float, name: str) -> None:
