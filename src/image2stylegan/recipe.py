@@ -370,7 +370,7 @@ def noise_map_rates(stage: NoiseStage, strengths: Sequence[float], widths: Seque
 
     'paper': ``lr`` for every map. 'strength': ``lr * reference_strength / s_i``, times ``fine_rate`` for the maps
     whose width is one of the two largest: the finest blocks carry the detail the noise stage exists to fit, and at
-    twice the rate there it gained 0.4-1.3 dB after 60 steps on every benchmark face (docs/algorithm.md#noise-stage-
+    twice the rate there it gained 0.6-0.8 dB after 60 steps on every benchmark face (docs/algorithm.md#noise-stage-
     tuning). The rule depends only on the maps' sizes, so it means the same for every generator family."""
     if len(strengths) != len(widths):
         raise ValueError(f"{len(strengths)} noise strengths for {len(widths)} noise maps")

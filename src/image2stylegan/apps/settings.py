@@ -42,7 +42,7 @@ class FastSchedule:
     whatever the gradient, which made a stage that starts near its optimum lose PSNR for ~20 steps. The noise stage
     that embeds a photo (after the W+ stage above) scales its maps' rates to ``embed_noise_reference_strength``
     instead of :class:`~image2stylegan.recipe.NoiseStage`'s 0.05 and moves the two finest blocks' maps
-    ``embed_noise_fine_rate`` times faster (:func:`~image2stylegan.recipe.noise_map_rates`): 1.0-1.9 dB more after
+    ``embed_noise_fine_rate`` times faster (:func:`~image2stylegan.recipe.noise_map_rates`): 0.7-1.3 dB more after
     60 steps on every benchmark face. An edit's own noise stages keep the rates its benchmark was measured with.
     """
 
