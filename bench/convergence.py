@@ -209,7 +209,8 @@ def main(argv: list[str] | None = None) -> dict:
             summary = summarise(curves)
             results[face]["runs"][name] = {"summary": summary, "curves": curves}
             print(f"{face:18s} {name:6s} " + " ".join(f"{k}={_fmt(v)}" for k, v in summary.items()), flush=True)
-    report = {"machine": machine_info(device), "compiled": args.compile, "budget": {"w_steps": args.w_steps, "noise_steps": args.noise_steps},
+    report = {"machine": machine_info(device), "compiled": args.compile,
+              "budget": {"w_steps": args.w_steps, "noise_steps": args.noise_steps},
               "variants": {k: r.summary() for k, r in variants(torch.zeros(1, 3, 8, 8), args.w_steps,
                                                                  args.noise_steps).items() if k in chosen},
               "faces": results,
