@@ -131,6 +131,11 @@ def test_the_finest_blocks_noise_maps_move_fine_rate_times_further(tiny, tiny_ta
     assert noise_map_rates(replace(stage, lr_scaling="paper"), strengths, widths) == [2.0] * 5
     with pytest.raises(ValueError, match="5 noise strengths for 4 noise maps"):
         noise_map_rates(stage, strengths, widths[:4])
+    # Full-size layouts: StyleGAN (two maps per block from 4 px) and StyleGAN2 (one map at 4 px, then two per
+    # block) get the faster rate at their two finest blocks only, whatever repeats below them.
+    for layout in ([4, 4, 8, 8, 16, 16, 32, 32], [4, 8, 8, 16, 16, 32, 32]):
+        rates = noise_map_rates(stage, [0.2] * len(layout), layout)
+        assert rates == pytest.approx([1.0 * (3 if w >= 16 else 1) for w in layout]), layout
     # In a run: Adam's first step moves every element by about its rate, so the finest two sizes' maps move
     # fine_rate times as far and the others as far as without it.
     start = initial_noise(tiny, 1)

@@ -13,13 +13,14 @@ from PIL import Image
 
 from image2stylegan.apps.activations import AttributeTransferSettings
 from image2stylegan.apps.crossover import CrossoverSettings, crossover_recipe
-from image2stylegan.apps.inpaint import InpaintSettings
+from image2stylegan.apps.inpaint import InpaintSettings, inpainting_recipe
 from image2stylegan.apps.presets import DEFAULT_QUALITY, PRESETS, budget_line, settings_for
 from image2stylegan.apps.reconstruct import ReconstructionSettings, reconstruction_recipe
 from image2stylegan.apps.scribble import ScribbleSettings
 from image2stylegan.apps.settings import FAST
 from image2stylegan.apps.style_transfer import StyleTransferSettings
 from image2stylegan.errors import InputError
+from image2stylegan.recipe import NoiseStage
 from image2stylegan.latents import save_latent
 
 CLASSES = (ReconstructionSettings, CrossoverSettings, InpaintSettings, ScribbleSettings, StyleTransferSettings,
@@ -92,10 +93,15 @@ def test_the_noise_stage_embedding_a_photo_gets_the_tuned_rates_and_an_edits_kee
                        photo_embedding_recipe({"a": photo}, AttributeTransferSettings()).stages[1]]
     assert [(n.name, n.reference_strength, n.fine_rate) for n in embedding_noise] == [
         (n.name, *tuned) for n in embedding_noise]
-    # An edit's own noise stage and the paper schedule keep NoiseStage's rates.
-    edit_noise = crossover_recipe(photo, photo, mask, CrossoverSettings()).stages[-1]
-    paper = reconstruction_recipe(photo, settings_for(ReconstructionSettings, "paper")).stages[1]
-    assert [(n.reference_strength, n.fine_rate) for n in (edit_noise, paper)] == [(0.05, 1.0)] * 2
+    # An edit's own noise stages, the paper schedule and one rate for every map keep NoiseStage's rates.
+    own = tuple(NoiseStage.__dataclass_fields__[k].default for k in ("reference_strength", "fine_rate"))
+    kept = [crossover_recipe(photo, photo, mask, CrossoverSettings()).stages[-1],
+            scribble_recipe(photo, photo, mask, [0]).stages[-1],
+            inpainting_recipe(photo, mask, [0]).stages[-1],
+            reconstruction_recipe(photo, settings_for(ReconstructionSettings, "paper")).stages[1],
+            reconstruction_recipe(photo, ReconstructionSettings(noise_lr_scaling="paper")).stages[1]]
+    assert all(isinstance(n, NoiseStage) for n in kept)
+    assert [(n.reference_strength, n.fine_rate) for n in kept] == [own] * len(kept)
 
 
 def test_the_fast_embedding_converges_under_the_normalised_term(tiny, tiny_perceptual):

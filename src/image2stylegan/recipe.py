@@ -25,8 +25,8 @@ application's recipe builder (``reconstruction_recipe``, ``crossover_recipe``, .
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
@@ -215,7 +215,7 @@ class NoiseStage:
     second_weight: float = 0.0  # λ on the y-term
     lr_scaling: Literal["paper", "strength"] = "strength"
     reference_strength: float = 0.05
-    fine_rate: float = 1.0  # the maps of the two finest resolutions move this many times further per step
+    fine_rate: float = 1.0  # 'strength' scaling: the maps of the two finest sizes move this many times further
     decay: bool = True
     final_lr_fraction: float = 0.05
     noise_space: str = "paper"
@@ -370,8 +370,11 @@ def noise_map_rates(stage: NoiseStage, strengths: Sequence[float], widths: Seque
 
     'paper': ``lr`` for every map. 'strength': ``lr * reference_strength / s_i``, times ``fine_rate`` for the maps
     whose width is one of the two largest: the finest blocks carry the detail the noise stage exists to fit, and at
-    twice the rate there it gained 0.6-0.8 dB after 60 steps on every benchmark face (docs/algorithm.md#noise-stage-
-    tuning). The rule depends only on the maps' sizes, so it means the same for every generator family."""
+    twice the rate there it gained 0.6-0.8 dB after 60 steps on every benchmark face
+    (docs/algorithm.md#noise-stage-tuning, measured on the bundled generator). The rule reads only the maps' sizes:
+    on full-size StyleGAN, StyleGAN2 and the bundled generator it picks the two finest blocks' maps (the ones their
+    ``extended_noise_layers`` name); on a generator with very few sizes, such as a 16 px test generator, it picks
+    every map but the coarsest."""
     if len(strengths) != len(widths):
         raise ValueError(f"{len(strengths)} noise strengths for {len(widths)} noise maps")
     if stage.lr_scaling == "paper":

@@ -68,8 +68,8 @@ class ReconstructionSettings:
         return NoiseStage(target, steps=self.noise_steps, lr=self.noise_lr, lr_scaling=self.noise_lr_scaling,
                           noise_space=self.noise_space if space is None else space, name=name,
                           until=until(self.until_psnr, self.until_lpips),
-                          **{**noise_schedule(self.schedule, self.noise_steps), **embedding_noise_rates(self.schedule),
-                             **fields})
+                          **{**noise_schedule(self.schedule, self.noise_steps),
+                             **embedding_noise_rates(self.schedule, self.noise_lr_scaling), **fields})
 
 
 def reconstruction_recipe(target: torch.Tensor, settings: ReconstructionSettings = ReconstructionSettings()) -> Recipe:

@@ -163,7 +163,7 @@ def scribble_recipe(
         stages += [
             embedding_stage(photo, settings.embed_w_steps, settings.schedule, name="photo_w_plus"),
             settings.noise_stage(photo, settings.embed_noise_steps, space, "photo_noise",
-                                 **embedding_noise_rates(settings.schedule)),
+                                 **embedding_noise_rates(settings.schedule, settings.noise_lr_scaling)),
         ]
     # Line 2: the rows, MSE + perceptual to the scribbled image, no spatial masks (the colours guide).
     terms = [image_term(scribbled, mse_weight=settings.mse_weight, perceptual_weight=settings.perceptual_weight)]

@@ -196,10 +196,12 @@ def noise_schedule(schedule: str, steps: int) -> dict[str, Any]:
     return {"decay": True, "warmup_steps": min(FAST.noise_warmup_steps, steps // 4)}
 
 
-def embedding_noise_rates(schedule: str) -> dict[str, Any]:
-    """The rate fields of the noise stage that embeds a photo: the tuned ones for 'fast' (:class:`FastSchedule`),
-    :class:`~image2stylegan.recipe.NoiseStage`'s own for 'paper'."""
-    if schedule == "paper":
+def embedding_noise_rates(schedule: str, lr_scaling: str = "strength") -> dict[str, Any]:
+    """The rate fields of the noise stage that embeds a photo: the tuned ones for the 'fast' schedule with
+    strength-scaled rates (:class:`FastSchedule`); otherwise :class:`~image2stylegan.recipe.NoiseStage`'s own (under
+    ``lr_scaling='paper'`` every map runs at ``lr`` and these fields would have no effect, so the recorded recipe
+    leaves them at their defaults)."""
+    if schedule == "paper" or lr_scaling == "paper":
         return {}
     return {"reference_strength": FAST.embed_noise_reference_strength, "fine_rate": FAST.embed_noise_fine_rate}
 

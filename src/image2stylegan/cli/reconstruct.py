@@ -59,8 +59,9 @@ def weights_status() -> None:
                    "must hold).")
 @click.option("--noise-lr-scaling", default=None,
               type=click.Choice(["strength", "paper"]),
-              help="'strength': each noise map's lr is scaled to its layer's noise strength so every layer moves alike; "
-                   "'paper': one lr for every map. Default: the --quality preset's (strength; paper for 'paper').")
+              help="'strength': each noise map's lr is scaled to its layer's noise strength, so the layers' "
+                   "activations move alike (the two finest blocks' twice as far when embedding a photo); 'paper': one "
+                   "lr for every map. Default: the --quality preset's (strength; paper for 'paper').")
 @click.option("--refuse-stale", is_flag=True,
               help="Folder runs: an image whose folder holds a result made with other settings, inputs or code is an "
                    "error row instead of being redone.")
