@@ -163,8 +163,10 @@ CASES: dict[str, dict] = {
         app="attribute", a=lambda: embedding(1), b=lambda: embedding(2), mask=lambda: box(*ATTRIBUTE_BOX),
         settings=dict(layer="fourth-row", op="average", alpha=0.3),
     ),
-    "attribute_from_photos": dict(  # both photos embedded first (Alg. 2 at the app's budget), as the CLI does
-        app="attribute_photos", photo_a=lambda: photo(1), photo_b=lambda: photo(2), mask=lambda: box(*ATTRIBUTE_BOX),
+    # Both photos embedded first (Alg. 2 at the app's budget), as the CLI does. Not photo(1): its 3-step noise stage
+    # at full rate is chaotic (the last bit of rounding moves its maps by 0.1), which no golden can pin down.
+    "attribute_from_photos": dict(
+        app="attribute_photos", photo_a=lambda: photo(4), photo_b=lambda: photo(2), mask=lambda: box(*ATTRIBUTE_BOX),
         settings=dict(layer="b16.conv1", op="spatial", w_steps=W_STEPS, noise_steps=NOISE_STEPS),
     ),
     "activation_edit_channel_masked": dict(
