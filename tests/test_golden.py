@@ -20,7 +20,8 @@ perceptual term at rate 0.1, and when it moved to warm-up, hold and cosine at 0.
 embedding ends with a strength-scaled noise stage (reconstruct_paper, reconstruct_extended, the demo, attribute
 transfer from photos, scribble that embeds first) when that stage moved to reference strength 0.08 with the
 finest blocks' maps at twice the rate; attribute transfer from photos again when its photo A became photo 4
-(photo 1's embedding is chaotic at that budget, see ``cases.py``). The goldens before came from 6709640 and were reproduced bit for bit by later commits and
+(photo 1's embedding is chaotic at that budget, see ``cases.py``); the cases whose photo embedding ends with a noise
+stage (the five above and reconstruct_uniform) when that stage began to hold its full rate before the cosine. The goldens before came from 6709640 and were reproduced bit for bit by later commits and
 with 2 or 4 threads (only some logged loss values moved, by < 2e-7 relative).
 
 Tolerances: tensors ``assert_close(rtol=0)`` with an absolute tolerance per kind (``KIND_ATOL``: about 4x what

@@ -93,6 +93,8 @@ def test_the_noise_stage_embedding_a_photo_gets_the_tuned_rates_and_an_edits_kee
                        photo_embedding_recipe({"a": photo}, AttributeTransferSettings()).stages[1]]
     assert [(n.name, n.reference_strength, n.fine_rate) for n in embedding_noise] == [
         (n.name, *tuned) for n in embedding_noise]
+    # ... and hold the full rate for FAST.embed_noise_hold_fraction of the steps after the warm-up (200 steps: 114).
+    assert [(n.steps, n.warmup_steps, n.hold_steps) for n in embedding_noise] == [(200, 10, 114)] * 3
     # An edit's own noise stages, the paper schedule and one rate for every map keep NoiseStage's rates.
     own = tuple(NoiseStage.__dataclass_fields__[k].default for k in ("reference_strength", "fine_rate"))
     kept = [crossover_recipe(photo, photo, mask, CrossoverSettings()).stages[-1],
@@ -102,6 +104,9 @@ def test_the_noise_stage_embedding_a_photo_gets_the_tuned_rates_and_an_edits_kee
             reconstruction_recipe(photo, ReconstructionSettings(noise_lr_scaling="paper")).stages[1]]
     assert all(isinstance(n, NoiseStage) for n in kept)
     assert [(n.reference_strength, n.fine_rate) for n in kept] == [own] * len(kept)
+    # The edits' own noise stages and the paper schedule keep the cosine without a hold; one rate for every map
+    # still holds it (the hold is the schedule's, not the rates').
+    assert [n.hold_steps for n in kept] == [0, 0, 0, 0, 114]
 
 
 def test_the_fast_embedding_converges_under_the_normalised_term(tiny, tiny_perceptual):

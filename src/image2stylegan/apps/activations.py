@@ -45,7 +45,7 @@ from ..recipe import NoiseStage, Recipe
 from .outputs import EditResult, copy_paste, noise_space_of
 from .plan import Plan
 from .ranges import ALPHA, check_ranges, setting
-from .settings import (embedding_noise_rates, embedding_stage, noise_schedule, noise_space_setting,
+from .settings import (embedding_noise_fields, embedding_stage, noise_schedule, noise_space_setting,
                        noise_steps_setting, schedule_setting, seed_setting, w_steps_setting)
 
 ALPHA_DOC = "for the average operation: the weight of A; 1 keeps A unchanged"
@@ -398,7 +398,7 @@ def photo_embedding_recipe(photos: dict[str, torch.Tensor], settings: AttributeT
             embedding_stage(photo, settings.w_steps, settings.schedule, name=f"{tag} w_plus", embedding=role),
             NoiseStage(photo, steps=settings.noise_steps, noise_space=settings.noise_space, name=f"{tag} noise",
                        embedding=role, **noise_schedule(settings.schedule, settings.noise_steps),
-                       **embedding_noise_rates(settings.schedule)),
+                       **embedding_noise_fields(settings.schedule, settings.noise_steps)),
         ]
     return Recipe(tuple(stages), seed=settings.seed, application="transfer-attribute")
 

@@ -43,7 +43,9 @@ class FastSchedule:
     that embeds a photo (after the W+ stage above) scales its maps' rates to ``embed_noise_reference_strength``
     instead of :class:`~image2stylegan.recipe.NoiseStage`'s 0.05 and moves the two finest blocks' maps
     ``embed_noise_fine_rate`` times faster (:func:`~image2stylegan.recipe.noise_map_rates`): 0.7-1.3 dB more after
-    60 steps on every benchmark face. An edit's own noise stages keep the rates its benchmark was measured with.
+    60 steps on every benchmark face; and like the W+ stage it holds the full rate, for
+    ``embed_noise_hold_fraction`` of its steps after the warm-up, before its cosine (:func:`embedding_noise_fields`).
+    An edit's own noise stages keep the rates and the cosine its benchmark was measured with.
     """
 
     embed_lr: float = 0.08
@@ -57,6 +59,7 @@ class FastSchedule:
     noise_warmup_steps: int = 10
     embed_noise_reference_strength: float = 0.08
     embed_noise_fine_rate: float = 2.0
+    embed_noise_hold_fraction: float = 0.6
 
 
 FAST = FastSchedule()
@@ -196,14 +199,19 @@ def noise_schedule(schedule: str, steps: int) -> dict[str, Any]:
     return {"decay": True, "warmup_steps": min(FAST.noise_warmup_steps, steps // 4)}
 
 
-def embedding_noise_rates(schedule: str, lr_scaling: str = "strength") -> dict[str, Any]:
-    """The rate fields of the noise stage that embeds a photo: the tuned ones for the 'fast' schedule with
-    strength-scaled rates (:class:`FastSchedule`); otherwise :class:`~image2stylegan.recipe.NoiseStage`'s own (under
-    ``lr_scaling='paper'`` every map runs at ``lr`` and these fields would have no effect, so the recorded recipe
-    leaves them at their defaults)."""
-    if schedule == "paper" or lr_scaling == "paper":
+def embedding_noise_fields(schedule: str, steps: int, lr_scaling: str = "strength") -> dict[str, Any]:
+    """What the noise stage that embeds a photo (``steps`` steps) sets beyond :func:`noise_schedule`: under 'fast'
+    the hold at the full rate (``FAST.embed_noise_hold_fraction`` of the steps after the warm-up, the cosine keeping
+    at least one step) and, with strength-scaled rates, the tuned rates (:class:`FastSchedule`). Under
+    ``lr_scaling='paper'`` every map runs at ``lr`` and the rate fields would have no effect, so the recorded recipe
+    leaves them at :class:`~image2stylegan.recipe.NoiseStage`'s defaults; 'paper' sets nothing."""
+    if schedule == "paper":
         return {}
-    return {"reference_strength": FAST.embed_noise_reference_strength, "fine_rate": FAST.embed_noise_fine_rate}
+    warmup = noise_schedule(schedule, steps)["warmup_steps"]
+    fields = {"hold_steps": max(0, min(round(FAST.embed_noise_hold_fraction * (steps - warmup)), steps - warmup - 1))}
+    if lr_scaling != "paper":
+        fields.update(reference_strength=FAST.embed_noise_reference_strength, fine_rate=FAST.embed_noise_fine_rate)
+    return fields
 
 
 @dataclass(frozen=True)
