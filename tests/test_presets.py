@@ -20,8 +20,8 @@ from image2stylegan.apps.scribble import ScribbleSettings
 from image2stylegan.apps.settings import FAST
 from image2stylegan.apps.style_transfer import StyleTransferSettings
 from image2stylegan.errors import InputError
-from image2stylegan.recipe import NoiseStage
 from image2stylegan.latents import save_latent
+from image2stylegan.recipe import NoiseStage
 
 CLASSES = (ReconstructionSettings, CrossoverSettings, InpaintSettings, ScribbleSettings, StyleTransferSettings,
            AttributeTransferSettings)

@@ -187,8 +187,14 @@ def w_schedule(schedule: str, steps: int, *, decay: bool = True, warmup_fraction
     if schedule == "paper":
         return {}
     warmup = max(1, round(warmup_fraction * steps)) if steps > 1 else 0
-    hold = max(0, min(round(hold_fraction * (steps - warmup)), steps - warmup - 1))
-    return {"warmup_steps": warmup, "hold_steps": hold, "decay": decay, "final_lr_fraction": FAST.final_lr_fraction}
+    return {"warmup_steps": warmup, "hold_steps": _hold_steps(hold_fraction, steps, warmup), "decay": decay,
+            "final_lr_fraction": FAST.final_lr_fraction}
+
+
+def _hold_steps(fraction: float, steps: int, warmup: int) -> int:
+    """Steps at the full rate after a warm-up of ``warmup``: ``fraction`` of the rest, leaving the cosine one step
+    at least."""
+    return max(0, min(round(fraction * (steps - warmup)), steps - warmup - 1))
 
 
 def noise_schedule(schedule: str, steps: int) -> dict[str, Any]:
@@ -208,7 +214,7 @@ def embedding_noise_fields(schedule: str, steps: int, lr_scaling: str = "strengt
     if schedule == "paper":
         return {}
     warmup = noise_schedule(schedule, steps)["warmup_steps"]
-    fields = {"hold_steps": max(0, min(round(FAST.embed_noise_hold_fraction * (steps - warmup)), steps - warmup - 1))}
+    fields = {"hold_steps": _hold_steps(FAST.embed_noise_hold_fraction, steps, warmup)}
     if lr_scaling != "paper":
         fields.update(reference_strength=FAST.embed_noise_reference_strength, fine_rate=FAST.embed_noise_fine_rate)
     return fields
