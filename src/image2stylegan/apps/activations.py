@@ -41,11 +41,11 @@ from ..errors import InputError
 from ..generators.base import StyleGenerator
 from ..masks import check_mask_content, resize_for_layer
 from ..metrics import psnr
-from ..recipe import NoiseStage, Recipe
+from ..recipe import Recipe
 from .outputs import EditResult, copy_paste, noise_space_of
 from .plan import Plan
 from .ranges import ALPHA, check_ranges, setting
-from .settings import (embedding_noise_fields, embedding_stage, noise_schedule, noise_space_setting,
+from .settings import (embedding_noise_stage, embedding_stage, noise_space_setting,
                        noise_steps_setting, schedule_setting, seed_setting, w_steps_setting)
 
 ALPHA_DOC = "for the average operation: the weight of A; 1 keeps A unchanged"
@@ -396,9 +396,8 @@ def photo_embedding_recipe(photos: dict[str, torch.Tensor], settings: AttributeT
         tag = role.upper()
         stages += [
             embedding_stage(photo, settings.w_steps, settings.schedule, name=f"{tag} w_plus", embedding=role),
-            NoiseStage(photo, steps=settings.noise_steps, noise_space=settings.noise_space, name=f"{tag} noise",
-                       embedding=role, **noise_schedule(settings.schedule, settings.noise_steps),
-                       **embedding_noise_fields(settings.schedule, settings.noise_steps)),
+            embedding_noise_stage(photo, settings.noise_steps, settings.schedule, noise_space=settings.noise_space,
+                                  name=f"{tag} noise", embedding=role),
         ]
     return Recipe(tuple(stages), seed=settings.seed, application="transfer-attribute")
 

@@ -21,8 +21,8 @@ from ..recipe import MAIN, NoiseStage, Recipe, WPlusStage
 from .outputs import EditResult, final_embedding
 from .plan import Plan
 from .ranges import check_ranges
-from .settings import (embed_lr_setting, embedding_noise_fields, embedding_stage, init_setting,
-                       noise_lr_scaling_setting, noise_lr_setting, noise_schedule, noise_space_setting,
+from .settings import (embed_lr_setting, embedding_noise_stage, embedding_stage, init_setting,
+                       noise_lr_scaling_setting, noise_lr_setting, noise_space_setting,
                        noise_steps_setting, schedule_setting, seed_setting, until, until_lpips_setting,
                        until_psnr_setting, w_steps_setting)
 
@@ -65,12 +65,9 @@ class ReconstructionSettings:
 
     def noise_stage(self, target: torch.Tensor, name: str = STAGE_NAMES[1], space: str | None = None,
                     **fields) -> NoiseStage:
-        return NoiseStage(target, steps=self.noise_steps, lr=self.noise_lr, lr_scaling=self.noise_lr_scaling,
-                          noise_space=self.noise_space if space is None else space, name=name,
-                          until=until(self.until_psnr, self.until_lpips),
-                          **{**noise_schedule(self.schedule, self.noise_steps),
-                             **embedding_noise_fields(self.schedule, self.noise_steps, self.noise_lr_scaling),
-                             **fields})
+        return embedding_noise_stage(target, self.noise_steps, self.schedule, lr_scaling=self.noise_lr_scaling,
+                                     lr=self.noise_lr, noise_space=self.noise_space if space is None else space,
+                                     name=name, until=until(self.until_psnr, self.until_lpips), **fields)
 
 
 def reconstruction_recipe(target: torch.Tensor, settings: ReconstructionSettings = ReconstructionSettings()) -> Recipe:

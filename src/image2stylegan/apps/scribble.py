@@ -29,7 +29,7 @@ from ..losses import PerceptualLoss
 from ..masks import blend_mask, check_mask_content, difference_mask, feather
 from ..recipe import Recipe, TargetTerm, image_term
 from .ranges import MAX_RESOLUTION, STEPS, THRESHOLD, WEIGHT, check_not_all_zero, setting
-from .settings import (EditSettings, embedding_noise_fields, embedding_stage, init_setting, method_setting,
+from .settings import (EditSettings, embedding_noise_stage, embedding_stage, init_setting, method_setting,
                        mse_weight_setting, perceptual_weight_setting, rows_setting, w_lr_setting)
 from .outputs import EditResult, by_stage, db, mean_abs_error, start_point
 from .plan import Plan
@@ -162,9 +162,9 @@ def scribble_recipe(
     if embed_photo:  # line 1: (w*, n*) = the paper's reconstruction (Alg. 2) of the unscribbled photo
         stages += [
             embedding_stage(photo, settings.embed_w_steps, settings.schedule, name="photo_w_plus"),
-            settings.noise_stage(photo, settings.embed_noise_steps, space, "photo_noise",
-                                 **embedding_noise_fields(settings.schedule, settings.embed_noise_steps,
-                                                          settings.noise_lr_scaling)),
+            embedding_noise_stage(photo, settings.embed_noise_steps, settings.schedule,
+                                  lr_scaling=settings.noise_lr_scaling, lr=settings.noise_lr, noise_space=space,
+                                  name="photo_noise"),
         ]
     # Line 2: the rows, MSE + perceptual to the scribbled image, no spatial masks (the colours guide).
     terms = [image_term(scribbled, mse_weight=settings.mse_weight, perceptual_weight=settings.perceptual_weight)]

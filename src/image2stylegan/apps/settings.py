@@ -44,7 +44,7 @@ class FastSchedule:
     instead of :class:`~image2stylegan.recipe.NoiseStage`'s 0.05 and moves the two finest blocks' maps
     ``embed_noise_fine_rate`` times faster (:func:`~image2stylegan.recipe.noise_map_rates`): 0.7-1.3 dB more after
     60 steps on every benchmark face; and like the W+ stage it holds the full rate, for
-    ``embed_noise_hold_fraction`` of its steps after the warm-up, before its cosine (:func:`embedding_noise_fields`).
+    ``embed_noise_hold_fraction`` of its steps after the warm-up, before its cosine (:func:`embedding_noise_stage`).
     An edit's own noise stages keep the rates and the cosine its benchmark was measured with.
     """
 
@@ -205,19 +205,25 @@ def noise_schedule(schedule: str, steps: int) -> dict[str, Any]:
     return {"decay": True, "warmup_steps": min(FAST.noise_warmup_steps, steps // 4)}
 
 
-def embedding_noise_fields(schedule: str, steps: int, lr_scaling: str = "strength") -> dict[str, Any]:
-    """What the noise stage that embeds a photo (``steps`` steps) sets beyond :func:`noise_schedule`: under 'fast'
-    the hold at the full rate (``FAST.embed_noise_hold_fraction`` of the steps after the warm-up, the cosine keeping
-    at least one step) and, with strength-scaled rates, the tuned rates (:class:`FastSchedule`). Under
-    ``lr_scaling='paper'`` every map runs at ``lr`` and the rate fields would have no effect, so the recorded recipe
-    leaves them at :class:`~image2stylegan.recipe.NoiseStage`'s defaults; 'paper' sets nothing."""
-    if schedule == "paper":
-        return {}
-    warmup = noise_schedule(schedule, steps)["warmup_steps"]
-    fields = {"hold_steps": _hold_steps(FAST.embed_noise_hold_fraction, steps, warmup)}
-    if lr_scaling != "paper":
-        fields.update(reference_strength=FAST.embed_noise_reference_strength, fine_rate=FAST.embed_noise_fine_rate)
-    return fields
+def embedding_noise_stage(target: torch.Tensor, steps: int, schedule: str, *, lr_scaling: str = "strength",
+                          **fields: Any) -> NoiseStage:
+    """The noise stage that embeds a photo (Alg. 2's second stage, after :func:`embedding_stage`): reconstruction's,
+    and the one of the embedding an edit starts from.
+
+    Under 'fast' it is :func:`noise_schedule`'s warm-up and cosine with a hold at the full rate in between
+    (``FAST.embed_noise_hold_fraction`` of the steps after the warm-up, the cosine keeping at least one step) and,
+    with strength-scaled rates, the tuned rates (:class:`FastSchedule`). Under ``lr_scaling='paper'`` every map runs
+    at ``lr`` and the rate fields would have no effect, so the recorded recipe leaves them at
+    :class:`~image2stylegan.recipe.NoiseStage`'s defaults. 'paper' is the constant rate. ``fields`` (``lr``,
+    ``noise_space``, ``name``, ``until``, ...) go to the stage and win over the schedule's."""
+    schedule_fields = noise_schedule(schedule, steps)
+    if schedule != "paper":
+        schedule_fields["hold_steps"] = _hold_steps(FAST.embed_noise_hold_fraction, steps,
+                                                    schedule_fields["warmup_steps"])
+        if lr_scaling != "paper":
+            schedule_fields.update(reference_strength=FAST.embed_noise_reference_strength,
+                                   fine_rate=FAST.embed_noise_fine_rate)
+    return NoiseStage(target, steps=steps, lr_scaling=lr_scaling, **{**schedule_fields, **fields})
 
 
 @dataclass(frozen=True)
