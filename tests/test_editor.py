@@ -291,6 +291,41 @@ def test_the_budget_line_is_the_presets_with_the_pages_overrides():
     assert budget_text("inpaint", "draft", -5, 0).startswith("budget: ")  # out of range: said, not raised
 
 
+def test_the_embedding_fields_set_its_steps_and_stopping_target_as_the_cli_options_do():
+    from image2stylegan.apps.presets import PRESETS
+    from image2stylegan.editor.controls import embedding_budget_text, embedding_overrides
+
+    assert embedding_overrides(0, None, "", 0) == {"w_steps": None, "noise_steps": None, "until_psnr": None,
+                                                   "until_lpips": None}  # all left to the preset
+    assert embedding_overrides(7.0, 3, " 35.5 ", 0.2) == {"w_steps": 7, "noise_steps": 3, "until_psnr": 35.5,
+                                                          "until_lpips": 0.2}
+    with pytest.raises(InputError, match="until psnr: 'high' is not a number"):
+        embedding_overrides(0, 0, "high", 0)
+    good = PRESETS["good"]
+    assert embedding_budget_text("good", 0, 0, 0, 0) == (
+        f"budget: {good.embed_w_steps} W+ + {good.embed_noise_steps} noise steps (good); a stage ends early at "
+        f"PSNR >= {good.until_psnr:g} dB")
+    assert embedding_budget_text("draft", 10, 0, 30, 0.25).endswith(
+        "a stage ends early at PSNR >= 30 dB and LPIPS <= 0.25")
+    assert "ends early" not in embedding_budget_text("paper", 0, 0, 0, 0)  # the paper's budget runs to its end
+    assert embedding_budget_text("good", 0, 0, 150, 0).startswith("budget: ")  # out of range: said, not raised
+    assert "150" in embedding_budget_text("good", 0, 0, 150, 0)
+
+
+def test_an_embedding_with_a_stopping_target_ends_its_stages_early_and_records_when(editor):
+    photo = editor.sample_photo(2)
+    overrides = {"w_steps": 20, "noise_steps": 20, "until_psnr": 1.0}  # every image of a face beats 1 dB
+    snap = _finish(editor.embed(photo, "draft", **overrides))
+    assert snap.state == "done", snap.message
+    folder = editor.cached_embedding(photo, "draft", **overrides)
+    assert folder is not None
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["settings"]["until_psnr"] == 1.0
+    for stage in metrics["stages"].values():
+        assert stage["steps"] == 1 and stage["reached_target"]["step"] == 1
+    assert editor.cached_embedding(photo, "draft", w_steps=20, noise_steps=20) is None  # another target, another run
+
+
 def test_a_click_picks_the_smallest_face_box_holding_it_else_the_nearest():
     from image2stylegan.editor.controls import face_at, faces_overlay
 

@@ -242,6 +242,12 @@ def test_closing_the_tab_stops_its_job(server, browser, monkeypatch):
     page.goto(url)
     page.locator("#use-sample").click()
     page.locator("#photo-status", has_text="ready").wait_for()
+    # A stopping target of 100 dB never ends a stage early: the job is still running when the tab closes.
+    page.locator("#embed-advanced").click(position={"x": 40, "y": 16})
+    box = page.locator("#embed-until-psnr input")
+    box.fill("100")
+    box.press("Tab")
+    page.locator("#embed-budget", has_text="a stage ends early at PSNR >= 100 dB").wait_for()
     page.locator("#embed").click()
     page.locator("#embed-status p", has_text=re.compile(r"step \d+/")).wait_for()
     page.close()

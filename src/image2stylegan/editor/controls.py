@@ -11,12 +11,14 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..apps.presets import settings_for
+from ..apps.reconstruct import ReconstructionSettings
 from ..apps.requests import APPLICATIONS
+from ..apps.settings import until
 from ..errors import Image2StyleGANError as I2SError
 from ..errors import InputError
 
-__all__ = ["ADVANCED", "advanced_names", "advanced_values", "budget_text", "composite", "face_at", "faces_overlay",
-           "painted_mask"]
+__all__ = ["ADVANCED", "advanced_names", "advanced_values", "budget_text", "composite", "embedding_budget_text",
+           "embedding_overrides", "face_at", "faces_overlay", "painted_mask"]
 
 
 def painted_mask(value: dict | None, size: int) -> np.ndarray | None:
@@ -129,3 +131,37 @@ def budget_text(command: str, quality: str, w_steps, noise_steps) -> str:
     except (I2SError, TypeError, ValueError) as exc:
         return f"budget: {exc}"
     return f"budget: {settings.w_steps} W+ + {settings.noise_steps} noise steps ({quality})"
+
+
+def embedding_overrides(w_steps, noise_steps, until_psnr, until_lpips) -> dict[str, Any]:
+    """The "Embedding: advanced" fields as :class:`~image2stylegan.apps.reconstruct.ReconstructionSettings`
+    overrides (what ``--w-steps``, ``--noise-steps``, ``--until-psnr`` and ``--until-lpips`` are on the command
+    line). 0 or empty keeps the preset's value: its step counts and its PSNR target (the preset has no LPIPS target,
+    so there 0 means none); a PSNR of 100 never ends a stage early.
+
+    Raises:
+        InputError: a field that is not a number (the settings check the ranges)."""
+    out: dict[str, Any] = {}
+    for name, value, kind in (("w_steps", w_steps, int), ("noise_steps", noise_steps, int),
+                              ("until_psnr", until_psnr, float), ("until_lpips", until_lpips, float)):
+        if isinstance(value, str):
+            value = value.strip()
+        try:
+            number = kind(float(value)) if value not in (None, "") else 0
+        except (TypeError, ValueError):
+            raise InputError(f"{name.replace('_', ' ')}: {value!r} is not a number") from None
+        out[name] = number or None
+    return out
+
+
+def embedding_budget_text(quality: str, w_steps, noise_steps, until_psnr, until_lpips) -> str:
+    """The embedding's budget and stopping target under the preset and the page's overrides (what ``i2s
+    reconstruct`` prints)."""
+    try:
+        settings = settings_for(ReconstructionSettings, quality,
+                                **embedding_overrides(w_steps, noise_steps, until_psnr, until_lpips))
+    except I2SError as exc:
+        return f"budget: {exc}"
+    target = until(settings.until_psnr, settings.until_lpips)
+    ends = f"; a stage ends early at {target.describe()}" if target is not None else ""
+    return f"budget: {settings.w_steps} W+ + {settings.noise_steps} noise steps ({quality}){ends}"

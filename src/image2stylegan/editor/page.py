@@ -26,8 +26,8 @@ from ..apps.requests import APPLICATIONS
 from ..masks import PRESETS as MASK_PRESETS
 from ..errors import Image2StyleGANError as I2SError
 from ..errors import InputError
-from .controls import (ADVANCED, advanced_names, advanced_values, budget_text, composite, face_at, faces_overlay,
-                       painted_mask)
+from .controls import (ADVANCED, advanced_names, advanced_values, budget_text, composite, embedding_budget_text,
+                       embedding_overrides, face_at, faces_overlay, painted_mask)
 from .runs import RESULT_FILE, Editor, Photo
 
 __all__ = ["build_page"]
@@ -152,12 +152,17 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
             return str(result) if result.is_file() else snap.preview, snap.line(), slider, _outputs(Path(folder))
         return done
 
-    def embed(session, photo: Photo | None, quality, w_steps, noise_steps, progress=gr.Progress()):
+    def embed(session, photo: Photo | None, quality, w_steps, noise_steps, until_psnr, until_lpips,
+              progress=gr.Progress()):
         if photo is None:
             yield None, error_text("load a photo first"), gr.update(), gr.update()
             return
-        overrides = {"w_steps": int(w_steps) or None, "noise_steps": int(noise_steps) or None}
-        cached = editor.cached_embedding(photo, quality, **overrides)
+        try:
+            overrides = embedding_overrides(w_steps, noise_steps, until_psnr, until_lpips)
+            cached = editor.cached_embedding(photo, quality, **overrides)
+        except I2SError as exc:
+            yield None, error_text(exc), gr.update(), gr.update()
+            return
         if cached is not None:
             yield (str(cached / "reconstruction.png"), "done: embedding taken from the cache (this photo was embedded "
                    "before with these settings)", (str(photo.image), str(cached / "reconstruction.png")),
@@ -234,14 +239,14 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
         return editor.open_photo(upload) if upload is not None else editor.sample_photo(int(seed))
 
     def global_inputs(photo, quality, op, amount, rows, noise, upload_b, seed_b, upload_c, seed_c, canvas, layer,
-                      embed_w, embed_noise):
+                      *embedding_fields):
         region = painted_mask(canvas, size)
         photos = {"a": photo, "b": other_photo(upload_b, seed_b)}
         if op == "expression":
             photos["c"] = other_photo(upload_c, seed_c)
         settings = LatentEditSettings(op=op, amount=float(amount), rows=str(rows or "fine"), noise=noise,
                                       layer=str(layer).split()[0] if region is not None else None)
-        embedding = {"w_steps": int(embed_w or 0) or None, "noise_steps": int(embed_noise or 0) or None}
+        embedding = embedding_overrides(*embedding_fields)
         return {"photos": photos, "mask": region, "embedding": embedding}, settings
 
     def crossover_inputs(photo, quality, canvas, preset, upload_b, seed_b):
@@ -297,7 +302,11 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
                     e_w = gr.Number(label="W+ steps (0 = preset)", value=0, precision=0, elem_id="embed-w-steps")
                     e_n = gr.Number(label="noise steps (0 = preset)", value=0, precision=0,
                                     elem_id="embed-noise-steps")
-                e_budget = gr.Markdown(budget_text("reconstruct", default_quality, 0, 0), elem_id="embed-budget")
+                    e_psnr = gr.Number(label="stop a stage at PSNR, dB (0 = preset; 100 = never early)", value=0,
+                                       elem_id="embed-until-psnr")
+                    e_lpips = gr.Number(label="stop a stage at LPIPS (0 = none)", value=0,
+                                        elem_id="embed-until-lpips")
+                e_budget = gr.Markdown(embedding_budget_text(default_quality, 0, 0, 0, 0), elem_id="embed-budget")
                 with gr.Row():
                     embed_btn = gr.Button("Embed", variant="primary", elem_id="embed")
                     stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
@@ -417,7 +426,7 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
             g_canvas = canvas("Local edit: where B's features go (optional)", "global-canvas")
             g_layer = gr.Dropdown(layers, value=default_layer, label="Local edit layer")
             tabs["latent-edit"] = ([g_op, g_amount, g_rows, g_noise, g_b, g_b_seed, g_c, g_c_seed, g_canvas, g_layer,
-                                    e_w, e_n],
+                                    e_w, e_n, e_psnr, e_lpips],
                                    run_button("latent-edit"), outputs_row("global"))
 
         # -- events --------------------------------------------------------------------------------------------------
@@ -428,9 +437,10 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
         for trigger in (align.change, upload.change):
             trigger(list_faces, [upload, align], [face, photo_status, faces_view, face_boxes])
         faces_view.select(pick_face, face_boxes, face)
-        for control in (quality, e_w, e_n):
-            control.change(lambda q, a, b: budget_text("reconstruct", q, a, b), [quality, e_w, e_n], e_budget)
-        embed_btn.click(embed, [session, photo_state, quality, e_w, e_n], embed_out, concurrency_limit=None)
+        embedding_fields = [e_w, e_n, e_psnr, e_lpips]
+        for control in (quality, *embedding_fields):
+            control.change(embedding_budget_text, [quality, *embedding_fields], e_budget)
+        embed_btn.click(embed, [session, photo_state, quality, *embedding_fields], embed_out, concurrency_limit=None)
         stop_btn.click(sessions.stop, session, stop_status)
         builders = {"inpaint": inpaint_inputs, "scribble": scribble_inputs, "crossover": crossover_inputs,
                     "style-transfer": style_inputs, "transfer-attribute": attribute_inputs,
