@@ -178,15 +178,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--table", type=Path, default=None, metavar="JSON",
                         help="print the README table of an earlier report instead of running (seconds from "
                              "--step-seconds)")
-    parser.add_argument("--step-seconds", default="1.5,1.1", help="W+ and noise step seconds for --table")
+    parser.add_argument("--step-seconds", default="measured",
+                        help="for --table: 'measured' (the report's own clock) or the W+ and noise step seconds of "
+                             "a quiet machine, e.g. 1.39,1.0")
     parser.add_argument("--compile", action="store_true",
                         help="compile the generator's synthesis (as i2s --compile): faster long runs; the first W+ "
                              "and the first noise step then include the compile time")
     common_options(parser, "bench/results/convergence.json")
     args = parser.parse_args(argv)
     if args.table is not None:
-        w_step, noise_step = map(float, args.step_seconds.split(","))
-        print(table(json.loads(args.table.read_text()), w_step, noise_step))
+        steps = None if args.step_seconds == "measured" else tuple(map(float, args.step_seconds.split(",")))
+        print(table(json.loads(args.table.read_text()), steps))
         return {}
 
     device, generator, perceptual = bundled_models(args.device)
@@ -221,26 +223,32 @@ def main(argv: list[str] | None = None) -> dict:
     return report
 
 
-def table(report: dict, w_step: float, noise_step: float) -> str:
+def table(report: dict, step_seconds: tuple[float, float] | None = None) -> str:
     """The README's Markdown table from a report: per face and variant the W+ stage's PSNR / LPIPS after its
-    budget, the step (and seconds at ``w_step`` s per W+ step and ``noise_step`` s per noise step on a quiet
-    machine) at which the run first reached 20 dB in W+ and 30 / 33 dB overall, and the final PSNR / LPIPS."""
+    budget, the step (and the seconds) at which the run first reached 20 dB in W+ and 30 / 33 dB overall, and the
+    final PSNR / LPIPS. The seconds are the report's own clock, or with ``step_seconds`` (W+, noise) the steps at
+    those seconds each (a quiet machine's, from bench/step_profile.py)."""
     budget = report["budget"]
 
-    def at(step: float | None) -> str:
+    def at(step: float | None, run: dict) -> str:
         if step is None:
             return "–"
         w = min(step, budget["w_steps"])
-        seconds = w * w_step + max(0, step - budget["w_steps"]) * noise_step
-        return f"{step:.0f} ({seconds:.0f} s)"
+        if step_seconds is None:
+            seconds = _joined(run["curves"])["seconds"][int(step) - 1]
+        else:
+            seconds = w * step_seconds[0] + max(0, step - budget["w_steps"]) * step_seconds[1]
+        label = f"{step:.0f}" if step <= budget["w_steps"] else f"{budget['w_steps']} + {step - budget['w_steps']:.0f}"
+        return f"{label} ({seconds:.0f} s)"
 
     lines = ["| face (native px) | schedule | W+ PSNR / LPIPS | W+ to 20 dB | to 30 dB | to 33 dB | final PSNR / LPIPS |",
              "|---|---|---|---|---|---|---|"]
     for face, entry in report["faces"].items():
-        for name, run in entry["runs"].items():
+        for name, run in sorted(entry["runs"].items(), key=lambda item: item[0] != "old"):  # old first
             s = _summary_steps(run)
             lines.append(f"| {face} ({entry['native']}) | {name} | {s['w_psnr']:.2f} dB / {s['w_lpips']:.3f} | "
-                         f"{at(s['w20'])} | {at(s['o30'])} | {at(s['o33'])} | {s['psnr']:.2f} dB / {s['lpips']:.3f} |")
+                         f"{at(s['w20'], run)} | {at(s['o30'], run)} | {at(s['o33'], run)} | "
+                         f"{s['psnr']:.2f} dB / {s['lpips']:.3f} |")
     return "\n".join(lines)
 
 
