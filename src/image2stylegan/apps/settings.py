@@ -44,7 +44,9 @@ class FastSchedule:
     instead of :class:`~image2stylegan.recipe.NoiseStage`'s 0.05 and moves the two finest blocks' maps
     ``embed_noise_fine_rate`` times faster (:func:`~image2stylegan.recipe.noise_map_rates`): 0.7-1.3 dB more after
     60 steps on every benchmark face; and like the W+ stage it holds the full rate, for
-    ``embed_noise_hold_fraction`` of its steps after the warm-up, before its cosine (:func:`embedding_noise_stage`).
+    ``embed_noise_hold_fraction`` of its steps after the warm-up but at most ``embed_noise_hold_max_steps``, before
+    its cosine (:func:`embedding_noise_stage`). The cap is for long runs: held for hundreds of steps, the full rate
+    threw faces that had reached 42-43 dB back by 5-8 dB, and the cosine did not win it back.
     An edit's own noise stages keep the rates and the cosine its benchmark was measured with.
     """
 
@@ -60,6 +62,7 @@ class FastSchedule:
     embed_noise_reference_strength: float = 0.08
     embed_noise_fine_rate: float = 2.0
     embed_noise_hold_fraction: float = 0.6
+    embed_noise_hold_max_steps: int = 120
 
 
 FAST = FastSchedule()
@@ -211,15 +214,17 @@ def embedding_noise_stage(target: torch.Tensor, steps: int, schedule: str, *, lr
     and the one of the embedding an edit starts from.
 
     Under 'fast' it is :func:`noise_schedule`'s warm-up and cosine with a hold at the full rate in between
-    (``FAST.embed_noise_hold_fraction`` of the steps after the warm-up, the cosine keeping at least one step) and,
+    (``FAST.embed_noise_hold_fraction`` of the steps after the warm-up, at most ``FAST.embed_noise_hold_max_steps``,
+    the cosine keeping at least one step) and,
     with strength-scaled rates, the tuned rates (:class:`FastSchedule`). Under ``lr_scaling='paper'`` every map runs
     at ``lr`` and the rate fields would have no effect, so the recorded recipe leaves them at
     :class:`~image2stylegan.recipe.NoiseStage`'s defaults. 'paper' is the constant rate. ``fields`` (``lr``,
     ``noise_space``, ``name``, ``until``, ...) go to the stage and win over the schedule's."""
     schedule_fields = noise_schedule(schedule, steps)
     if schedule != "paper":
-        schedule_fields["hold_steps"] = _hold_steps(FAST.embed_noise_hold_fraction, steps,
-                                                    schedule_fields["warmup_steps"])
+        schedule_fields["hold_steps"] = min(_hold_steps(FAST.embed_noise_hold_fraction, steps,
+                                                        schedule_fields["warmup_steps"]),
+                                            FAST.embed_noise_hold_max_steps)
         if lr_scaling != "paper":
             schedule_fields.update(reference_strength=FAST.embed_noise_reference_strength,
                                    fine_rate=FAST.embed_noise_fine_rate)
