@@ -230,12 +230,12 @@ def table(report: dict, step_seconds: tuple[float, float] | None = None) -> str:
     those seconds each (a quiet machine's, from bench/step_profile.py)."""
     budget = report["budget"]
 
-    def at(step: float | None, run: dict) -> str:
+    def at(step: float | None, clock: list[float]) -> str:
         if step is None:
             return "–"
         w = min(step, budget["w_steps"])
         if step_seconds is None:
-            seconds = _joined(run["curves"])["seconds"][int(step) - 1]
+            seconds = clock[int(step) - 1]
         else:
             seconds = w * step_seconds[0] + max(0, step - budget["w_steps"]) * step_seconds[1]
         label = f"{step:.0f}" if step <= budget["w_steps"] else f"{budget['w_steps']} + {step - budget['w_steps']:.0f}"
@@ -245,9 +245,9 @@ def table(report: dict, step_seconds: tuple[float, float] | None = None) -> str:
              "|---|---|---|---|---|---|---|"]
     for face, entry in report["faces"].items():
         for name, run in sorted(entry["runs"].items(), key=lambda item: item[0] != "old"):  # old first
-            s = _summary_steps(run)
+            s, clock = _summary_steps(run), _joined(run["curves"])["seconds"]
             lines.append(f"| {face} ({entry['native']}) | {name} | {s['w_psnr']:.2f} dB / {s['w_lpips']:.3f} | "
-                         f"{at(s['w20'], run)} | {at(s['o30'], run)} | {at(s['o33'], run)} | "
+                         f"{at(s['w20'], clock)} | {at(s['o30'], clock)} | {at(s['o33'], clock)} | "
                          f"{s['psnr']:.2f} dB / {s['lpips']:.3f} |")
     return "\n".join(lines)
 

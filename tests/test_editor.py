@@ -293,7 +293,7 @@ def test_the_budget_line_is_the_presets_with_the_pages_overrides():
 
 def test_the_embedding_fields_set_its_steps_and_stopping_target_as_the_cli_options_do():
     from image2stylegan.apps.presets import PRESETS
-    from image2stylegan.editor.controls import embedding_budget_text, embedding_overrides
+    from image2stylegan.editor.controls import budget_text, embedding_overrides
 
     assert embedding_overrides(0, None, "", 0) == {"w_steps": None, "noise_steps": None, "until_psnr": None,
                                                    "until_lpips": None}  # all left to the preset
@@ -302,14 +302,14 @@ def test_the_embedding_fields_set_its_steps_and_stopping_target_as_the_cli_optio
     with pytest.raises(InputError, match="until psnr: 'high' is not a number"):
         embedding_overrides(0, 0, "high", 0)
     good = PRESETS["good"]
-    assert embedding_budget_text("good", 0, 0, 0, 0) == (
+    assert budget_text("reconstruct", "good", 0, 0, 0, 0) == (
         f"budget: {good.embed_w_steps} W+ + {good.embed_noise_steps} noise steps (good); a stage ends early at "
         f"PSNR >= {good.until_psnr:g} dB")
-    assert embedding_budget_text("draft", 10, 0, 30, 0.25).endswith(
+    assert budget_text("reconstruct", "draft", 10, 0, 30, 0.25).endswith(
         "a stage ends early at PSNR >= 30 dB and LPIPS <= 0.25")
-    assert "ends early" not in embedding_budget_text("paper", 0, 0, 0, 0)  # the paper's budget runs to its end
-    assert embedding_budget_text("good", 0, 0, 150, 0).startswith("budget: ")  # out of range: said, not raised
-    assert "150" in embedding_budget_text("good", 0, 0, 150, 0)
+    assert "ends early" not in budget_text("reconstruct", "paper", 0, 0, 0, 0)  # the paper's budget runs to its end
+    assert budget_text("reconstruct", "good", 0, 0, 150, 0).startswith("budget: ")  # out of range: said, not raised
+    assert "150" in budget_text("reconstruct", "good", 0, 0, 150, 0)
 
 
 def test_an_embedding_with_a_stopping_target_ends_its_stages_early_and_records_when(editor):

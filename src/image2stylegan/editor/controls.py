@@ -11,14 +11,13 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..apps.presets import settings_for
-from ..apps.reconstruct import ReconstructionSettings
 from ..apps.requests import APPLICATIONS
 from ..apps.settings import until
 from ..errors import Image2StyleGANError as I2SError
 from ..errors import InputError
 
-__all__ = ["ADVANCED", "advanced_names", "advanced_values", "budget_text", "composite", "embedding_budget_text",
-           "embedding_overrides", "face_at", "faces_overlay", "painted_mask"]
+__all__ = ["ADVANCED", "advanced_names", "advanced_values", "budget_text", "composite", "embedding_overrides",
+           "face_at", "faces_overlay", "painted_mask"]
 
 
 def painted_mask(value: dict | None, size: int) -> np.ndarray | None:
@@ -123,17 +122,7 @@ def advanced_values(names, values) -> dict[str, Any]:
     return out
 
 
-def budget_text(command: str, quality: str, w_steps, noise_steps) -> str:
-    """The edit's own step budget under the preset and the page's overrides (what the run will print)."""
-    try:
-        settings = settings_for(APPLICATIONS[command].settings, quality, w_steps=int(w_steps or 0) or None,
-                                noise_steps=int(noise_steps or 0) or None)
-    except (I2SError, TypeError, ValueError) as exc:
-        return f"budget: {exc}"
-    return f"budget: {settings.w_steps} W+ + {settings.noise_steps} noise steps ({quality})"
-
-
-def embedding_overrides(w_steps, noise_steps, until_psnr, until_lpips) -> dict[str, Any]:
+def embedding_overrides(w_steps, noise_steps, until_psnr=None, until_lpips=None) -> dict[str, Any]:
     """The "Embedding: advanced" fields as :class:`~image2stylegan.apps.reconstruct.ReconstructionSettings`
     overrides (what ``--w-steps``, ``--noise-steps``, ``--until-psnr`` and ``--until-lpips`` are on the command
     line). 0 or empty keeps the preset's value: its step counts and its PSNR target (the preset has no LPIPS target,
@@ -154,14 +143,15 @@ def embedding_overrides(w_steps, noise_steps, until_psnr, until_lpips) -> dict[s
     return out
 
 
-def embedding_budget_text(quality: str, w_steps, noise_steps, until_psnr, until_lpips) -> str:
-    """The embedding's budget and stopping target under the preset and the page's overrides (what ``i2s
-    reconstruct`` prints)."""
+def budget_text(command: str, quality: str, w_steps, noise_steps, until_psnr=None, until_lpips=None) -> str:
+    """The step budget of ``command`` (an edit's own stages; 'reconstruct': the embedding) under the preset and the
+    page's fields (:func:`embedding_overrides`), with the stopping target where the settings carry one: what the run
+    will print. A value the settings refuse is said, not raised."""
     try:
-        settings = settings_for(ReconstructionSettings, quality,
+        settings = settings_for(APPLICATIONS[command].settings, quality,
                                 **embedding_overrides(w_steps, noise_steps, until_psnr, until_lpips))
-    except I2SError as exc:
+    except (I2SError, TypeError) as exc:
         return f"budget: {exc}"
-    target = until(settings.until_psnr, settings.until_lpips)
+    target = until(getattr(settings, "until_psnr", None), getattr(settings, "until_lpips", None))
     ends = f"; a stage ends early at {target.describe()}" if target is not None else ""
     return f"budget: {settings.w_steps} W+ + {settings.noise_steps} noise steps ({quality}){ends}"

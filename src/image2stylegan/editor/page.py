@@ -26,8 +26,8 @@ from ..apps.requests import APPLICATIONS
 from ..masks import PRESETS as MASK_PRESETS
 from ..errors import Image2StyleGANError as I2SError
 from ..errors import InputError
-from .controls import (ADVANCED, advanced_names, advanced_values, budget_text, composite, embedding_budget_text,
-                       embedding_overrides, face_at, faces_overlay, painted_mask)
+from .controls import (ADVANCED, advanced_names, advanced_values, budget_text, composite, embedding_overrides,
+                       face_at, faces_overlay, painted_mask)
 from .runs import RESULT_FILE, Editor, Photo
 
 __all__ = ["build_page"]
@@ -306,7 +306,7 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
                                        elem_id="embed-until-psnr")
                     e_lpips = gr.Number(label="stop a stage at LPIPS (0 = none)", value=0,
                                         elem_id="embed-until-lpips")
-                e_budget = gr.Markdown(embedding_budget_text(default_quality, 0, 0, 0, 0), elem_id="embed-budget")
+                e_budget = gr.Markdown(budget_text("reconstruct", default_quality, 0, 0), elem_id="embed-budget")
                 with gr.Row():
                     embed_btn = gr.Button("Embed", variant="primary", elem_id="embed")
                     stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
@@ -439,7 +439,8 @@ def build_page(editor: Editor, *, default_quality: str = "draft"):
         faces_view.select(pick_face, face_boxes, face)
         embedding_fields = [e_w, e_n, e_psnr, e_lpips]
         for control in (quality, *embedding_fields):
-            control.change(embedding_budget_text, [quality, *embedding_fields], e_budget)
+            control.change(lambda q, *fields: budget_text("reconstruct", q, *fields), [quality, *embedding_fields],
+                           e_budget)
         embed_btn.click(embed, [session, photo_state, quality, *embedding_fields], embed_out, concurrency_limit=None)
         stop_btn.click(sessions.stop, session, stop_status)
         builders = {"inpaint": inpaint_inputs, "scribble": scribble_inputs, "crossover": crossover_inputs,
