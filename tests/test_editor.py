@@ -75,6 +75,31 @@ def test_stop_ends_a_running_job_after_its_step_and_keeps_what_it_reached():
     queue.close()
 
 
+def test_a_stage_that_ends_at_its_target_says_so_in_the_status_line():
+    seen, submitted = [], threading.Event()
+
+    def work(callback):
+        submitted.wait()  # `job` below is bound
+        callback(StepInfo("w_plus", 1, 100, 0.0, 20.0, {}, 0.0))
+        callback(StepInfo("w_plus", 2, 100, 0.0, 33.5, {}, 0.0, target_reached=True))
+        seen.append(job.snapshot())
+        for step in (1, 2):
+            callback(StepInfo("noise", step, 2, 0.0, 34.0, {}, 0.0))
+
+    queue = JobQueue()
+    job = queue.submit("reconstruct", work, total=102)
+    submitted.set()
+    snap = job.wait(after=-1)
+    while not snap.finished:
+        snap = job.wait(after=snap.version)
+    assert snap.state == "done" and snap.step == 4
+    assert "reached the target: w_plus at step 2/100" in snap.line()
+    # The time left counts the 2 noise steps still to run, not the 98 W+ steps the target made unnecessary.
+    (midway,) = seen
+    assert midway.seconds_left == pytest.approx(midway.seconds * 2 / 2)
+    queue.close()
+
+
 def test_a_failing_job_shows_its_error_and_the_queue_goes_on():
     queue = JobQueue()
 

@@ -100,6 +100,9 @@ def test_a_stage_ends_at_its_psnr_target_and_the_next_stage_still_runs(tiny, tin
     assert float(w_plus.psnr) == pytest.approx(psnrs[first - 1], abs=1e-4)
     assert not w_plus.stopped and not result.stopped
     assert noise.steps == 3 and noise.reached is None
+    # The step that ended the stage says so to the callbacks (the editor's status line shows it); no other step does.
+    flagged = [(h.stage, h.step) for h in result.history if h.target_reached]
+    assert flagged == [("w_plus", first)]
     assert recipe.summary()["stages"][0]["until"] == {"psnr": goal, "lpips": None, "lpips_every": 10}
 
 

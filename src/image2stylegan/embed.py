@@ -62,13 +62,17 @@ class StepInfo:
     ``loss``, ``psnr`` and ``terms`` are kept as device tensors and turned into floats when first read, so a run
     whose callback reads them only every k steps synchronises a GPU only then. ``image`` is the image this step
     rendered, [B, 3, H, W] (detached, not clamped); it is available only while the callback runs.
+    ``target_reached`` is True on the last step of a stage that ends before its budget because every image reached
+    the stage's stopping target (``until``), so a display can say why the stage ended.
     """
 
-    __slots__ = ("stage", "step", "steps", "embedding", "seconds", "_loss", "_psnr", "_terms", "_image")
+    __slots__ = ("stage", "step", "steps", "embedding", "seconds", "target_reached", "_loss", "_psnr", "_terms",
+                 "_image")
 
     def __init__(self, stage: str, step: int, steps: int, loss, psnr, terms: Mapping, seconds: float,
-                 embedding: str = MAIN, image: torch.Tensor | None = None):
+                 embedding: str = MAIN, image: torch.Tensor | None = None, target_reached: bool = False):
         self.stage, self.step, self.steps, self.embedding, self.seconds = stage, step, steps, embedding, seconds
+        self.target_reached = target_reached
         self._loss, self._psnr, self._terms, self._image = loss, psnr, dict(terms), image
 
     @property
@@ -441,7 +445,9 @@ def _run_w_plus(generator, stage: WPlusStage, resolve, ws, noise, perceptual, re
         optimizer.step()
         if goal is not None:
             goal.restore([ws])
-        if report(_step_info(stage, step, loss, terms, image, reference, report_mask, began)) or goal and goal.done:
+        if report(_step_info(stage, step, loss, terms, image, reference, report_mask, began, goal)):
+            break
+        if goal is not None and goal.done:
             break
     return ws.detach()
 
@@ -507,18 +513,21 @@ def _run_noise(generator, stage: NoiseStage, resolve, ws, noise, report, goal) -
         optimizer.step()
         if goal is not None:
             goal.restore(maps)
-        if report(_step_info(stage, step, loss, terms, image, target, report_mask, began)) or goal and goal.done:
+        if report(_step_info(stage, step, loss, terms, image, target, report_mask, began, goal)):
+            break
+        if goal is not None and goal.done:
             break
     return [m.detach() for m in maps]
 
 
-def _step_info(stage: Stage, step, loss, terms, image, target, mask, began) -> StepInfo:
+def _step_info(stage: Stage, step, loss, terms, image, target, mask, began, goal) -> StepInfo:
     with torch.no_grad():
         image = image.detach()
         quality = psnr(image.clamp(-1, 1), target, mask=mask).mean()
     return StepInfo(stage.name, step, stage.steps, loss.detach().mean(), quality,
                     {k: v.detach().mean() for k, v in terms.items()}, time.perf_counter() - began,
-                    embedding=stage.embedding, image=image)
+                    embedding=stage.embedding, image=image,
+                    target_reached=goal is not None and goal.done and step < stage.steps)
 
 
 def _binary(mask: torch.Tensor | None) -> torch.Tensor | None:

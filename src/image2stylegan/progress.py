@@ -31,7 +31,7 @@ class TqdmProgress:
             )
         self._bar.set_postfix(loss=f"{info.loss:.4g}", psnr=f"{info.psnr:.2f} dB", refresh=False)
         self._bar.update(1)
-        if info.step == info.steps:
+        if info.step == info.steps or info.target_reached:
             self.close()  # so a line printed at the end of the stage does not collide with the bar
 
     def close(self) -> None:

@@ -60,6 +60,7 @@ class Snapshot:
     previews: int  # how many previews arrived so far
     message: str  # the error (failed), the stop reason (stopped), or ''
     version: int  # increases with every change
+    reached: tuple[str, ...] = ()  # "w_plus at step 57/100", one per stage that ended at its stopping target
 
     @property
     def finished(self) -> bool:
@@ -78,6 +79,8 @@ class Snapshot:
             parts.append(f"step {self.step}/{self.total}" + (f" ({self.stage})" if self.stage else ""))
         if self.psnr is not None:
             parts.append(f"PSNR {self.psnr:.2f} dB")
+        if self.reached:
+            parts.append("reached the target: " + ", ".join(self.reached))
         parts.append(f"{self.seconds:.0f} s")
         if self.state == RUNNING and self.seconds_left is not None:
             parts.append(f"about {self.seconds_left:.0f} s left")
@@ -98,6 +101,8 @@ class Job:
         self.control = StopControl()
         self.state, self.result, self.message = QUEUED, None, ""
         self._step, self._stage, self._psnr, self._preview, self._previews = 0, None, None, None, 0
+        self._reached: list[str] = []
+        self._skipped = 0  # budgeted steps that stages ending at their target will not run
         self._started: float | None = None
         self._ended: float | None = None
         self._version = 0
@@ -142,6 +147,9 @@ class Job:
         with self._cond:
             self._step += 1
             self._stage, self._psnr = info.stage, info.psnr
+            if info.target_reached:
+                self._reached.append(f"{info.stage} at step {info.step}/{info.steps}")
+                self._skipped += info.steps - info.step
             if preview is not None:
                 self._preview, self._previews = preview, self._previews + 1
             self._bump()
@@ -162,9 +170,10 @@ class Job:
         seconds = now - self._started if self._started is not None else 0.0
         left = None
         if self.state == RUNNING and self._step and self.total:
-            left = seconds / self._step * max(self.total - self._step, 0)
+            left = seconds / self._step * max(self.total - self._skipped - self._step, 0)
         return Snapshot(self.state, self._queue.position(self), self._stage, self._step, self.total, self._psnr,
-                        seconds, left, self._preview, self._previews, self.message, self._version)
+                        seconds, left, self._preview, self._previews, self.message, self._version,
+                        tuple(self._reached))
 
 
 class JobQueue:
