@@ -445,9 +445,8 @@ def _run_w_plus(generator, stage: WPlusStage, resolve, ws, noise, perceptual, re
         optimizer.step()
         if goal is not None:
             goal.restore([ws])
-        if report(_step_info(stage, step, loss, terms, image, reference, report_mask, began, goal)):
-            break
-        if goal is not None and goal.done:
+        info = _step_info(stage, step, loss, terms, image, reference, report_mask, began, goal)
+        if report(info) or goal and goal.done:
             break
     return ws.detach()
 
@@ -513,9 +512,8 @@ def _run_noise(generator, stage: NoiseStage, resolve, ws, noise, report, goal) -
         optimizer.step()
         if goal is not None:
             goal.restore(maps)
-        if report(_step_info(stage, step, loss, terms, image, target, report_mask, began, goal)):
-            break
-        if goal is not None and goal.done:
+        info = _step_info(stage, step, loss, terms, image, target, report_mask, began, goal)
+        if report(info) or goal and goal.done:
             break
     return [m.detach() for m in maps]
 

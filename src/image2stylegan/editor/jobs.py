@@ -101,8 +101,7 @@ class Job:
         self.control = StopControl()
         self.state, self.result, self.message = QUEUED, None, ""
         self._step, self._stage, self._psnr, self._preview, self._previews = 0, None, None, None, 0
-        self._reached: list[str] = []
-        self._skipped = 0  # budgeted steps that stages ending at their target will not run
+        self._reached: list[tuple[str, int, int]] = []  # (stage, step, steps) of each stage that ended at its target
         self._started: float | None = None
         self._ended: float | None = None
         self._version = 0
@@ -148,8 +147,7 @@ class Job:
             self._step += 1
             self._stage, self._psnr = info.stage, info.psnr
             if info.target_reached:
-                self._reached.append(f"{info.stage} at step {info.step}/{info.steps}")
-                self._skipped += info.steps - info.step
+                self._reached.append((info.stage, info.step, info.steps))
             if preview is not None:
                 self._preview, self._previews = preview, self._previews + 1
             self._bump()
@@ -170,10 +168,11 @@ class Job:
         seconds = now - self._started if self._started is not None else 0.0
         left = None
         if self.state == RUNNING and self._step and self.total:
-            left = seconds / self._step * max(self.total - self._skipped - self._step, 0)
+            skipped = sum(steps - step for _, step, steps in self._reached)  # budgeted steps that will not run
+            left = seconds / self._step * max(self.total - skipped - self._step, 0)
         return Snapshot(self.state, self._queue.position(self), self._stage, self._step, self.total, self._psnr,
                         seconds, left, self._preview, self._previews, self.message, self._version,
-                        tuple(self._reached))
+                        tuple(f"{stage} at step {step}/{steps}" for stage, step, steps in self._reached))
 
 
 class JobQueue:
