@@ -97,7 +97,7 @@ def test_the_noise_stage_embedding_a_photo_gets_the_tuned_rates_and_an_edits_kee
     # for FAST.embed_noise_hold_max_steps at most (a long run would lose what it reached at the full rate).
     assert [(n.steps, n.warmup_steps, n.hold_steps) for n in embedding_noise] == [(200, 10, 114)] * 3
     long = reconstruction_recipe(photo, ReconstructionSettings(noise_steps=1000)).stages[1]
-    assert (long.warmup_steps, long.hold_steps) == (10, FAST.embed_noise_hold_max_steps) and long.decay
+    assert (long.warmup_steps, long.hold_steps) == (30, FAST.embed_noise_hold_max_steps) and long.decay
     # An edit's own noise stages, the paper schedule and one rate for every map keep NoiseStage's rates.
     own = tuple(NoiseStage.__dataclass_fields__[k].default for k in ("reference_strength", "fine_rate"))
     kept = [crossover_recipe(photo, photo, mask, CrossoverSettings()).stages[-1],

@@ -169,3 +169,13 @@ def test_a_warm_noise_stage_started_from_an_edited_embedding_never_loses_psnr(ti
     assert min(cold[1:21]) < cold[0] - 0.3  # the dip the warm-up removes (0.77 dB when written)
     assert min(warm[1:21]) > warm[0]  # 0.52 dB above the start at its lowest when written
     assert warm[-1] > warm[0] + 1.0
+
+
+def test_the_noise_warm_up_grows_with_long_stages_and_keeps_the_presets_ten_steps():
+    # Ten steps for the presets' noise stages (at most a quarter of a short stage); 3 % of a long stage, whose start
+    # after a long W+ stage is close enough to its optimum that ten steps lost PSNR (docs/algorithm.md#schedules).
+    from image2stylegan.apps.settings import noise_schedule
+
+    warmups = {steps: noise_schedule("fast", steps)["warmup_steps"] for steps in (1, 4, 20, 40, 100, 200, 1000, 3000)}
+    assert warmups == {1: 0, 4: 1, 20: 5, 40: 10, 100: 10, 200: 10, 1000: 30, 3000: 90}
+    assert noise_schedule("paper", 1000) == {"decay": False}
