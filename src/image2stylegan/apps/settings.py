@@ -41,10 +41,11 @@ class FastSchedule:
     ``noise_warmup_fraction`` of its steps when that is more (at most a quarter of its steps), before its cosine:
     Adam's first steps move every element by about the full rate whatever the gradient, which made a stage that
     starts near its optimum lose PSNR for ~20 steps. The fraction is for long runs: after a 1000-step W+ stage,
-    ten warm-up steps still lost 1.3-3.9 dB in the first noise steps on every benchmark face, thirty lost none. The noise stage
-    that embeds a photo (after the W+ stage above) scales its maps' rates to ``embed_noise_reference_strength``
-    instead of :class:`~image2stylegan.recipe.NoiseStage`'s 0.05 and moves the two finest blocks' maps
-    ``embed_noise_fine_rate`` times faster (:func:`~image2stylegan.recipe.noise_map_rates`): 0.7-1.3 dB more after
+    ten warm-up steps still lost 1.3-3.9 dB in the first noise steps on every benchmark face, and thirty lost
+    none on the faces it was measured on (docs/algorithm.md#schedules). The noise stage that embeds a photo
+    (after the W+ stage above) scales its maps' rates to ``embed_noise_reference_strength`` instead of
+    :class:`~image2stylegan.recipe.NoiseStage`'s 0.05 and moves the two finest blocks' maps ``embed_noise_fine_rate``
+    times faster (:func:`~image2stylegan.recipe.noise_map_rates`): 0.7-1.3 dB more after
     60 steps on every benchmark face; and like the W+ stage it holds the full rate, for
     ``embed_noise_hold_fraction`` of its steps after the warm-up but at most ``embed_noise_hold_max_steps``, before
     its cosine (:func:`embedding_noise_stage`). The cap is for long runs: held for hundreds of steps, the full rate
