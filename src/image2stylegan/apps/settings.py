@@ -206,7 +206,7 @@ def _hold_steps(fraction: float, steps: int, warmup: int) -> int:
 
 def noise_schedule(schedule: str, steps: int) -> dict[str, Any]:
     """The schedule fields of a noise stage: the cosine decay we always used plus a warm-up ('fast'; 10 steps up to
-    about 350 steps, 3 % of them beyond, a quarter of them at most), or the paper's constant rate."""
+    350 steps, 3 % of them beyond, a quarter of them at most), or the paper's constant rate."""
     if schedule == "paper":
         return {"decay": False}
     warmup = max(FAST.noise_warmup_steps, round(FAST.noise_warmup_fraction * steps))
