@@ -42,7 +42,7 @@ class FastSchedule:
     Adam's first steps move every element by about the full rate whatever the gradient, which made a stage that
     starts near its optimum lose PSNR for ~20 steps. The fraction is for long runs: after a 1000-step W+ stage,
     ten warm-up steps still lost 1.3-3.9 dB in the first noise steps on every benchmark face, and thirty lost
-    none on the faces it was measured on (docs/algorithm.md#schedules). The noise stage that embeds a photo
+    0.3 dB at most (seed 1; none on the other four; docs/algorithm.md#schedules). The noise stage that embeds a photo
     (after the W+ stage above) scales its maps' rates to ``embed_noise_reference_strength`` instead of
     :class:`~image2stylegan.recipe.NoiseStage`'s 0.05 and moves the two finest blocks' maps ``embed_noise_fine_rate``
     times faster (:func:`~image2stylegan.recipe.noise_map_rates`): 0.7-1.3 dB more after
