@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from image2stylegan.apps.settings import FAST, noise_schedule, w_schedule
 from image2stylegan.embed import Embedding, embed, initial_noise
 from image2stylegan.recipe import GoodEnough, NoiseStage, Recipe, WPlusStage, image_term, lr_factor
 
@@ -33,8 +34,6 @@ def test_a_hold_keeps_the_full_rate_between_warm_up_and_cosine():
 
 
 def test_fast_embedding_schedule_holds_then_decays():
-    from image2stylegan.apps.settings import FAST, w_schedule
-
     def embed_schedule(steps):
         return w_schedule("fast", steps, warmup_fraction=FAST.embed_warmup_fraction,
                           hold_fraction=FAST.embed_hold_fraction)
@@ -174,8 +173,6 @@ def test_a_warm_noise_stage_started_from_an_edited_embedding_never_loses_psnr(ti
 def test_the_noise_warm_up_grows_with_long_stages_and_keeps_the_presets_ten_steps():
     # Ten steps for the presets' noise stages (at most a quarter of a short stage); 3 % of a long stage, whose start
     # after a long W+ stage is close enough to its optimum that ten steps lost PSNR (docs/algorithm.md#schedules).
-    from image2stylegan.apps.settings import noise_schedule
-
     warmups = {steps: noise_schedule("fast", steps)["warmup_steps"] for steps in (1, 4, 20, 40, 100, 200, 1000, 3000)}
     assert warmups == {1: 0, 4: 1, 20: 5, 40: 10, 100: 10, 200: 10, 1000: 30, 3000: 90}
     assert noise_schedule("paper", 1000) == {"decay": False}
